@@ -1,0 +1,58 @@
+# One entry point for people and CI. Every target sets up what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+LOCAL_PORT ?= 4566
+STACK_NAME ?= mlaas-local
+FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
+
+.PHONY: help setup demo local test unit integration lint format types template check bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv with every pinned dependency
+
+demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary
+	$(BIN)/python -m scripts.demo
+
+local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOCAL_PORT) and keep it running
+	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --template template.yaml --stack-name $(STACK_NAME)
+
+test: $(STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
+	$(BIN)/pytest -q -n 2 --dist loadgroup
+
+unit: $(STAMP) ## fast tests only (no emulator)
+	$(BIN)/pytest -q tests/unit tests/template
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+types: $(STAMP) ## mypy, strict (each function folder separately: they all define module `app`)
+	$(BIN)/mypy layers/shared/controlplane localcloud scripts
+	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=layers/shared $(BIN)/mypy $$d/app.py || exit 1; done
+
+template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker needed)
+	$(BIN)/sam validate --lint --template template.yaml
+	$(BIN)/cfn-lint template.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel > build-sam.log 2>&1 || (cat build-sam.log; exit 1)
+	@echo "sam build succeeded (.aws-sam/build)"
+
+check: lint types test ## everything CI runs: lint, types, template validation and build, all tests
+
+clean: ## remove build output and local emulator state
+	rm -rf .aws-sam build .localcloud .pytest_cache .mypy_cache .ruff_cache build-sam.log

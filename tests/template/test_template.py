@@ -1,0 +1,120 @@
+"""Security posture and wiring of template.yaml that the linters do not judge."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def test_buckets_are_encrypted_private_versioned_and_tls_only(resources: dict[str, Any]) -> None:
+    buckets = _of_type(resources, "AWS::S3::Bucket")
+    assert buckets
+    policies = {p["Properties"]["Bucket"]["Ref"]: p for p in _of_type(resources, "AWS::S3::BucketPolicy").values()}
+    for name, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], name
+        assert all(props["PublicAccessBlockConfiguration"].values()), name
+        assert props["VersioningConfiguration"]["Status"] == "Enabled", name
+        assert bucket.get("DeletionPolicy") == "Retain", f"{name}: tenant data must survive stack deletion"
+        statements = policies[name]["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in statements
+        ), f"{name} accepts plain HTTP"
+
+
+def test_tables_have_point_in_time_recovery_and_encryption(resources: dict[str, Any]) -> None:
+    tables = _of_type(resources, "AWS::DynamoDB::Table")
+    assert {"TenantsTable", "JobsTable", "TiersTable", "SlotLeasesTable"} <= set(tables)
+    for name, table in tables.items():
+        props = table["Properties"]
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+        assert props["SSESpecification"]["SSEEnabled"] is True, name
+
+
+def test_queues_are_encrypted_and_tier_queues_have_dead_letter_queues(resources: dict[str, Any]) -> None:
+    queues = _of_type(resources, "AWS::SQS::Queue")
+    for name, queue in queues.items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
+    for tier in ("Basic", "Standard", "Premium"):
+        redrive = queues[f"{tier}Queue"]["Properties"]["RedrivePolicy"]
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{tier}DeadLetterQueue", "Arn"]}
+
+
+def test_one_upload_rule_for_all_tenants_with_retries_and_a_dead_letter_queue(state_machine: dict[str, Any]) -> None:
+    rules = [e for e in state_machine["Properties"]["Events"].values() if e["Type"] == "EventBridgeRule"]
+    assert len(rules) == 1
+    props = rules[0]["Properties"]
+    assert props["Pattern"]["detail"]["object"]["key"] == [{"prefix": "tenants/"}]
+    assert props["Pattern"]["detail-type"] == ["Object Created"]
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert "Arn" in props["DeadLetterConfig"]
+
+
+def test_tier_defaults_cover_every_tier_setting(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    defaults = template["Mappings"]["TierDefaults"]
+    assert set(defaults) == {"basic", "standard", "premium"}
+    assert [defaults[t]["ConcurrencyLimit"] for t in ("basic", "standard", "premium")] == [2, 4, 8]
+    seeded = resources["TierSettings"]["Properties"]["Tiers"]
+    for tier, values in defaults.items():
+        assert set(values) <= set(seeded[tier]), f"{tier}: a default is not seeded"
+
+
+def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in resource["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+        elif isinstance(policy, dict) and "PolicyDocument" in policy:
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+# Actions that AWS only grants on "*" (they have no resource-level permissions).
+WILDCARD_RESOURCE_ALLOWED = re.compile(r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
+                                       r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
+                                       r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage)")
+
+
+def test_iam_is_least_privilege(resources: dict[str, Any]) -> None:
+    checked = 0
+    for name, resource in resources.items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine", "AWS::IAM::Role"):
+            continue
+        for statement in _statements(resource):
+            checked += 1
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all(not a.endswith(":*") and a != "*" for a in actions), f"{name}: wildcard action {actions}"
+            if statement.get("Resource") == "*":
+                assert all(WILDCARD_RESOURCE_ALLOWED.match(a) for a in actions), f"{name}: {actions} on '*'"
+    assert checked > 10
+
+
+def test_functions_share_the_layer_and_have_their_code(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    assert template["Globals"]["Function"]["Layers"] == [{"Ref": "SharedLayer"}]
+    for name, function in _of_type(resources, "AWS::Serverless::Function").items():
+        code = ROOT / function["Properties"]["CodeUri"]
+        assert (code / "app.py").is_file(), f"{name}: {code}/app.py is missing"
+
+
+def test_layer_pins_match_the_development_pins() -> None:
+    def pins(path: Path) -> dict[str, str]:
+        found = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                name, _, version = line.partition("==")
+                assert version, f"{path}: {line!r} is not pinned"
+                found[re.sub(r"\[.*\]", "", name).lower().replace("_", "-")] = version
+        return found
+
+    layer = pins(ROOT / "layers/shared/requirements.txt")
+    dev = pins(ROOT / "requirements/dev.txt")
+    for name, version in layer.items():
+        assert dev.get(name) == version, f"{name}: layer pins {version}, development pins {dev.get(name)}"
