@@ -73,17 +73,21 @@ def main() -> int:
     args = parser.parse_args()
 
     print("Starting the local emulator (moto server on loopback) and deploying template.yaml ...")
-    with LocalCloud(port=0, pipeline_seconds=args.pipeline_seconds) as cloud:
+    with LocalCloud(port=0, pipeline_delay_seconds=args.pipeline_seconds) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-demo")
         outputs = stack.outputs
-        print(f"  stack deployed: {len(stack.resources)} resources; uploads bucket {outputs['UploadsBucketName']}")
-        print("  NOTE: the SageMaker pipeline runner is SIMULATED: each execution finishes after "
-              f"{args.pipeline_seconds:.1f}s and emits the real status-change event.\n")
+        print(
+            f"  stack deployed: {len(stack.resource_types)} resources; "
+            f"uploads bucket {outputs['UploadsBucketName']}"
+        )
+        print(
+            "  NOTE: the SageMaker pipeline runner is SIMULATED: each execution finishes after "
+            f"{args.pipeline_seconds:.1f}s and emits the real status-change event.\n"
+        )
 
-        session = cloud.session()
-        dynamodb, s3 = session.client("dynamodb"), session.client("s3")
+        dynamodb, s3 = cloud.client("dynamodb"), cloud.client("s3")
         for tenant in SAMPLE_TENANTS:
-            record = onboard(session, outputs, tenant)
+            record = onboard(cloud, outputs, tenant)
             print(f"  onboarded {tenant.tenant_id:<16} tier={tenant.tier:<9} role={record['roleArn']}")
         limits = {
             t.tier: int(
@@ -106,7 +110,8 @@ def main() -> int:
         jobs_by_tenant: dict[str, list[dict[str, Any]]] = {}
         while True:
             jobs_by_tenant = {
-                t.tenant_id: tenant_jobs(dynamodb, outputs["JobsTableName"], t.tenant_id) for t in SAMPLE_TENANTS
+                t.tenant_id: tenant_jobs(dynamodb, outputs["JobsTableName"], t.tenant_id)
+                for t in SAMPLE_TENANTS
             }
             elapsed = time.monotonic() - started
             table = _progress_table(jobs_by_tenant, elapsed)
@@ -122,7 +127,7 @@ def main() -> int:
             time.sleep(0.5)
 
         executions = len(
-            session.client("sagemaker").list_pipeline_executions(
+            cloud.client("sagemaker").list_pipeline_executions(
                 PipelineName=outputs["TrainingPipelineName"], MaxResults=100
             )["PipelineExecutionSummaries"]
         )

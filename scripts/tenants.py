@@ -46,9 +46,12 @@ def tenant_role_policy(tenant_id: str, uploads_bucket: str, artifacts_bucket: st
     }
 
 
-def onboard(session: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict[str, Any]:
-    """Create the tenant's role, model package group and record; returns the record."""
-    iam, sagemaker, dynamodb = session.client("iam"), session.client("sagemaker"), session.client("dynamodb")
+def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict[str, Any]:
+    """Create the tenant's role, model package group and record; returns the record.
+
+    `clients` is anything with `client(service)`: a boto3 Session, or the local emulator.
+    """
+    iam, sagemaker, dynamodb = clients.client("iam"), clients.client("sagemaker"), clients.client("dynamodb")
     role_name = f"mlaas-tenant-{tenant.tenant_id}"
     role = iam.create_role(
         RoleName=role_name,
@@ -102,4 +105,9 @@ def onboard(session: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
     dynamodb.put_item(
         TableName=outputs["TenantsTableName"], Item=item, ConditionExpression="attribute_not_exists(tenantId)"
     )
-    return {"tenantId": tenant.tenant_id, "tier": tenant.tier, "roleArn": role["Arn"], "modelPackageGroupName": group}
+    return {
+        "tenantId": tenant.tenant_id,
+        "tier": tenant.tier,
+        "roleArn": role["Arn"],
+        "modelPackageGroupName": group,
+    }

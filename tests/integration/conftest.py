@@ -29,21 +29,24 @@ _counter = itertools.count()
 class Deployed:
     cloud: Any
     stack: Any
-    session: Any
 
     @property
     def outputs(self) -> dict[str, str]:
         return dict(self.stack.outputs)
 
     def client(self, service: str) -> Any:
-        return self.session.client(service)
+        return self.cloud.client(service)
 
 
-@pytest.fixture(scope="session")
-def deployed() -> Iterator[Deployed]:
-    with LocalCloud(port=0, pipeline_seconds=1.0, schedule_interval_seconds=3600) as cloud:
+@pytest.fixture(scope="package")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    state_dir = tmp_path_factory.mktemp("localcloud")
+    # The schedule safety net is slowed down so that tests see event-driven admission only.
+    with LocalCloud(
+        port=0, state_dir=state_dir, pipeline_delay_seconds=1.0, schedule_interval_seconds=3600
+    ) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-it")
-        yield Deployed(cloud, stack, cloud.session())
+        yield Deployed(cloud, stack)
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def new_tenant(deployed: Deployed) -> Callable[..., SampleTenant]:
             feature_columns=overrides.pop("feature_columns", ("f1", "f2", "f3")),
             **overrides,
         )
-        onboard(deployed.session, deployed.outputs, tenant)
+        onboard(deployed.cloud, deployed.outputs, tenant)
         return tenant
 
     return make
@@ -64,7 +67,9 @@ def new_tenant(deployed: Deployed) -> Callable[..., SampleTenant]:
 
 def upload(deployed: Deployed, tenant_id: str, name: str, body: bytes) -> dict[str, Any]:
     key = f"tenants/{tenant_id}/uploads/{name}"
-    response = deployed.client("s3").put_object(Bucket=deployed.outputs["UploadsBucketName"], Key=key, Body=body)
+    response = deployed.client("s3").put_object(
+        Bucket=deployed.outputs["UploadsBucketName"], Key=key, Body=body
+    )
     return {"key": key, "versionId": response["VersionId"]}
 
 
@@ -104,7 +109,9 @@ def pipeline_executions_for(deployed: Deployed, tenant_id: str) -> list[dict[str
 
 
 def tier_item(deployed: Deployed, tier: str) -> dict[str, Any]:
-    item = deployed.client("dynamodb").get_item(TableName=deployed.outputs["TiersTableName"], Key={"tier": {"S": tier}})
+    item = deployed.client("dynamodb").get_item(
+        TableName=deployed.outputs["TiersTableName"], Key={"tier": {"S": tier}}
+    )
     return dict(item["Item"])
 
 

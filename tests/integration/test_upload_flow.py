@@ -6,6 +6,7 @@ Only the SageMaker pipeline runner is simulated (moto cannot run pipelines).
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,8 +57,13 @@ def test_an_upload_becomes_a_tagged_tracked_build_of_the_tenants_model(
     assert params["ModelPackageGroupName"] == f"{tenant.tenant_id}-models"
     assert params["TargetColumn"] == tenant.target_column
     artifacts = deployed.outputs["ArtifactsBucketName"]
-    assert params["TrainingDataUri"] == f"s3://{artifacts}/tenants/{tenant.tenant_id}/jobs/{job['jobId']}/input/dataset.csv"
-    assert params["ModelOutputUri"].startswith(f"s3://{artifacts}/tenants/{tenant.tenant_id}/jobs/{job['jobId']}/")
+    assert (
+        params["TrainingDataUri"]
+        == f"s3://{artifacts}/tenants/{tenant.tenant_id}/jobs/{job['jobId']}/input/dataset.csv"
+    )
+    assert params["ModelOutputUri"].startswith(
+        f"s3://{artifacts}/tenants/{tenant.tenant_id}/jobs/{job['jobId']}/"
+    )
 
     # The pipeline trains on an immutable copy of exactly the validated version.
     copy = deployed.client("s3").get_object(
@@ -67,7 +73,9 @@ def test_an_upload_becomes_a_tagged_tracked_build_of_the_tenants_model(
     assert lease_count(deployed, tier) == 0
 
 
-def test_a_later_overwrite_cannot_change_what_an_earlier_job_trains_on(deployed: Deployed, new_tenant: Any) -> None:
+def test_a_later_overwrite_cannot_change_what_an_earlier_job_trains_on(
+    deployed: Deployed, new_tenant: Any
+) -> None:
     tenant = new_tenant("standard")
     first, second = valid_csv(tenant, seed=11), valid_csv(tenant, seed=12)
     upload(deployed, tenant.tenant_id, "same-name.csv", first)
@@ -104,8 +112,9 @@ def test_the_same_event_delivered_three_times_makes_one_job_and_one_pipeline_exe
     # EventBridge and S3 deliver at least once: replay the identical event, concurrently.
     def redeliver(n: int) -> str:
         name = f"redelivery-{n}-{job['jobId'][-8:]}"
-        arn = sfn.start_execution(stateMachineArn=deployed.outputs["TrainingJobStateMachineArn"], name=name,
-                                  input=json.dumps(event))["executionArn"]
+        arn = sfn.start_execution(
+            stateMachineArn=deployed.outputs["TrainingJobStateMachineArn"], name=name, input=json.dumps(event)
+        )["executionArn"]
         return str(arn)
 
     with ThreadPoolExecutor(3) as pool:
@@ -123,8 +132,6 @@ def test_the_same_event_delivered_three_times_makes_one_job_and_one_pipeline_exe
 
 
 def _wait_execution(deployed: Deployed, arn: str, timeout: float = 60.0) -> str:
-    import time
-
     sfn = deployed.client("stepfunctions")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,9 +190,13 @@ def test_a_pipeline_failure_fails_the_job_with_its_reason_and_releases_the_slot(
     assert tier_item(deployed, "premium")["running"]["N"] == "0"
 
 
-def test_a_stopped_pipeline_ends_the_job_stopped_and_releases_the_slot(deployed: Deployed, new_tenant: Any) -> None:
+def test_a_stopped_pipeline_ends_the_job_stopped_and_releases_the_slot(
+    deployed: Deployed, new_tenant: Any
+) -> None:
     tenant = new_tenant("standard")
-    deployed.cloud.pipeline_runner.set_outcome(tenant_id=tenant.tenant_id, status="Stopped", reason="stopped by operator")
+    deployed.cloud.pipeline_runner.set_outcome(
+        tenant_id=tenant.tenant_id, status="Stopped", reason="stopped by operator"
+    )
     upload(deployed, tenant.tenant_id, "stopped.csv", valid_csv(tenant))
 
     (job,) = wait_for_jobs(deployed, tenant.tenant_id, 1)
@@ -206,7 +217,8 @@ def test_a_job_that_waits_longer_than_its_tier_allows_expires_and_never_starts(
         set_tier(deployed, "premium", **before)
 
     assert job["status"] == "EXPIRED"
-    assert "premium" in job["reasons"][0] and "2 seconds" in job["reasons"][0]
+    assert "premium" in job["reasons"][0]
+    assert "2 seconds" in job["reasons"][0]
     assert not job.get("admittedAt")
     assert pipeline_executions_for(deployed, tenant.tenant_id) == []
     assert lease_count(deployed, "premium") == 0

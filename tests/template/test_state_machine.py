@@ -87,7 +87,9 @@ def test_token_waits_are_bounded(asl: dict[str, Any]) -> None:
 
 def test_pipeline_start_is_idempotent_on_the_job_id(asl: dict[str, Any]) -> None:
     (start,) = [
-        s for s in asl["States"].values() if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
+        s
+        for s in asl["States"].values()
+        if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
     ]
     assert start["Parameters"]["ClientRequestToken.$"] == "$.registration.job.jobId"
 
@@ -96,7 +98,9 @@ def test_pipeline_parameters_match_the_pipeline_definition(
     asl: dict[str, Any], resources: dict[str, Any]
 ) -> None:
     (start,) = [
-        s for s in asl["States"].values() if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
+        s
+        for s in asl["States"].values()
+        if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
     ]
     passed = [p["Name"] for p in start["Parameters"]["PipelineParameters"]]
     assert len(passed) == len(set(passed)), "a parameter is passed twice"
@@ -109,7 +113,9 @@ def test_pipeline_parameters_match_the_pipeline_definition(
 
 def test_cost_allocation_identity_reaches_the_pipeline(asl: dict[str, Any]) -> None:
     (start,) = [
-        s for s in asl["States"].values() if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
+        s
+        for s in asl["States"].values()
+        if s.get("Resource", "").endswith("sagemaker:startPipelineExecution")
     ]
     passed = {p["Name"] for p in start["Parameters"]["PipelineParameters"]}
     assert {"TenantId", "Tier", "JobId", "TenantRoleArn", "ModelPackageGroupName"} <= passed

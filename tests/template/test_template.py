@@ -16,7 +16,9 @@ def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 def test_buckets_are_encrypted_private_versioned_and_tls_only(resources: dict[str, Any]) -> None:
     buckets = _of_type(resources, "AWS::S3::Bucket")
     assert buckets
-    policies = {p["Properties"]["Bucket"]["Ref"]: p for p in _of_type(resources, "AWS::S3::BucketPolicy").values()}
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p for p in _of_type(resources, "AWS::S3::BucketPolicy").values()
+    }
     for name, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], name
@@ -25,7 +27,8 @@ def test_buckets_are_encrypted_private_versioned_and_tls_only(resources: dict[st
         assert bucket.get("DeletionPolicy") == "Retain", f"{name}: tenant data must survive stack deletion"
         statements = policies[name]["Properties"]["PolicyDocument"]["Statement"]
         assert any(
-            s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in statements
+            s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+            for s in statements
         ), f"{name} accepts plain HTTP"
 
 
@@ -47,7 +50,9 @@ def test_queues_are_encrypted_and_tier_queues_have_dead_letter_queues(resources:
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{tier}DeadLetterQueue", "Arn"]}
 
 
-def test_one_upload_rule_for_all_tenants_with_retries_and_a_dead_letter_queue(state_machine: dict[str, Any]) -> None:
+def test_one_upload_rule_for_all_tenants_with_retries_and_a_dead_letter_queue(
+    state_machine: dict[str, Any],
+) -> None:
     rules = [e for e in state_machine["Properties"]["Events"].values() if e["Type"] == "EventBridgeRule"]
     assert len(rules) == 1
     props = rules[0]["Properties"]
@@ -77,26 +82,38 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # Actions that AWS only grants on "*" (they have no resource-level permissions).
-WILDCARD_RESOURCE_ALLOWED = re.compile(r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
-                                       r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
-                                       r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage)")
+WILDCARD_RESOURCE_ALLOWED = re.compile(
+    r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
+    r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
+    r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage|"
+    # The task token is the capability; these accept only "*".
+    r"states:SendTask(Success|Failure|Heartbeat)$)"
+)
 
 
 def test_iam_is_least_privilege(resources: dict[str, Any]) -> None:
     checked = 0
     for name, resource in resources.items():
-        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine", "AWS::IAM::Role"):
+        if resource["Type"] not in (
+            "AWS::Serverless::Function",
+            "AWS::Serverless::StateMachine",
+            "AWS::IAM::Role",
+        ):
             continue
         for statement in _statements(resource):
             checked += 1
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert all(not a.endswith(":*") and a != "*" for a in actions), f"{name}: wildcard action {actions}"
+            assert all(not a.endswith(":*") and a != "*" for a in actions), (
+                f"{name}: wildcard action {actions}"
+            )
             if statement.get("Resource") == "*":
                 assert all(WILDCARD_RESOURCE_ALLOWED.match(a) for a in actions), f"{name}: {actions} on '*'"
     assert checked > 10
 
 
-def test_functions_share_the_layer_and_have_their_code(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_functions_share_the_layer_and_have_their_code(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
     assert template["Globals"]["Function"]["Layers"] == [{"Ref": "SharedLayer"}]
     for name, function in _of_type(resources, "AWS::Serverless::Function").items():
         code = ROOT / function["Properties"]["CodeUri"]
@@ -106,8 +123,8 @@ def test_functions_share_the_layer_and_have_their_code(template: dict[str, Any],
 def test_layer_pins_match_the_development_pins() -> None:
     def pins(path: Path) -> dict[str, str]:
         found = {}
-        for line in path.read_text().splitlines():
-            line = line.split("#")[0].strip()
+        for raw in path.read_text().splitlines():
+            line = raw.split("#")[0].strip()
             if line:
                 name, _, version = line.partition("==")
                 assert version, f"{path}: {line!r} is not pinned"

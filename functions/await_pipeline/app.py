@@ -1,0 +1,47 @@
+"""await_pipeline: mark the job RUNNING and park the pipeline task token (no polling).
+
+In: {taskToken, jobId, tenantId, pipelineExecutionArn}. If pipeline_events already stored the outcome,
+the execution is resumed at once; otherwise pipeline_events resumes it when the pipeline finishes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.access import jobs
+from controlplane.domain.models import utc_now
+from controlplane.observability import bind_job, instrumented, logger
+from controlplane.services.rendezvous import resume_if_ready
+from controlplane.settings import get_settings
+
+settings = get_settings()
+
+
+class AwaitPipelineRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    task_token: str = Field(alias="taskToken", min_length=1)
+    job_id: str = Field(alias="jobId", pattern=r"^job-[0-9a-f]{32}$")
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    pipeline_execution_arn: str = Field(alias="pipelineExecutionArn", pattern=r"^arn:[a-z-]+:sagemaker:")
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = AwaitPipelineRequest.model_validate(event)
+    bind_job(tenant_id=request.tenant_id, job_id=request.job_id)
+    # One atomic UpdateItem stores the token and returns the whole item: if the outcome is already there,
+    # this side resumes; if not, the outcome's writer will see the token (exactly one of us claims).
+    item = jobs.mark_running(
+        request.job_id,
+        task_token=request.task_token,
+        pipeline_execution_arn=request.pipeline_execution_arn,
+        now=utc_now(),
+    )
+    bind_job(tier=item.get("tier"))
+    resumed = resume_if_ready(item, claimant=f"await_pipeline:{context.aws_request_id}")
+    logger.info("Waiting for the pipeline" if not resumed else "Pipeline had already finished; resumed")
+    return {"jobId": request.job_id, "status": item.get("status"), "resumed": resumed}

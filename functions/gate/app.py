@@ -1,0 +1,132 @@
+"""gate: admit queued jobs into free slots of their tier.
+
+Invoked three ways (docs/contracts.md):
+- SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn}: store each token on
+  its job (the job enters the tier's waiting room), then admit for the tiers seen. Partial batch failures.
+- {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit for that tier.
+- {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, then admit.
+
+No idempotency layer is needed: every effect is a conditional write (token store, take, release), so a
+redelivered message or a concurrent invocation changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, Json, TypeAdapter
+
+from controlplane.access import jobs
+from controlplane.domain.models import Tier, utc_now
+from controlplane.observability import bind_job, count, instrumented, logger, unbind_job
+from controlplane.services import admission
+from controlplane.settings import get_settings
+
+settings = get_settings()
+
+
+class QueueMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    task_token: str = Field(alias="taskToken", min_length=1)
+    job_id: str = Field(alias="jobId", pattern=r"^job-[0-9a-f]{32}$")
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    tier: Tier
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+
+
+class QueueRecord(SqsRecordModel):  # type: ignore[misc]
+    body: Json[QueueMessage]  # type: ignore[assignment]
+
+
+class SlotReleased(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    trigger: Literal["slot-released"]
+    tier: Tier
+    job_id: str = Field(alias="jobId")
+
+
+class Schedule(BaseModel):
+    trigger: Literal["schedule"]
+
+
+Trigger: TypeAdapter[SlotReleased | Schedule] = TypeAdapter(
+    Annotated[SlotReleased | Schedule, Field(discriminator="trigger")]
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=QueueRecord)
+
+
+def _admit(tier: str) -> dict[str, Any]:
+    report = admission.admit(tier)
+    if report.admitted or report.dead_tokens:
+        logger.info(
+            "Admission run",
+            extra={"tier": tier, "admitted": report.admitted, "deadTokens": report.dead_tokens},
+        )
+    return {
+        "admitted": report.admitted,
+        "deadTokens": report.dead_tokens,
+        "skipped": report.skipped,
+        "stoppedBecause": report.stopped_because,
+    }
+
+
+def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    tiers_with_new_jobs: set[str] = set()
+
+    def store_token(record: QueueRecord) -> None:
+        message: QueueMessage = record.body
+        bind_job(tenant_id=message.tenant_id, job_id=message.job_id, tier=message.tier.value)
+        try:
+            stored, status = jobs.store_queue_token(
+                message.job_id, tier=message.tier.value, task_token=message.task_token, now=utc_now()
+            )
+            if stored is jobs.TokenStored.STORED:
+                tiers_with_new_jobs.add(message.tier.value)
+            elif stored is jobs.TokenStored.WRONG_TIER:
+                # Retrying cannot fix a message on the wrong queue; the wait times out and the job EXPIRES.
+                logger.error("Queue message names another tier than the job", extra={"jobTier": status})
+                count("QueueMessagesMisrouted", tier=message.tier.value)
+            else:
+                logger.info("Job no longer waits for admission; message dropped", extra={"status": status})
+        finally:
+            unbind_job()
+
+    response = process_partial_response(
+        event=event, record_handler=store_token, processor=processor, context=context
+    )
+    for tier in sorted(tiers_with_new_jobs):
+        try:
+            _admit(tier)
+        except Exception:
+            # The tokens are stored: the scheduled sweep admits these jobs within a minute.
+            logger.exception("Admission after enqueue failed", extra={"tier": tier})
+            count("AdmissionErrors", tier=tier)
+    return dict(response)
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Records" in event:
+        return _handle_queue_batch(event, context)
+    trigger = Trigger.validate_python(event)
+    if isinstance(trigger, SlotReleased):
+        logger.append_keys(releasedJobId=trigger.job_id)
+        return {"tiers": {trigger.tier.value: _admit(trigger.tier.value)}}
+
+    results: dict[str, Any] = {}
+    failed: list[str] = []
+    for tier in Tier:
+        try:
+            reclaimed = admission.reclaim(tier.value)
+            results[tier.value] = {"reclaimed": reclaimed, **_admit(tier.value)}
+        except Exception:
+            logger.exception("Sweep of a tier failed", extra={"tier": tier.value})
+            failed.append(tier.value)
+    if failed:
+        raise RuntimeError(f"the sweep failed for tier(s) {', '.join(failed)}; see the log for each error")
+    return {"tiers": results}

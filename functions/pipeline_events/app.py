@@ -1,0 +1,96 @@
+"""pipeline_events: record the shared pipeline's terminal status on the job and resume its execution.
+
+In: EventBridge "SageMaker Model Building Pipeline Execution Status Change". The job id is the
+execution's display name (the state machine starts the pipeline with PipelineExecutionDisplayName = jobId).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.access import jobs, pipelines
+from controlplane.domain.models import format_timestamp, utc_now
+from controlplane.domain.pipeline_outcome import (
+    is_our_pipeline,
+    is_terminal_pipeline_status,
+    outcome_from_status,
+)
+from controlplane.domain.uploads import is_job_id
+from controlplane.observability import bind_job, count, instrumented, logger
+from controlplane.services.rendezvous import resume_if_ready
+from controlplane.settings import get_settings
+
+settings = get_settings()
+
+
+class PipelineExecutionStatusDetail(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    pipeline_arn: str = Field(alias="pipelineArn")
+    pipeline_execution_arn: str = Field(alias="pipelineExecutionArn")
+    pipeline_execution_display_name: str = Field(alias="pipelineExecutionDisplayName")
+    current_pipeline_execution_status: str = Field(alias="currentPipelineExecutionStatus")
+    previous_pipeline_execution_status: str | None = Field(
+        default=None, alias="previousPipelineExecutionStatus"
+    )
+    execution_start_time: str | None = Field(default=None, alias="executionStartTime")
+    execution_end_time: str | None = Field(default=None, alias="executionEndTime")
+    pipeline_execution_description: str | None = Field(default=None, alias="pipelineExecutionDescription")
+
+
+class PipelineExecutionStatusChangeEvent(EventBridgeModel):  # type: ignore[misc]
+    detail: PipelineExecutionStatusDetail  # type: ignore[assignment]
+
+
+def _failure_reason(pipeline_execution_arn: str) -> str | None:
+    try:
+        return pipelines.failure_reason(pipeline_execution_arn)
+    except (ClientError, BotoCoreError) as error:
+        # The outcome matters more than its detail: record FAILED with what we know.
+        logger.exception("Could not read the pipeline's failure reason")
+        return f"(its failure reason could not be read: {error})"
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    change = parse(event=event, model=PipelineExecutionStatusChangeEvent)
+    detail = change.detail
+    status = detail.current_pipeline_execution_status
+    job_id = detail.pipeline_execution_display_name
+    if not is_our_pipeline(detail.pipeline_arn, settings.pipeline_name):
+        logger.info("Ignored: another pipeline", extra={"pipelineArn": detail.pipeline_arn})
+        return {"ignored": "another pipeline"}
+    if not is_terminal_pipeline_status(status):
+        return {"ignored": f"non-terminal status {status}"}
+    if not is_job_id(job_id):
+        logger.warning("Ignored: execution display name is not a job id", extra={"displayName": job_id})
+        return {"ignored": "not a control plane execution"}
+    bind_job(job_id=job_id)
+
+    reason = _failure_reason(detail.pipeline_execution_arn) if status == "Failed" else None
+    outcome = outcome_from_status(
+        status,
+        pipeline_execution_arn=detail.pipeline_execution_arn,
+        at=format_timestamp(change.time),
+        failure_reason=reason,
+    )
+    if outcome is None:  # is_terminal_pipeline_status() said otherwise; kept for the type checker
+        return {"ignored": f"non-terminal status {status}"}
+    item = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
+    if item is None:
+        logger.warning("Ignored: no such job")
+        return {"ignored": "no such job"}
+    bind_job(tenant_id=item.get("tenantId"), tier=item.get("tier"))
+    count(f"Pipelines{outcome.status.value.title()}", tier=item.get("tier"))
+    resumed = resume_if_ready(item, claimant=f"pipeline_events:{context.aws_request_id}")
+    logger.info(
+        "Pipeline outcome recorded",
+        extra={"outcome": outcome.status.value, "reason": outcome.reason, "resumed": resumed},
+    )
+    return {"jobId": job_id, "outcome": outcome.status.value, "resumed": resumed}

@@ -1,0 +1,129 @@
+"""validate_dataset: stream the uploaded version against the tenant's contract; snapshot it when valid.
+
+In:  {"job", "tenant", "plan"} (register_upload's output)
+Out: {"valid": bool, "reasons": [str], "stats": {...}, "trainingDataUri": str|null}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from controlplane.access import jobs, objects
+from controlplane.domain.errors import IsolationError, JobClosedError, ObjectVersionNotFoundError
+from controlplane.domain.models import BuildPlan, CamelModel, JobRef, TenantContract, Tier, utc_now
+from controlplane.domain.registration import model_output_uri, split_s3_uri, training_data_uri
+from controlplane.domain.validation import DatasetRules, ValidationReport, validate_upload
+from controlplane.observability import bind_job, count, instrumented, logger, tracer
+from controlplane.settings import get_settings
+
+settings = get_settings()
+
+
+class TenantSummary(CamelModel):
+    tenant_id: str
+    tier: Tier
+    role_arn: str
+    model_package_group_name: str
+    metric_threshold: float
+    contract: TenantContract
+
+
+class ValidateRequest(CamelModel):
+    job: JobRef
+    tenant: TenantSummary
+    plan: BuildPlan
+
+
+def _check_scope(request: ValidateRequest) -> None:
+    """Tenant isolation: read only the tenant's own upload, write only under the job's own prefix."""
+    job, plan = request.job, request.plan
+    tenant = job.tenant_id
+    if request.tenant.tenant_id != tenant:
+        raise IsolationError(
+            f"job {job.job_id} belongs to tenant {tenant!r}, not {request.tenant.tenant_id!r}"
+        )
+    if job.bucket != settings.uploads_bucket_name or not job.key.startswith(f"tenants/{tenant}/uploads/"):
+        raise IsolationError(f"s3://{job.bucket}/{job.key} is not an upload of tenant {tenant!r}")
+    expected = {
+        "trainingDataUri": training_data_uri(settings.artifacts_bucket_name, tenant, job.job_id),
+        "modelOutputUri": model_output_uri(settings.artifacts_bucket_name, tenant, job.job_id),
+    }
+    actual = {"trainingDataUri": plan.training_data_uri, "modelOutputUri": plan.model_output_uri}
+    for name, uri in expected.items():
+        if actual[name] != uri:
+            raise IsolationError(f"plan.{name} {actual[name]!r} is not the job's own location {uri!r}")
+
+
+@tracer.capture_method(capture_response=False)
+def _validate(request: ValidateRequest) -> ValidationReport:
+    job, plan = request.job, request.plan
+    rules = DatasetRules.from_contract(
+        request.tenant.contract, max_bytes=plan.max_dataset_bytes, tier=plan.tier.value
+    )
+
+    def open_chunks() -> Iterator[bytes]:
+        return objects.iter_version(job.bucket, job.key, job.version_id)
+
+    try:
+        return validate_upload(job.size_bytes, open_chunks, rules)
+    except ObjectVersionNotFoundError:
+        return ValidationReport(
+            False,
+            ("the uploaded object version no longer exists (it was deleted before it could be validated)",),
+            {"rows": 0, "columns": 0, "bytes": 0, "complete": False},
+        )
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = ValidateRequest.model_validate(event)
+    job, plan = request.job, request.plan
+    bind_job(tenant_id=job.tenant_id, job_id=job.job_id, tier=plan.tier.value)
+    _check_scope(request)
+
+    report = _validate(request)
+    reasons = list(report.reasons)
+    if report.valid:
+        bucket, key = split_s3_uri(plan.training_data_uri)
+        objects.copy_version(
+            source_bucket=job.bucket,
+            source_key=job.key,
+            version_id=job.version_id,
+            bucket=bucket,
+            key=key,
+            metadata={"tenant-id": job.tenant_id, "job-id": job.job_id, "source-version-id": job.version_id},
+        )
+    try:
+        jobs.record_validation(
+            job.job_id,
+            valid=report.valid,
+            reasons=reasons,
+            stats=report.stats,
+            training_data_uri=plan.training_data_uri if report.valid else None,
+            model_output_uri=plan.model_output_uri if report.valid else None,
+            now=utc_now(),
+        )
+    except JobClosedError as closed:
+        # Cancelled (through the API) while validating: stop here, as for a rejection.
+        logger.info("Job closed during validation", extra={"status": closed.status})
+        return {
+            "valid": False,
+            "reasons": [f"the job is already {closed.status}"],
+            "stats": report.stats,
+            "trainingDataUri": None,
+        }
+
+    count("DatasetsValidated" if report.valid else "DatasetsRejected", tier=plan.tier.value)
+    logger.info(
+        "Dataset validated",
+        extra={"valid": report.valid, "reasons": reasons, "rows": report.stats.get("rows")},
+    )
+    return {
+        "valid": report.valid,
+        "reasons": reasons,
+        "stats": report.stats,
+        "trainingDataUri": plan.training_data_uri if report.valid else None,
+    }

@@ -1,0 +1,336 @@
+"""The Jobs table.
+
+Access patterns (key conditions as in template.yaml):
+- get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
+- a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
+
+Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
+``timeline``; a terminal status is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final, NoReturn
+
+from botocore.exceptions import ClientError
+
+from controlplane.access import dynamo
+from controlplane.access.clients import client
+from controlplane.domain.errors import JobClosedError, JobNotFoundError, TransitionNotAllowedError
+from controlplane.domain.models import (
+    STATE_PIPELINE_WAIT,
+    STATE_VALIDATE,
+    JobStatus,
+    TimelineEntry,
+    is_terminal,
+)
+from controlplane.settings import get_settings
+
+TIER_QUEUE_INDEX: Final = "tier-queue"
+_APPEND_TIMELINE: Final = "#timeline = list_append(if_not_exists(#timeline, :empty), :entry)"
+
+
+def _table() -> str:
+    return get_settings().jobs_table_name
+
+
+def _names(*names: str) -> dict[str, str]:
+    return {f"#{name}": name for name in names}
+
+
+def _timeline_values(entry: TimelineEntry) -> dict[str, Any]:
+    return {":entry": [entry.item()], ":empty": []}
+
+
+def get(job_id: str) -> dict[str, Any] | None:
+    response = client("dynamodb").get_item(
+        TableName=_table(), Key=dynamo.to_item({"jobId": job_id}), ConsistentRead=True
+    )
+    return dynamo.from_item(response.get("Item"))
+
+
+def claim(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Create the job item unless it exists. Returns None when created, else the existing item."""
+    try:
+        client("dynamodb").put_item(
+            TableName=_table(),
+            Item=dynamo.to_item(item),
+            ConditionExpression="attribute_not_exists(jobId)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        return dynamo.old_item(error) or get(str(item["jobId"])) or dict(item)
+    return None
+
+
+def _raise_for_status(job_id: str, old: Mapping[str, Any] | None, wanted: JobStatus) -> NoReturn:
+    if old is None:
+        raise JobNotFoundError(job_id)
+    status = str(old.get("status", ""))
+    if is_terminal(status):
+        raise JobClosedError(job_id, status)
+    raise TransitionNotAllowedError(job_id, status, wanted.value)
+
+
+def record_validation(
+    job_id: str,
+    *,
+    valid: bool,
+    reasons: list[str],
+    stats: Mapping[str, Any],
+    training_data_uri: str | None,
+    model_output_uri: str | None,
+    now: str,
+) -> None:
+    """RECEIVED -> VALIDATED (stats, input and output URIs) or REJECTED (reasons). Replaying the same
+    result (a retried invocation) is accepted; anything else raises."""
+    status = JobStatus.VALIDATED if valid else JobStatus.REJECTED
+    reason = None if valid else "; ".join(reasons)
+    entry = TimelineEntry(status=status, at=now, state=STATE_VALIDATE, reason=reason)
+    assignments = [
+        "#status = :status",
+        "#updatedAt = :now",
+        _APPEND_TIMELINE,
+        "#stats = :stats",
+        "#reasons = :reasons",
+    ]
+    names = _names("status", "updatedAt", "timeline", "stats", "reasons")
+    values: dict[str, Any] = {
+        ":status": status.value,
+        ":now": now,
+        ":stats": dict(stats),
+        ":reasons": reasons,
+        ":received": JobStatus.RECEIVED.value,
+        **_timeline_values(entry),
+    }
+    if valid:
+        assignments += ["#trainingDataUri = :trainingDataUri", "#modelOutputUri = :modelOutputUri"]
+        names |= _names("trainingDataUri", "modelOutputUri")
+        values |= {":trainingDataUri": training_data_uri, ":modelOutputUri": model_output_uri}
+    else:
+        assignments.append("#finishedAt = :now")
+        names |= _names("finishedAt")
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="SET " + ", ".join(assignments),
+            ConditionExpression="#status = :received",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=dynamo.values(values),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        old = dynamo.old_item(error)
+        if old is not None and old.get("status") == status.value:
+            return
+        _raise_for_status(job_id, old, status)
+
+
+class TokenStored(StrEnum):
+    STORED = "STORED"
+    NOT_QUEUED = "NOT_QUEUED"  # admitted already, closed, or gone: nothing to wait for
+    WRONG_TIER = "WRONG_TIER"
+
+
+def store_queue_token(job_id: str, *, tier: str, task_token: str, now: str) -> tuple[TokenStored, str | None]:
+    """Put a QUEUED job in its tier's waiting room (the sparse tier-queue index) with its task token.
+    Returns the outcome and the job's status when it was not stored."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="SET #queueTaskToken = :token, #queueTier = :tier, #updatedAt = :now",
+            ConditionExpression="#status = :queued AND #tier = :tier",
+            ExpressionAttributeNames=_names("queueTaskToken", "queueTier", "updatedAt", "status", "tier"),
+            ExpressionAttributeValues=dynamo.values(
+                {":token": task_token, ":tier": tier, ":now": now, ":queued": JobStatus.QUEUED.value}
+            ),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        old = dynamo.old_item(error)
+        status = None if old is None else str(old.get("status"))
+        if old is not None and status == JobStatus.QUEUED.value:
+            return TokenStored.WRONG_TIER, str(old.get("tier"))
+        return TokenStored.NOT_QUEUED, status
+    return TokenStored.STORED, None
+
+
+def clear_queue_token(job_id: str, task_token: str) -> None:
+    """Forget a delivered (or dead) admission token; a no-op when another token is stored by now."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="REMOVE #queueTaskToken",
+            ConditionExpression="#queueTaskToken = :token",
+            ExpressionAttributeNames=_names("queueTaskToken"),
+            ExpressionAttributeValues=dynamo.values({":token": task_token}),
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+
+
+def waiting(
+    tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], Any]:
+    """One page of the tier's waiting room, oldest first (index reads are eventually consistent: callers
+    must tolerate entries that were admitted a moment ago)."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": TIER_QUEUE_INDEX,
+        "KeyConditionExpression": "#queueTier = :tier",
+        "ExpressionAttributeNames": _names("queueTier"),
+        "ExpressionAttributeValues": dynamo.values({":tier": tier}),
+        "ScanIndexForward": True,
+        "Limit": limit,
+    }
+    if start_key:
+        request["ExclusiveStartKey"] = start_key
+    response = client("dynamodb").query(**request)
+    items = [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
+    return items, response.get("LastEvaluatedKey")
+
+
+def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:
+    """ADMITTED -> RUNNING, storing the pipeline task token, in one UpdateItem returning the new item.
+
+    A retried await (same job already RUNNING) swaps in its new token and clears any resume claim made
+    for the previous token, with a compare-and-set on that token, so a resume is never lost.
+    """
+    entry = TimelineEntry(status=JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT)
+    ddb = client("dynamodb")
+    try:
+        response = ddb.update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #status = :running, #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, "
+                f"#updatedAt = :now, {_APPEND_TIMELINE}"
+            ),
+            ConditionExpression="#status = :admitted",
+            ExpressionAttributeNames=_names(
+                "status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt", "timeline"
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":running": JobStatus.RUNNING.value,
+                    ":admitted": JobStatus.ADMITTED.value,
+                    ":token": task_token,
+                    ":arn": pipeline_execution_arn,
+                    ":now": now,
+                    **_timeline_values(entry),
+                }
+            ),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return dynamo.from_item(response["Attributes"]) or {}
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        old = dynamo.old_item(error)
+    if old is None or old.get("status") != JobStatus.RUNNING.value:
+        _raise_for_status(job_id, old, JobStatus.RUNNING)
+    if old.get("pipelineTaskToken") == task_token:
+        return old
+    try:
+        response = ddb.update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, #updatedAt = :now "
+                "REMOVE #resumedAt, #resumedBy"
+            ),
+            ConditionExpression="#status = :running AND #pipelineTaskToken = :previous",
+            ExpressionAttributeNames=_names(
+                "status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt", "resumedAt", "resumedBy"
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":running": JobStatus.RUNNING.value,
+                    ":token": task_token,
+                    ":previous": old.get("pipelineTaskToken", ""),
+                    ":arn": pipeline_execution_arn,
+                    ":now": now,
+                }
+            ),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        # Another await stored a token in between: the newest token wins, and it was not ours.
+        raise TransitionNotAllowedError(job_id, JobStatus.RUNNING.value, JobStatus.RUNNING.value) from None
+    return dynamo.from_item(response["Attributes"]) or {}
+
+
+def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
+    """Record the pipeline's terminal outcome (the first one wins) and return the item, or None when no
+    such job exists. The status is left to the state machine, which records it after releasing the slot."""
+    try:
+        response = client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #pipelineOutcome = if_not_exists(#pipelineOutcome, :outcome), #updatedAt = :now"
+            ),
+            ConditionExpression="attribute_exists(jobId)",
+            ExpressionAttributeNames=_names("pipelineOutcome", "updatedAt"),
+            ExpressionAttributeValues=dynamo.values({":outcome": dict(outcome), ":now": now}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return None
+        raise
+    return dynamo.from_item(response["Attributes"])
+
+
+def claim_resume(job_id: str, *, task_token: str, claimant: str, now: str) -> bool:
+    """Claim the right to resume the execution: true for exactly one caller per stored token."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="SET #resumedAt = :now, #resumedBy = :claimant",
+            ConditionExpression=(
+                "attribute_not_exists(#resumedAt) AND #pipelineTaskToken = :token "
+                "AND attribute_exists(#pipelineOutcome)"
+            ),
+            ExpressionAttributeNames=_names("resumedAt", "resumedBy", "pipelineTaskToken", "pipelineOutcome"),
+            ExpressionAttributeValues=dynamo.values(
+                {":now": now, ":claimant": claimant, ":token": task_token}
+            ),
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def release_resume_claim(job_id: str, *, claimant: str) -> None:
+    """Give a claim back after failing to send the result, so a retry (either side) can resume."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="REMOVE #resumedAt, #resumedBy",
+            ConditionExpression="#resumedBy = :claimant",
+            ExpressionAttributeNames=_names("resumedAt", "resumedBy"),
+            ExpressionAttributeValues=dynamo.values({":claimant": claimant}),
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise

@@ -1,0 +1,203 @@
+"""Tier slots: one DynamoDB transaction to take, one to release (docs/contracts.md, "Slot leases").
+
+Take = {tier ``running < concurrencyLimit`` -> +1; put lease if absent; job QUEUED -> ADMITTED}.
+Release = {delete lease if present; tier ``running`` -1}: a second release is cancelled, so each taken slot
+is given back exactly once, whoever releases it (the state machine, the gate, or the leak reclaimer).
+
+Access patterns of the SlotLeases table:
+- take / release a job's slot ....... jobId = :j (put IF attribute_not_exists, delete IF attribute_exists)
+- a tier's held slots (reconciler) ... index tier-leases: tier = :tier
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
+
+from controlplane.access import dynamo
+from controlplane.access.clients import client
+from controlplane.domain.admission import QueuedJob, TakeOutcome, classify_take_failure
+from controlplane.domain.models import STATE_QUEUE_WAIT, JobStatus, TimelineEntry
+from controlplane.observability import logger
+from controlplane.settings import get_settings
+
+TIER_LEASES_INDEX: Final = "tier-leases"
+_TRANSACTION_ATTEMPTS: Final = 3
+
+
+def _pause(attempt: int) -> None:
+    # Full jitter: concurrent gates contending on one tier item spread out instead of colliding again.
+    time.sleep(random.uniform(0, 0.05 * 2**attempt))
+
+
+def take(job: QueuedJob, *, now: str) -> TakeOutcome:
+    """Give ``job`` a slot of its tier, or say why not. Never exceeds the tier's limit: the counter's
+    condition and increment are one atomic write, in the same transaction as the lease and the job."""
+    settings = get_settings()
+    entry = TimelineEntry(status=JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT)
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": settings.tiers_table_name,
+                "Key": dynamo.to_item({"tier": job.tier}),
+                "UpdateExpression": "SET #running = #running + :one",
+                "ConditionExpression": "attribute_exists(#tier) AND #running < #limit",
+                "ExpressionAttributeNames": {
+                    "#running": "running",
+                    "#limit": "concurrencyLimit",
+                    "#tier": "tier",
+                },
+                "ExpressionAttributeValues": dynamo.values({":one": 1}),
+            }
+        },
+        {
+            "Put": {
+                "TableName": settings.slot_leases_table_name,
+                "Item": dynamo.to_item(
+                    {
+                        "jobId": job.job_id,
+                        "tier": job.tier,
+                        "tenantId": job.tenant_id,
+                        "executionArn": job.execution_arn,
+                        "acquiredAt": now,
+                    }
+                ),
+                "ConditionExpression": "attribute_not_exists(jobId)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": settings.jobs_table_name,
+                "Key": dynamo.to_item({"jobId": job.job_id}),
+                # Leaving the sparse tier-queue index (REMOVE queueTier) is what takes the job out of the
+                # waiting room. The token stays until the admission is delivered (see the gate).
+                "UpdateExpression": (
+                    "SET #status = :admitted, #admittedAt = :now, #updatedAt = :now, "
+                    "#timeline = list_append(if_not_exists(#timeline, :empty), :entry) REMOVE #queueTier"
+                ),
+                "ConditionExpression": "#status = :queued AND #queueTaskToken = :token",
+                "ExpressionAttributeNames": {
+                    "#status": "status",
+                    "#admittedAt": "admittedAt",
+                    "#updatedAt": "updatedAt",
+                    "#timeline": "timeline",
+                    "#queueTier": "queueTier",
+                    "#queueTaskToken": "queueTaskToken",
+                },
+                "ExpressionAttributeValues": dynamo.values(
+                    {
+                        ":admitted": JobStatus.ADMITTED.value,
+                        ":queued": JobStatus.QUEUED.value,
+                        ":now": now,
+                        ":token": job.task_token,
+                        ":entry": [entry.item()],
+                        ":empty": [],
+                    }
+                ),
+            }
+        },
+    ]
+    for attempt in range(_TRANSACTION_ATTEMPTS):
+        try:
+            client("dynamodb").transact_write_items(TransactItems=items)
+        except ClientError as error:
+            code = dynamo.error_code(error)
+            if code == "TransactionCanceledException":
+                outcome = classify_take_failure(dynamo.cancellation_codes(error))
+            elif code == "TransactionConflictException":
+                outcome = TakeOutcome.RETRY
+            else:
+                raise
+            if outcome is not TakeOutcome.RETRY:
+                return outcome
+            _pause(attempt)
+            continue
+        return TakeOutcome.TAKEN
+    return TakeOutcome.RETRY
+
+
+def release(job_id: str, tier: str) -> bool:
+    """Give the job's slot back. True when this call released it, False when it was not held (already
+    released, or never taken)."""
+    settings = get_settings()
+    items = [
+        {
+            "Delete": {
+                "TableName": settings.slot_leases_table_name,
+                "Key": dynamo.to_item({"jobId": job_id}),
+                "ConditionExpression": "attribute_exists(jobId)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": settings.tiers_table_name,
+                "Key": dynamo.to_item({"tier": tier}),
+                "UpdateExpression": "SET #running = #running - :one",
+                "ConditionExpression": "#running > :zero",
+                "ExpressionAttributeNames": {"#running": "running"},
+                "ExpressionAttributeValues": dynamo.values({":one": 1, ":zero": 0}),
+            }
+        },
+    ]
+    for attempt in range(_TRANSACTION_ATTEMPTS):
+        try:
+            client("dynamodb").transact_write_items(TransactItems=items)
+        except ClientError as error:
+            code = dynamo.error_code(error)
+            if code == "TransactionConflictException":
+                _pause(attempt)
+                continue
+            if code != "TransactionCanceledException":
+                raise
+            lease_code, tier_code = [*dynamo.cancellation_codes(error), None, None][:2]
+            if lease_code == "ConditionalCheckFailed":
+                return False
+            if tier_code == "ConditionalCheckFailed":
+                return _drop_lease_of_drifted_counter(job_id, tier)
+            _pause(attempt)
+            continue
+        return True
+    raise RuntimeError(
+        f"could not release the slot of job {job_id} in tier {tier} after {_TRANSACTION_ATTEMPTS} attempts"
+    )
+
+
+def _drop_lease_of_drifted_counter(job_id: str, tier: str) -> bool:
+    """The lease exists but the tier counter is already 0 (someone edited it by hand). Decrementing would
+    go negative; deleting the lease alone keeps "a lease exists exactly while a slot is held" true."""
+    logger.error(
+        "Tier counter is 0 while a lease exists; dropping the lease only",
+        extra={"tier": tier, "jobId": job_id},
+    )
+    try:
+        client("dynamodb").delete_item(
+            TableName=get_settings().slot_leases_table_name,
+            Key=dynamo.to_item({"jobId": job_id}),
+            ConditionExpression="attribute_exists(jobId)",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def leases(tier: str) -> list[dict[str, Any]]:
+    """Every lease held in the tier (at most its concurrency limit, plus any leaked ones)."""
+    result: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": get_settings().slot_leases_table_name,
+        "IndexName": TIER_LEASES_INDEX,
+        "KeyConditionExpression": "#tier = :tier",
+        "ExpressionAttributeNames": {"#tier": "tier"},
+        "ExpressionAttributeValues": dynamo.values({":tier": tier}),
+    }
+    while True:
+        response = client("dynamodb").query(**request)
+        result += [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
+        if not response.get("LastEvaluatedKey"):
+            return result
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

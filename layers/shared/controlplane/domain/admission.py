@@ -1,0 +1,106 @@
+"""Admission decisions used by the gate: which waiting jobs to try and in which order, how to read a
+cancelled take-slot transaction, and when a held slot is leaked.
+
+The slot itself is a DynamoDB conditional write (see controlplane.access.slots); these rules only decide
+what to attempt, so they cannot break the "never above the limit" invariant, whatever they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from controlplane.domain.models import JobStatus, parse_timestamp
+
+# Bounded so one invocation fits the function timeout even when the waiting room holds stale entries.
+MAX_ATTEMPTS_PER_RUN: Final = 50
+# A take and its SendTaskSuccess happen within one invocation (timeout 30 s). An ADMITTED job whose
+# queue token is still stored this long after the take means that invocation died in between.
+REDELIVER_ADMISSION_AFTER: Final = timedelta(seconds=120)
+EXECUTION_RUNNING: Final = "RUNNING"
+CONDITION_FAILED: Final = "ConditionalCheckFailed"
+
+
+class TakeOutcome(StrEnum):
+    TAKEN = "TAKEN"
+    TIER_FULL = "TIER_FULL"  # the tier counter is at its limit (or the tier is gone): stop admitting
+    NOT_QUEUED = "NOT_QUEUED"  # the job left the waiting room or already holds a lease: skip it
+    RETRY = "RETRY"  # contention or throttling: worth trying the same job again shortly
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    job_id: str
+    tenant_id: str
+    tier: str
+    queued_at: str
+    task_token: str
+    execution_arn: str
+
+
+@dataclass(slots=True)
+class AdmissionReport:
+    tier: str
+    admitted: list[str] = field(default_factory=list)
+    dead_tokens: list[str] = field(default_factory=list)
+    skipped: int = 0
+    stopped_because: str = "no job is waiting"
+
+
+def queued_job_from_item(item: Mapping[str, Any]) -> QueuedJob | None:
+    """A waiting-room entry, or None when the (eventually consistent) index entry is not a waiting job."""
+    token = item.get("queueTaskToken")
+    if item.get("status") != JobStatus.QUEUED.value or not token or not item.get("queueTier"):
+        return None
+    return QueuedJob(
+        job_id=str(item["jobId"]),
+        tenant_id=str(item.get("tenantId", "")),
+        tier=str(item["queueTier"]),
+        queued_at=str(item.get("queuedAt", "")),
+        task_token=str(token),
+        execution_arn=str(item.get("executionArn", "")),
+    )
+
+
+def order_candidates(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
+    """Oldest first; the job id breaks ties so concurrent gates try candidates in the same order."""
+    return sorted(jobs, key=lambda job: (job.queued_at, job.job_id))
+
+
+def free_slots(concurrency_limit: int, running: int) -> int:
+    return max(0, concurrency_limit - running)
+
+
+def classify_take_failure(codes: Sequence[str | None]) -> TakeOutcome:
+    """Read the CancellationReasons of the take transaction, whose items are, in order:
+    the tier counter, the slot lease, the job."""
+    tier_code, lease_code, job_code = [*codes, None, None, None][:3]
+    if tier_code == CONDITION_FAILED:
+        return TakeOutcome.TIER_FULL
+    if CONDITION_FAILED in (lease_code, job_code):
+        return TakeOutcome.NOT_QUEUED
+    return TakeOutcome.RETRY
+
+
+def lease_is_leaked(execution_status: str | None) -> bool:
+    """A lease is leaked when its execution no longer runs (None: the execution does not exist): nothing
+    will release it through the state machine any more."""
+    return execution_status != EXECUTION_RUNNING
+
+
+def should_redeliver_admission(job_item: Mapping[str, Any] | None, acquired_at: str, now: datetime) -> bool:
+    """The job holds a slot and is ADMITTED but its queue token was never cleared: resend the admission."""
+    if (
+        job_item is None
+        or job_item.get("status") != JobStatus.ADMITTED.value
+        or not job_item.get("queueTaskToken")
+    ):
+        return False
+    try:
+        acquired = parse_timestamp(acquired_at)
+    except ValueError:
+        return True
+    return now - acquired >= REDELIVER_ADMISSION_AFTER

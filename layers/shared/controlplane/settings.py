@@ -1,0 +1,64 @@
+"""Environment configuration, validated once at cold start.
+
+Variable names are exactly those of template.yaml's ``Globals.Function.Environment``. A missing or
+malformed variable fails the cold start with a ConfigurationError that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from controlplane.domain.errors import ConfigurationError
+
+_NAME = r"^[A-Za-z0-9_.-]{3,255}$"
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    service_name: str = Field(alias="POWERTOOLS_SERVICE_NAME", min_length=1)
+    metrics_namespace: str = Field(alias="POWERTOOLS_METRICS_NAMESPACE", min_length=1)
+    jobs_table_name: str = Field(alias="JOBS_TABLE_NAME", pattern=_NAME)
+    tenants_table_name: str = Field(alias="TENANTS_TABLE_NAME", pattern=_NAME)
+    tiers_table_name: str = Field(alias="TIERS_TABLE_NAME", pattern=_NAME)
+    slot_leases_table_name: str = Field(alias="SLOT_LEASES_TABLE_NAME", pattern=_NAME)
+    uploads_bucket_name: str = Field(alias="UPLOADS_BUCKET_NAME", pattern=_BUCKET)
+    artifacts_bucket_name: str = Field(alias="ARTIFACTS_BUCKET_NAME", pattern=_BUCKET)
+    pipeline_name: str = Field(alias="PIPELINE_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+    training_image_uri: str = Field(alias="TRAINING_IMAGE_URI", min_length=1)
+    state_machine_arn: str = Field(
+        alias="STATE_MACHINE_ARN", pattern=r"^arn:[a-z-]+:states:[a-z0-9-]+:\d{12}:stateMachine:.+$"
+    )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as error:
+            raise ConfigurationError(_explain(error, environ)) from None
+
+
+def _explain(error: ValidationError, environ: Mapping[str, str]) -> str:
+    aliases = {name: field.alias or name for name, field in Settings.model_fields.items()}
+    problems = []
+    for problem in error.errors(include_url=False):
+        variable = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = aliases.get(variable, variable)
+        if problem["type"] == "missing":
+            problems.append(f"environment variable {variable} is not set")
+        else:
+            problems.append(
+                f"environment variable {variable}={environ.get(variable, '')!r} is invalid: {problem['msg']}"
+            )
+    return "invalid function configuration: " + "; ".join(problems)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings (Lambda environment variables do not change while a sandbox lives)."""
+    return Settings.from_environ(os.environ)

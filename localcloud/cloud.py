@@ -1,0 +1,262 @@
+"""LocalCloud: moto's server on loopback, the patches, and everything moto does not run by itself.
+
+One LocalCloud at a time per process: moto's backends, the patched moto classes and MOTO_PORT
+(which moto's Step Functions use to call back into the server) are all process-wide. Starting a
+second one while the first runs raises; a new one may start after the previous one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+import requests
+from moto.server import ThreadedMotoServer
+
+from localcloud import patches
+from localcloud.clients import emulator_client
+from localcloud.custom_resources import ResponseEndpoint
+from localcloud.deploy import Deployer, Stack
+from localcloud.event_delivery import EventDelivery
+from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.pipeline_runner import SimulatedPipelineRunner
+from localcloud.schedules import ScheduleRunner
+from localcloud.sqs_event_sources import SqsEventSources
+from localcloud.template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Template
+
+LOGGER = logging.getLogger("localcloud")
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T | None], *, timeout: float = 10.0, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll until condition() returns something truthy and return it; TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def _free_port(port: int) -> int:
+    """The port to serve on: the given one if it is free, any free one for 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise RuntimeError(f"port {port} on 127.0.0.1 is not free: {error}") from error
+        return int(probe.getsockname()[1])
+
+
+class LocalCloud:
+    """Deploys SAM templates into moto and runs them: Lambda handlers, state machines, events."""
+
+    _running: ClassVar[LocalCloud | None] = None
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        state_dir: Path | str = ".localcloud",
+        region: str = DEFAULT_REGION,
+        workers_per_function: int = 4,
+        schedule_interval_seconds: float | None = None,
+        pipeline_delay_seconds: float = 1.5,
+        async_retry_delay_seconds: float = 1.0,
+        event_retry_base_delay_seconds: float = 0.2,
+        event_retry_max_delay_seconds: float = 2.0,
+    ) -> None:
+        """
+        port: 0 picks a free port. state_dir holds logs/<FunctionLogicalId>.log.
+        schedule_interval_seconds: fire every rate() schedule this often instead of its rate.
+        pipeline_delay_seconds: how long a SIMULATED pipeline execution runs.
+        async_retry_delay_seconds: Lambda's retry delay for failed asynchronous invocations
+        (1 and 2 minutes on AWS; the n-th retry waits n times this).
+        event_retry_*: EventBridge's backoff between delivery retries (AWS: up to minutes).
+        """
+        self.region = region
+        self.account_id = DEFAULT_ACCOUNT_ID
+        self.state_dir = Path(state_dir).resolve()
+        self._requested_port = port
+        self._workers_per_function = workers_per_function
+        self._schedule_interval_seconds = schedule_interval_seconds
+        self._pipeline_delay_seconds = pipeline_delay_seconds
+        self._async_retry_delay_seconds = async_retry_delay_seconds
+        self._event_retry_base_delay_seconds = event_retry_base_delay_seconds
+        self._event_retry_max_delay_seconds = event_retry_max_delay_seconds
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._stops: list[Callable[[], None]] = []
+        self._response_endpoint: ResponseEndpoint | None = None
+        self._port: int | None = None
+        self.stacks: list[Stack] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalCloud:
+        with LocalCloud._running_lock:
+            if LocalCloud._running is not None:
+                raise RuntimeError(
+                    "a LocalCloud is already running in this process (moto state is process-wide)"
+                )
+            LocalCloud._running = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._stops.append(self._release_process_slot)
+        port = _free_port(self._requested_port)
+        previous_moto_port = os.environ.get("MOTO_PORT")
+        # Before the server starts: moto's Step Functions call back to localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(port)
+        self._stops.append(lambda: self._restore_moto_port(previous_moto_port))
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        self._stops.append(server.stop)
+        # Stops run in reverse order: the patches go only after every component using them stopped.
+        self._stops.append(patches.uninstall)
+        self._port = port
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        # Must precede any state machine: setting it swaps the backend, dropping machines made before.
+        requests.post(
+            f"{self.endpoint_url}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        ).raise_for_status()
+
+        self.lambda_runtime = LambdaRuntime(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            workers_per_function=self._workers_per_function,
+            async_retry_delay_seconds=self._async_retry_delay_seconds,
+        )
+        self._stops.append(self.lambda_runtime.close)
+        self.event_delivery = EventDelivery(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            retry_base_delay_seconds=self._event_retry_base_delay_seconds,
+            retry_max_delay_seconds=self._event_retry_max_delay_seconds,
+        )
+        self._stops.append(self.event_delivery.close)
+        self.pipeline_runner = SimulatedPipelineRunner(
+            patches.MotoPipelineStore(), delay_seconds=self._pipeline_delay_seconds
+        )
+        self._stops.append(self.pipeline_runner.close)
+        self.sqs_event_sources = SqsEventSources(endpoint_url=self.endpoint_url, region=self.region)
+        self._stops.append(self.sqs_event_sources.close)
+        patches.install(
+            patches.Hooks(
+                lambda_runtime=self.lambda_runtime,
+                event_delivery=self.event_delivery,
+                sqs_event_sources=self.sqs_event_sources,
+                pipeline_runner=self.pipeline_runner,
+            )
+        )
+        schedules = ScheduleRunner(
+            events_client=self.client("events"),
+            delivery=self.event_delivery,
+            account_id=self.account_id,
+            region=self.region,
+            interval_override_seconds=self._schedule_interval_seconds,
+        )
+        schedules.start()
+        self._stops.append(schedules.close)
+        LOGGER.info("localcloud serving on %s", self.endpoint_url)
+
+    def stop(self) -> None:
+        """Stop producers first (schedules, pollers, pipelines), then deliveries and workers, then moto."""
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                LOGGER.exception("error while stopping localcloud")
+
+    def _release_process_slot(self) -> None:
+        with LocalCloud._running_lock:
+            if LocalCloud._running is self:
+                LocalCloud._running = None
+
+    @staticmethod
+    def _restore_moto_port(previous: str | None) -> None:
+        if previous is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = previous
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ use
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("LocalCloud is not started")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the emulator (dummy credentials, this endpoint); cached per service."""
+        with self._clients_lock:
+            if service not in self._clients:
+                # Long enough for Lambda's 15-minute maximum: a read timeout would make the SDK retry.
+                self._clients[service] = emulator_client(
+                    service, endpoint_url=self.endpoint_url, region=self.region, read_timeout=960
+                )
+            return self._clients[service]
+
+    def deploy(
+        self,
+        template_path: Path | str,
+        stack_name: str,
+        parameter_overrides: Mapping[str, str] | None = None,
+    ) -> Stack:
+        """Create every resource of the template; DeployError names what cannot be emulated."""
+        template = Template(
+            template_path,
+            stack_name=stack_name,
+            parameter_overrides=parameter_overrides,
+            region=self.region,
+            account_id=self.account_id,
+        )
+        deployer = Deployer(
+            client=self.client,
+            lambda_runtime=self.lambda_runtime,
+            log_dir=self.state_dir / "logs",
+            response_endpoint=self._custom_resource_endpoint,
+        )
+        stack = deployer.deploy(template)
+        self.stacks.append(stack)
+        return stack
+
+    def _custom_resource_endpoint(self) -> ResponseEndpoint:
+        if self._response_endpoint is None:
+            self._response_endpoint = ResponseEndpoint()
+            self._stops.append(self._response_endpoint.close)
+        return self._response_endpoint

@@ -1,0 +1,374 @@
+"""Every seam into moto's private internals, in one place. PINNED: moto==5.2.5.
+
+Each patch names the exact moto attribute it replaces or adds; install() refuses any other moto
+version, because these names are private and change between releases. What each seam does:
+
+1. `moto.events.models.Rule.send_to_targets` - moto delivers only to logs/SQS/buses and raises
+   NotImplementedError for Step Functions and Lambda targets (swallowed for S3 events, so nothing
+   starts), ignores a rule's State, matches rules without a pattern (schedules) to every event,
+   ignores Input/InputPath, and delivers synchronously. Replaced: Step Functions, Lambda and SQS
+   targets go to localcloud.event_delivery (async, RetryPolicy, DeadLetterConfig); other target
+   types still go through moto's own code.
+2. `moto.awslambda.models.LambdaFunction._invoke_lambda` - moto runs code only in Docker. Replaced:
+   the function's real handler runs in a worker process (localcloud.lambda_runtime).
+3. `moto.awslambda.models.LambdaFunction.invoke` - moto runs InvocationType=Event synchronously
+   and reports uncaught errors as "Handled". Wrapped: Event invocations are queued and retried like
+   Lambda's; the function error header says "Unhandled", as Lambda does for an uncaught exception.
+4. `moto.awslambda.models.LambdaBackend.create_event_source_mapping` - moto invokes the function
+   inside SendMessage (via `Queue.lambda_event_source_mappings`) and never polls again. Wrapped:
+   the mapping is detached from the queue and a real poller (localcloud.sqs_event_sources) starts.
+5. `moto.sagemaker.models.SageMakerModelBackend.start_pipeline_execution` - moto ignores
+   ClientRequestToken and marks executions Succeeded at once. Wrapped: the same token returns the
+   same execution; a new execution is handed to the SIMULATED pipeline runner.
+6. `moto.sagemaker.models.SageMakerModelBackend.describe_pipeline_execution` - moto always answers
+   FailureReason "". Wrapped: the execution's failure reason, absent when there is none.
+7. `moto.sagemaker.responses.SageMakerResponse.stop_pipeline_execution` - missing in moto. Added.
+8. `moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda
+   ._SUPPORTED_API_PARAM_BINDINGS["invoke"]` - moto's `arn:aws:states:::lambda:invoke` silently drops
+   `InvocationType`, so `"InvocationType": "Event"` ran synchronously. Extended with it, as on AWS.
+9. `moto.stepfunctions.parser.asl.component.state.state.datetime` - the module's one use is
+   `$$.State.EnteredTime`, which moto renders as Python's isoformat ("...:42.644104+00:00").
+   Replaced by a stand-in whose timestamps render as Step Functions' ("...:42.644Z").
+10. `moto.dynamodb.responses.DynamoHandler.call_action` - moto's DynamoDB backend is not
+   thread-safe: a cancelled TransactWriteItems restores a deep copy of every table it touched,
+   silently undoing writes other threads made meanwhile (seen as a lost task token and a job stuck
+   RUNNING). Wrapped: one DynamoDB request at a time, as DynamoDB applies each request atomically;
+   requests from concurrent callers still interleave between requests.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as datetime_module
+import functools
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import moto
+from moto.awslambda.models import LambdaBackend, LambdaFunction
+from moto.core.responses import ActionResult
+from moto.dynamodb.responses import DynamoHandler
+from moto.events.models import Rule, events_backends
+from moto.events.utils import _BASE_EVENT_MESSAGE
+from moto.sagemaker.exceptions import ConflictException
+from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import get_pipeline_execution_from_arn
+from moto.sqs.models import sqs_backends
+from moto.stepfunctions.parser.asl.component.state import state as state_module
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
+
+from localcloud.event_delivery import EventDelivery
+from localcloud.lambda_runtime import Invocation, LambdaRuntime
+from localcloud.pipeline_runner import ExecutionNotStoppableError, SimulatedPipelineRunner, StatusChange
+from localcloud.sqs_event_sources import MappingSettings, SqsEventSources
+
+PINNED_MOTO_VERSION = "5.2.5"
+LOGGER = logging.getLogger("localcloud.patches")
+PIPELINE_STATUS_CHANGE = "SageMaker Model Building Pipeline Execution Status Change"
+# moto gives every S3 event this same id (moto.events.utils._BASE_EVENT_MESSAGE).
+_MOTO_CONSTANT_EVENT_ID = _BASE_EVENT_MESSAGE["id"]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The emulator's components the patched moto code hands work to."""
+
+    lambda_runtime: LambdaRuntime
+    event_delivery: EventDelivery
+    sqs_event_sources: SqsEventSources
+    pipeline_runner: SimulatedPipelineRunner
+
+
+_hooks: Hooks | None = None
+_replaced: list[tuple[Any, str, Any]] = []
+_start_pipeline_lock = threading.Lock()
+
+
+def _active() -> Hooks:
+    if _hooks is None:
+        raise RuntimeError("localcloud patches are not installed")
+    return _hooks
+
+
+# ----------------------------------------------------------------- 1. EventBridge rule delivery
+
+
+def delivered_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as EventBridge would deliver it, from the dict moto passes rules.
+
+    moto sends a numeric `time`, an internal `ingestion-time`, S3's `eTag` (S3 sends `etag`) and one
+    constant id for every S3 event. The id is replaced in place, so every rule sees the same new id.
+    """
+    if event.get("id") == _MOTO_CONSTANT_EVENT_ID:
+        event["id"] = str(uuid.uuid4())
+    delivered = copy.deepcopy(event)
+    delivered.pop("ingestion-time", None)
+    if isinstance(delivered.get("time"), (int, float)):
+        delivered["time"] = datetime.fromtimestamp(delivered["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s3_object = delivered.get("detail", {}).get("object") if delivered.get("source") == "aws.s3" else None
+    if isinstance(s3_object, dict) and "eTag" in s3_object:
+        s3_object["etag"] = s3_object.pop("eTag")
+    return delivered
+
+
+def _send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
+    if self.state != "ENABLED" or not self.event_pattern.get_pattern():
+        return  # disabled, or a schedule: the scheduler fires those
+    event: Any = delivered_event(original_event)
+    if not self.event_pattern.matches_event(event):
+        return
+    delivery = _active().event_delivery
+    moto_targets = []
+    for target in self.targets:
+        if delivery.handles(target["Arn"]):
+            delivery.deliver(self.arn, target, event)
+        else:
+            moto_targets.append(target)
+    if moto_targets:
+        rule_for_moto = copy.copy(self)
+        rule_for_moto.targets = moto_targets
+        try:
+            _original(Rule, "send_to_targets")(rule_for_moto, original_event, transform_input)
+        except Exception:
+            # One failing target must not stop the other rules (moto's callers loop over rules).
+            LOGGER.exception("rule %s: delivery to %s failed", self.name, [t["Arn"] for t in moto_targets])
+
+
+# ----------------------------------------------------------------- 2, 3. Lambda
+
+
+def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    invocation = _active().lambda_runtime.invoke(
+        self.function_name, json.dumps({} if event is None else event)
+    )
+    # The third element is moto's log tail; the function's log is its .localcloud/logs file.
+    return invocation.payload, invocation.function_error, ""
+
+
+def _invoke(self: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
+    original_invoke = _original(LambdaFunction, "invoke")
+    if request_headers.get("x-amz-invocation-type") == "Event":
+
+        def run_once() -> Invocation:
+            headers: dict[str, Any] = {}
+            payload = original_invoke(self, body, {}, headers)
+            text = payload.decode() if isinstance(payload, bytes) else payload
+            return Invocation(text, function_error="x-amz-function-error" in headers)
+
+        _active().lambda_runtime.invoke_async(self.function_name, run_once)
+        return b""
+    payload: str | bytes = original_invoke(self, body, request_headers, response_headers)
+    if "x-amz-function-error" in response_headers:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return payload
+
+
+# ----------------------------------------------------------------- 4. SQS event source mappings
+
+
+def _mapping_settings(backend: LambdaBackend, mapping_uuid: str) -> MappingSettings | None:
+    mapping = backend.get_event_source_mapping(mapping_uuid)
+    if mapping is None:
+        return None
+    return MappingSettings(
+        enabled=bool(mapping.enabled),
+        batch_size=int(mapping.batch_size or 10),
+        batching_window_seconds=float(mapping.max_batch_window or 0),
+        report_batch_item_failures="ReportBatchItemFailures" in (mapping.function_response_types or []),
+    )
+
+
+def _create_event_source_mapping(self: LambdaBackend, spec: dict[str, Any]) -> Any:
+    mapping = _original(LambdaBackend, "create_event_source_mapping")(self, spec)
+    if mapping.event_source_arn.split(":")[2] == "sqs":
+        for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+            if queue.queue_arn == mapping.event_source_arn:
+                queue.lambda_event_source_mappings.pop(mapping.function_arn, None)
+        _active().sqs_event_sources.start_mapping(
+            mapping.event_source_arn,
+            mapping.function_arn,
+            functools.partial(_mapping_settings, self, mapping.uuid),
+        )
+    return mapping
+
+
+# ----------------------------------------------------------------- 5, 6, 7. SageMaker pipelines
+
+
+def _start_pipeline_execution(  # noqa: PLR0917 - moto's positional signature
+    self: SageMakerModelBackend,
+    pipeline_name: str,
+    pipeline_execution_display_name: str,
+    pipeline_parameters: list[dict[str, Any]],
+    pipeline_execution_description: str,
+    parallelism_configuration: dict[str, int],
+    client_request_token: str,
+) -> dict[str, str]:
+    with _start_pipeline_lock:
+        pipeline = self.pipelines.get(pipeline_name)
+        if pipeline is not None and client_request_token:
+            for execution in pipeline.pipeline_executions.values():
+                if execution.client_request_token == client_request_token:
+                    return {"PipelineExecutionArn": execution.arn}
+        result: dict[str, str] = _original(SageMakerModelBackend, "start_pipeline_execution")(
+            self,
+            pipeline_name,
+            pipeline_execution_display_name,
+            pipeline_parameters,
+            pipeline_execution_description,
+            parallelism_configuration,
+            client_request_token,
+        )
+    pipeline = self.pipelines[pipeline_name]
+    _active().pipeline_runner.execution_started(
+        pipeline_arn=pipeline.arn,
+        execution_arn=result["PipelineExecutionArn"],
+        display_name=pipeline_execution_display_name,
+        parameters={parameter["Name"]: parameter["Value"] for parameter in pipeline_parameters or []},
+    )
+    return result
+
+
+def _describe_pipeline_execution(self: SageMakerModelBackend, pipeline_execution_arn: str) -> dict[str, Any]:
+    description: dict[str, Any] = _original(SageMakerModelBackend, "describe_pipeline_execution")(
+        self, pipeline_execution_arn
+    )
+    execution = get_pipeline_execution_from_arn(self.pipelines, pipeline_execution_arn)
+    if execution.pipeline_execution_failure_reason:
+        description["FailureReason"] = execution.pipeline_execution_failure_reason
+    else:
+        description.pop("FailureReason", None)
+    return description
+
+
+def _stop_pipeline_execution(self: SageMakerResponse) -> ActionResult:
+    execution_arn = self._get_param("PipelineExecutionArn")
+    get_pipeline_execution_from_arn(self.sagemaker_backend.pipelines, execution_arn)
+    try:
+        _active().pipeline_runner.stop_requested(execution_arn)
+    except ExecutionNotStoppableError as error:
+        raise ConflictException(str(error)) from error
+    return ActionResult({"PipelineExecutionArn": execution_arn})
+
+
+class MotoPipelineStore:
+    """Where the simulated runner's status changes land: moto's execution and the default bus."""
+
+    def record(self, change: StatusChange) -> None:
+        _, _, _, region, account_id, _ = change.execution_arn.split(":", 5)
+        backend = sagemaker_backends[account_id][region]
+        execution = get_pipeline_execution_from_arn(backend.pipelines, change.execution_arn)
+        execution.pipeline_execution_status = change.current_status
+        execution.pipeline_execution_failure_reason = change.failure_reason  # type: ignore[assignment]
+        execution.last_modified_time = datetime.now(UTC)
+        detail: dict[str, Any] = {
+            "pipelineArn": change.pipeline_arn,
+            "pipelineExecutionArn": change.execution_arn,
+            "pipelineExecutionDisplayName": change.display_name,
+            "currentPipelineExecutionStatus": change.current_status,
+            "executionStartTime": _iso(change.start_time),
+        }
+        if change.previous_status is not None:
+            detail["previousPipelineExecutionStatus"] = change.previous_status
+        if change.end_time is not None:
+            detail["executionEndTime"] = _iso(change.end_time)
+        events_backends[account_id][region].put_events(
+            [
+                {
+                    "Source": "aws.sagemaker",
+                    "DetailType": PIPELINE_STATUS_CHANGE,
+                    "Detail": json.dumps(detail),
+                    "Resources": [change.pipeline_arn, change.execution_arn],
+                }
+            ]
+        )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ----------------------------------------------------------------- 8, 9. Step Functions
+
+
+class _StepFunctionsTimestamp(datetime):
+    """A datetime whose isoformat() is the one Step Functions uses: milliseconds and Z."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return self.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.microsecond // 1000:03d}Z"
+
+
+class _StateEnteredClock:
+    """Stands in for the `datetime` module inside moto's state.py."""
+
+    timezone = datetime_module.timezone
+    datetime = _StepFunctionsTimestamp
+
+
+# ----------------------------------------------------------------- install / uninstall
+
+_DYNAMODB_REQUEST_LOCK = threading.RLock()
+_original_dynamodb_call_action = DynamoHandler.call_action
+
+
+def _serialized_dynamodb_call_action(self: DynamoHandler) -> Any:
+    with _DYNAMODB_REQUEST_LOCK:
+        return _original_dynamodb_call_action(self)
+
+
+_PATCHES: list[tuple[Any, str, Any]] = [
+    (Rule, "send_to_targets", _send_to_targets),
+    (LambdaFunction, "_invoke_lambda", _invoke_lambda),
+    (LambdaFunction, "invoke", _invoke),
+    (LambdaBackend, "create_event_source_mapping", _create_event_source_mapping),
+    (SageMakerModelBackend, "start_pipeline_execution", _start_pipeline_execution),
+    (SageMakerModelBackend, "describe_pipeline_execution", _describe_pipeline_execution),
+    (SageMakerResponse, "stop_pipeline_execution", _stop_pipeline_execution),
+    (state_module, "datetime", _StateEnteredClock),
+    (DynamoHandler, "call_action", _serialized_dynamodb_call_action),
+]
+
+
+def _lambda_invoke_parameters() -> set[str]:
+    parameters: set[str] = state_task_service_lambda._SUPPORTED_API_PARAM_BINDINGS["invoke"]
+    return parameters
+
+
+def _original(owner: Any, name: str) -> Any:
+    for patched_owner, patched_name, original in _replaced:
+        if patched_owner is owner and patched_name == name:
+            return original
+    raise RuntimeError(f"{owner}.{name} is not patched")
+
+
+def install(hooks: Hooks) -> None:
+    global _hooks  # noqa: PLW0603 - moto's classes are process-wide, so is the emulator hooked into them
+    if moto.__version__ != PINNED_MOTO_VERSION:
+        raise RuntimeError(
+            f"localcloud patches moto {PINNED_MOTO_VERSION} internals; moto {moto.__version__} is installed"
+        )
+    if _hooks is not None:
+        raise RuntimeError("localcloud patches are already installed (one LocalCloud per process)")
+    for owner, name, replacement in _PATCHES:
+        _replaced.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, replacement)
+    _lambda_invoke_parameters().add("InvocationType")
+    _hooks = hooks
+
+
+def uninstall() -> None:
+    global _hooks  # noqa: PLW0603
+    for owner, name, original in reversed(_replaced):
+        if original is None:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+    _replaced.clear()
+    _lambda_invoke_parameters().discard("InvocationType")
+    _hooks = None

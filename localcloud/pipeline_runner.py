@@ -1,0 +1,237 @@
+"""SIMULATED SageMaker pipeline executions: no step of the pipeline runs.
+
+moto stores pipeline executions as `Succeeded` from the start and never emits a status-change
+event. This runner gives them a life instead: an execution starts `Executing`, and after a delay
+ends `Succeeded`, or `Failed`/`Stopped` (with a FailureReason) when a test registered that outcome
+for its job or tenant, or stays `Executing` until stopped. StopPipelineExecution goes through
+`Stopping` to `Stopped`. Every status change is recorded where DescribePipelineExecution reads it
+and announced as the real `SageMaker Model Building Pipeline Execution Status Change` event.
+
+It is a stand-in for control-plane tests; a later runner replaces it with one that runs the
+pipeline's own step scripts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+LOGGER = logging.getLogger("localcloud.pipeline_runner")
+TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
+OutcomeStatus = Literal["Succeeded", "Failed", "Stopped", "Executing"]
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    pipeline_arn: str
+    execution_arn: str
+    display_name: str | None
+    current_status: str
+    previous_status: str | None
+    start_time: datetime
+    end_time: datetime | None
+    failure_reason: str | None
+
+
+class PipelineExecutionStore(Protocol):
+    """Records a status change on the execution and announces it on the default event bus."""
+
+    def record(self, change: StatusChange) -> None: ...
+
+
+class ExecutionNotStoppableError(Exception):
+    """StopPipelineExecution on an execution that has already ended."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: OutcomeStatus
+    reason: str | None
+
+
+@dataclass
+class _Execution:
+    pipeline_arn: str
+    execution_arn: str
+    display_name: str | None
+    start_time: datetime
+    status: str = "Executing"
+
+
+@dataclass(order=True)
+class _Transition:
+    due: float
+    sequence: int
+    execution_arn: str = field(compare=False)
+    status: str = field(compare=False)
+    reason: str | None = field(compare=False)
+
+
+class SimulatedPipelineRunner:
+    """One timer thread drives every simulated execution (bounded, whatever the load)."""
+
+    def __init__(
+        self,
+        store: PipelineExecutionStore,
+        *,
+        delay_seconds: float = 1.5,
+        stop_delay_seconds: float = 0.3,
+    ) -> None:
+        self._store = store
+        self._delay_seconds = delay_seconds
+        self._stop_delay_seconds = stop_delay_seconds
+        self._outcomes_by_job: dict[str, _Outcome] = {}
+        self._outcomes_by_tenant: dict[str, _Outcome] = {}
+        self._executions: dict[str, _Execution] = {}
+        self._transitions: list[_Transition] = []
+        self._sequence = itertools.count()
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="simulated-pipelines", daemon=True)
+        self._thread.start()
+        LOGGER.warning(
+            "SIMULATED SageMaker pipelines: executions run no step and end Succeeded after %.1fs "
+            "unless a test registers another outcome",
+            delay_seconds,
+        )
+
+    def set_outcome(
+        self,
+        *,
+        status: OutcomeStatus,
+        reason: str | None = None,
+        job_id: str | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
+        """How executions for this job (pipeline parameter JobId or display name) or tenant
+        (parameter TenantId) end; a job's outcome wins over its tenant's. "Executing" never ends."""
+        if (job_id is None) == (tenant_id is None):
+            raise ValueError("give exactly one of job_id or tenant_id")
+        outcome = _Outcome(status, reason)
+        with self._changed:
+            if job_id is not None:
+                self._outcomes_by_job[job_id] = outcome
+            else:
+                self._outcomes_by_tenant[str(tenant_id)] = outcome
+
+    def clear_outcomes(self) -> None:
+        with self._changed:
+            self._outcomes_by_job.clear()
+            self._outcomes_by_tenant.clear()
+
+    def execution_started(
+        self,
+        *,
+        pipeline_arn: str,
+        execution_arn: str,
+        display_name: str | None,
+        parameters: Mapping[str, str],
+    ) -> None:
+        execution = _Execution(pipeline_arn, execution_arn, display_name, datetime.now(UTC))
+        with self._changed:
+            self._executions[execution_arn] = execution
+            outcome = (
+                self._outcomes_by_job.get(parameters.get("JobId", ""))
+                or self._outcomes_by_job.get(display_name or "")
+                or self._outcomes_by_tenant.get(parameters.get("TenantId", ""))
+                or _Outcome("Succeeded", None)
+            )
+        LOGGER.warning(
+            "SIMULATED pipeline execution %s: no step runs; it will end %s",
+            execution_arn,
+            outcome.status if outcome.status != "Executing" else "only when stopped",
+        )
+        # Recorded before any later transition is scheduled, so the events keep their order.
+        self._store.record(self._change(execution, None, None, None))
+        with self._changed:
+            now = time.monotonic()
+            if outcome.status == "Stopped":
+                self._schedule(now + self._delay_seconds, execution_arn, "Stopping", None)
+                self._schedule(
+                    now + self._delay_seconds + self._stop_delay_seconds,
+                    execution_arn,
+                    "Stopped",
+                    outcome.reason,
+                )
+            elif outcome.status != "Executing":
+                self._schedule(now + self._delay_seconds, execution_arn, outcome.status, outcome.reason)
+
+    def stop_requested(self, execution_arn: str) -> None:
+        with self._changed:
+            execution = self._executions.get(execution_arn)
+            if execution is None or execution.status in TERMINAL_STATUSES:
+                status = execution.status if execution else "unknown"
+                raise ExecutionNotStoppableError(f"pipeline execution {execution_arn} is {status}")
+            if execution.status == "Stopping":
+                return
+            self._schedule(time.monotonic(), execution_arn, "Stopping", None)
+            self._schedule(time.monotonic() + self._stop_delay_seconds, execution_arn, "Stopped", None)
+
+    def status(self, execution_arn: str) -> str | None:
+        with self._changed:
+            execution = self._executions.get(execution_arn)
+            return execution.status if execution else None
+
+    def _schedule(self, due: float, execution_arn: str, status: str, reason: str | None) -> None:
+        heapq.heappush(
+            self._transitions, _Transition(due, next(self._sequence), execution_arn, status, reason)
+        )
+        self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._stopping and (
+                    not self._transitions or self._transitions[0].due > time.monotonic()
+                ):
+                    timeout = self._transitions[0].due - time.monotonic() if self._transitions else None
+                    self._changed.wait(timeout)
+                if self._stopping:
+                    return
+                transition = heapq.heappop(self._transitions)
+                change = self._apply(transition)
+            if change is not None:
+                try:
+                    self._store.record(change)
+                except Exception:
+                    LOGGER.exception(
+                        "could not record %s for %s", change.current_status, change.execution_arn
+                    )
+
+    def _apply(self, transition: _Transition) -> StatusChange | None:
+        execution = self._executions[transition.execution_arn]
+        previous = execution.status
+        allowed = previous == "Executing" or (previous == "Stopping" and transition.status == "Stopped")
+        if not allowed:
+            return None  # e.g. the planned success of an execution that was stopped meanwhile
+        execution.status = transition.status
+        ended = datetime.now(UTC) if transition.status in TERMINAL_STATUSES else None
+        return self._change(execution, previous, ended, transition.reason)
+
+    @staticmethod
+    def _change(
+        execution: _Execution, previous: str | None, end_time: datetime | None, reason: str | None
+    ) -> StatusChange:
+        return StatusChange(
+            pipeline_arn=execution.pipeline_arn,
+            execution_arn=execution.execution_arn,
+            display_name=execution.display_name,
+            current_status=execution.status,
+            previous_status=previous,
+            start_time=execution.start_time,
+            end_time=end_time,
+            failure_reason=reason,
+        )
+
+    def close(self) -> None:
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join(timeout=5)

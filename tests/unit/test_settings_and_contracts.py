@@ -1,0 +1,134 @@
+"""Configuration errors name the variable; names match template.yaml; the functions' outputs match what
+the state machine reads from them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import ASL, ENVIRONMENT, load_template
+
+from controlplane.domain import models
+from controlplane.domain.errors import ConfigurationError
+from controlplane.settings import Settings, get_settings
+
+APP_VARIABLES = {
+    name for name in ENVIRONMENT if not name.startswith(("AWS_", "POWERTOOLS_TRACE", "POWERTOOLS_LOG"))
+}
+
+
+def test_settings_load_from_the_environment() -> None:
+    settings = get_settings()
+    assert settings.jobs_table_name == "test-jobs"
+    assert settings.pipeline_name == "MLaaS-Test-tenant-training"
+
+
+def test_missing_variable_is_named() -> None:
+    environ = {name: ENVIRONMENT[name] for name in APP_VARIABLES if name != "JOBS_TABLE_NAME"}
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environ(environ)
+    assert (
+        str(raised.value) == "invalid function configuration: environment variable JOBS_TABLE_NAME is not set"
+    )
+
+
+def test_invalid_variables_are_named_with_their_value() -> None:
+    environ = {name: ENVIRONMENT[name] for name in APP_VARIABLES} | {
+        "STATE_MACHINE_ARN": "training-job",
+        "UPLOADS_BUCKET_NAME": "Not_A_Bucket",
+    }
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environ(environ)
+    message = str(raised.value)
+    assert "environment variable STATE_MACHINE_ARN='training-job' is invalid" in message
+    assert "environment variable UPLOADS_BUCKET_NAME='Not_A_Bucket' is invalid" in message
+    assert "JOBS_TABLE_NAME" not in message
+
+
+def test_settings_cover_exactly_the_template_globals() -> None:
+    variables = set(load_template()["Globals"]["Function"]["Environment"]["Variables"]) - {
+        "POWERTOOLS_LOG_LEVEL"
+    }
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    assert aliases == variables
+
+
+def test_functions_exist_for_every_template_function() -> None:
+    resources = load_template()["Resources"]
+    code_uris = {
+        resource["Properties"]["CodeUri"].rstrip("/")
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert code_uris == {
+        f"functions/{name}"
+        for name in (
+            "register_upload",
+            "validate_dataset",
+            "gate",
+            "await_pipeline",
+            "pipeline_events",
+            "seed_tiers",
+        )
+    }
+
+
+def test_timeline_state_names_are_states_of_the_state_machine() -> None:
+    states = json.loads(ASL.read_text())["States"]
+    for name in (
+        models.STATE_REGISTER,
+        models.STATE_VALIDATE,
+        models.STATE_QUEUE_WAIT,
+        models.STATE_PIPELINE_WAIT,
+    ):
+        assert name in states
+
+
+def _selected_payload_fields(state: dict[str, object]) -> set[str]:
+    selector = state["ResultSelector"]
+    assert isinstance(selector, dict)
+    return {match for value in selector.values() for match in re.findall(r"^\$\.Payload\.(\w+)$", str(value))}
+
+
+def test_state_machine_reads_only_what_the_functions_return() -> None:
+    states = json.loads(ASL.read_text())["States"]
+    assert _selected_payload_fields(states["Register the upload as a job"]) == {
+        "outcome",
+        "reasons",
+        "job",
+        "tenant",
+        "plan",
+    }
+    assert _selected_payload_fields(states["Validate the dataset against the tenant's contract"]) == {
+        "valid",
+        "reasons",
+        "stats",
+        "trainingDataUri",
+    }
+    plan_fields = set(re.findall(r"\$\.registration\.plan\.(\w+)", ASL.read_text()))
+    assert plan_fields <= {
+        "tier",
+        "queueUrl",
+        "queueWaitSeconds",
+        "trainingInstanceType",
+        "trainingInstanceCount",
+        "processingInstanceType",
+        "processingInstanceCount",
+        "useSpotInstances",
+        "maxRuntimeSeconds",
+        "pipelineWaitSeconds",
+        "maxDatasetBytes",
+        "trainingImageUri",
+        "trainingDataUri",
+        "modelOutputUri",
+    }
+    tenant_fields = set(re.findall(r"\$\.registration\.tenant\.(\w+)", ASL.read_text()))
+    assert tenant_fields <= {
+        "tenantId",
+        "tier",
+        "roleArn",
+        "modelPackageGroupName",
+        "metricThreshold",
+        "contract",
+    }
