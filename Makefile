@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
+PIPELINE_VENV := build/pipeline-venv
+PIPELINE_STAMP := $(PIPELINE_VENV)/.installed
 LOCAL_PORT ?= 4566
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit integration lint format types template check bench clean
+.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,14 +24,27 @@ $(STAMP): requirements/dev.txt
 
 setup: $(STAMP) ## create .venv with every pinned dependency
 
+# The SageMaker SDK 2.x lives only here (build time): its pins contradict the dev tools'.
+$(PIPELINE_STAMP): requirements/pipeline-build.txt
+	@test -x $(PIPELINE_VENV)/bin/python || $(PYTHON) -m venv $(PIPELINE_VENV)
+	$(PIPELINE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/pipeline-build.txt
+	@touch $(PIPELINE_STAMP)
+
+pipeline-venv: $(PIPELINE_STAMP) ## create build/pipeline-venv (SageMaker SDK 2.x) that generates the pipeline definition
+
+pipeline-definition: $(PIPELINE_STAMP) ## regenerate pipeline/definition.json from pipeline/build_definition.py (commit it)
+	$(PIPELINE_VENV)/bin/python pipeline/build_definition.py
+
 demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary
 	$(BIN)/python -m scripts.demo
 
 local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOCAL_PORT) and keep it running
 	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --template template.yaml --stack-name $(STACK_NAME)
 
-test: $(STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
+	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
+	@# Each emulator group gets a worker process of its own: moto's state is process-wide.
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/pipeline_integration
 
 unit: $(STAMP) ## fast tests only (no emulator)
 	$(BIN)/pytest -q tests/unit tests/template
@@ -43,7 +58,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 types: $(STAMP) ## mypy, strict (each function folder separately: they all define module `app`)
-	$(BIN)/mypy layers/shared/controlplane localcloud scripts
+	$(BIN)/mypy layers/shared/controlplane localcloud scripts pipeline
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=layers/shared $(BIN)/mypy $$d/app.py || exit 1; done
 
 template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker needed)

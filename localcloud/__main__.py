@@ -54,6 +54,8 @@ def _serve(arguments: argparse.Namespace) -> None:
         port=arguments.port,
         state_dir=arguments.state_dir,
         schedule_interval_seconds=arguments.schedule_interval_seconds,
+        pipeline_runner=arguments.pipeline_runner,
+        pipeline_workers=arguments.pipeline_workers,
         pipeline_delay_seconds=arguments.pipeline_delay_seconds,
     ) as cloud:
         stack = cloud.deploy(arguments.template, arguments.stack_name, dict(arguments.parameter_overrides))
@@ -79,6 +81,13 @@ def main() -> None:
         default=None,
         help="fire every rate() schedule this often instead of its rate",
     )
+    serve.add_argument(
+        "--pipeline-runner",
+        choices=("executing", "simulated"),
+        default="executing",
+        help="executing: run the pipeline's step scripts for real; simulated: run no step",
+    )
+    serve.add_argument("--pipeline-workers", type=int, default=2, help="pipeline executions run at once")
     serve.add_argument(
         "--pipeline-delay-seconds",
         type=float,

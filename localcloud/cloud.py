@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import requests
 from moto.server import ThreadedMotoServer
@@ -26,6 +26,7 @@ from localcloud.custom_resources import ResponseEndpoint
 from localcloud.deploy import Deployer, Stack
 from localcloud.event_delivery import EventDelivery
 from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.pipeline_executor import ExecutingPipelineRunner
 from localcloud.pipeline_runner import SimulatedPipelineRunner
 from localcloud.schedules import ScheduleRunner
 from localcloud.sqs_event_sources import SqsEventSources
@@ -73,6 +74,8 @@ class LocalCloud:
         region: str = DEFAULT_REGION,
         workers_per_function: int = 4,
         schedule_interval_seconds: float | None = None,
+        pipeline_runner: Literal["simulated", "executing"] = "simulated",
+        pipeline_workers: int = 2,
         pipeline_delay_seconds: float = 1.5,
         async_retry_delay_seconds: float = 1.0,
         event_retry_base_delay_seconds: float = 0.2,
@@ -81,6 +84,9 @@ class LocalCloud:
         """
         port: 0 picks a free port. state_dir holds logs/<FunctionLogicalId>.log.
         schedule_interval_seconds: fire every rate() schedule this often instead of its rate.
+        pipeline_runner: "executing" runs each pipeline execution's step scripts for real
+        (localcloud.pipeline_executor), at most `pipeline_workers` executions at once;
+        "simulated" runs no step (tests steer outcomes with pipeline_runner.set_outcome).
         pipeline_delay_seconds: how long a SIMULATED pipeline execution runs.
         async_retry_delay_seconds: Lambda's retry delay for failed asynchronous invocations
         (1 and 2 minutes on AWS; the n-th retry waits n times this).
@@ -92,6 +98,8 @@ class LocalCloud:
         self._requested_port = port
         self._workers_per_function = workers_per_function
         self._schedule_interval_seconds = schedule_interval_seconds
+        self._pipeline_runner_kind = pipeline_runner
+        self._pipeline_workers = pipeline_workers
         self._pipeline_delay_seconds = pipeline_delay_seconds
         self._async_retry_delay_seconds = async_retry_delay_seconds
         self._event_retry_base_delay_seconds = event_retry_base_delay_seconds
@@ -104,6 +112,22 @@ class LocalCloud:
         self.stacks: list[Stack] = []
 
     # ------------------------------------------------------------------ lifecycle
+
+    def _new_pipeline_runner(self) -> SimulatedPipelineRunner | ExecutingPipelineRunner:
+        if self._pipeline_runner_kind == "executing":
+            return ExecutingPipelineRunner(
+                patches.MotoPipelineStore(),
+                s3_client=self.client("s3"),
+                sagemaker_client=self.client("sagemaker"),
+                max_concurrent=self._pipeline_workers,
+            )
+        if self._pipeline_runner_kind == "simulated":
+            return SimulatedPipelineRunner(
+                patches.MotoPipelineStore(), delay_seconds=self._pipeline_delay_seconds
+            )
+        raise ValueError(
+            f"pipeline_runner must be 'executing' or 'simulated', not {self._pipeline_runner_kind!r}"
+        )
 
     def start(self) -> LocalCloud:
         with LocalCloud._running_lock:
@@ -127,6 +151,9 @@ class LocalCloud:
         os.environ["MOTO_PORT"] = str(port)
         self._stops.append(lambda: self._restore_moto_port(previous_moto_port))
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # moto's ASL interpreter logs every Fail state and caught error with an internal repr; the
+        # outcome is in the execution history (and, for our state machine, on the job).
+        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         self._stops.append(server.stop)
@@ -155,9 +182,7 @@ class LocalCloud:
             retry_max_delay_seconds=self._event_retry_max_delay_seconds,
         )
         self._stops.append(self.event_delivery.close)
-        self.pipeline_runner = SimulatedPipelineRunner(
-            patches.MotoPipelineStore(), delay_seconds=self._pipeline_delay_seconds
-        )
+        self.pipeline_runner = self._new_pipeline_runner()
         self._stops.append(self.pipeline_runner.close)
         self.sqs_event_sources = SqsEventSources(endpoint_url=self.endpoint_url, region=self.region)
         self._stops.append(self.sqs_event_sources.close)

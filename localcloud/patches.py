@@ -34,6 +34,20 @@ version, because these names are private and change between releases. What each 
    silently undoing writes other threads made meanwhile (seen as a lost task token and a job stuck
    RUNNING). Wrapped: one DynamoDB request at a time, as DynamoDB applies each request atomically;
    requests from concurrent callers still interleave between requests.
+11. `moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication.terminated` - called by
+   the execution's worker thread once the program is over; it sets the execution's status from the program
+   state (ProgramEnded -> SUCCEEDED, ProgramError -> FAILED, ProgramTimedOut -> TIMED_OUT, ProgramStopped ->
+   ABORTED) and stopDate. moto never emits `Step Functions Execution Status Change` events. Wrapped: after
+   moto's own bookkeeping, the event for the ended STANDARD execution (AWS emits none for Express) is put
+   on the default bus through moto's events backend, where the template's rules match and deliver it.
+   Guarded so that an execution ends (and is announced) once, whichever of 11 and 12 gets there first.
+12. `moto.stepfunctions.parser.backend.execution.Execution.stop` - moto's StopExecution only flags the
+   program stopped: a task waiting for its task token keeps the worker thread, and with it the RUNNING
+   status, until that task's own timeout (hours, for this project's waits). Step Functions aborts at once.
+   Wrapped: once the program is flagged stopped, the execution is terminated right away (ABORTED, stopDate,
+   the status-change event). The blocked worker thread is left to wake at its timeout; by then the program is
+   not running, so it evaluates no further state, and the guard in 11 keeps it from ending the execution
+   again. (Its history gets the ExecutionAborted event only then.)
 """
 
 from __future__ import annotations
@@ -60,17 +74,26 @@ from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import get_pipeline_execution_from_arn
 from moto.sqs.models import sqs_backends
+from moto.stepfunctions.parser.api import StateMachineType
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.parser.backend.execution import Execution as StepFunctionsExecution
 
 from localcloud.event_delivery import EventDelivery
 from localcloud.lambda_runtime import Invocation, LambdaRuntime
-from localcloud.pipeline_runner import ExecutionNotStoppableError, SimulatedPipelineRunner, StatusChange
+from localcloud.pipeline_runner import ExecutionNotStoppableError, PipelineRunner, StatusChange
 from localcloud.sqs_event_sources import MappingSettings, SqsEventSources
 
 PINNED_MOTO_VERSION = "5.2.5"
 LOGGER = logging.getLogger("localcloud.patches")
 PIPELINE_STATUS_CHANGE = "SageMaker Model Building Pipeline Execution Status Change"
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+# AWS leaves the input/output out of the event (null, with `included: false`) when it would make the event
+# too large for EventBridge; this emulator draws the line at 248 KiB.
+_EVENT_DATA_LIMIT_BYTES = 248 * 1024
 # moto gives every S3 event this same id (moto.events.utils._BASE_EVENT_MESSAGE).
 _MOTO_CONSTANT_EVENT_ID = _BASE_EVENT_MESSAGE["id"]
 
@@ -82,7 +105,7 @@ class Hooks:
     lambda_runtime: LambdaRuntime
     event_delivery: EventDelivery
     sqs_event_sources: SqsEventSources
-    pipeline_runner: SimulatedPipelineRunner
+    pipeline_runner: PipelineRunner
 
 
 _hooks: Hooks | None = None
@@ -311,6 +334,89 @@ class _StateEnteredClock:
     datetime = _StepFunctionsTimestamp
 
 
+# ----------------------------------------------------------------- 11. Step Functions status-change events
+
+
+def _epoch_millis(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def _event_data(text: str | None) -> tuple[str | None, dict[str, bool] | None]:
+    """The execution's input or output as the event carries it, with its `...Details`."""
+    if text is None:
+        return None, None
+    if len(text.encode("utf-8")) > _EVENT_DATA_LIMIT_BYTES:
+        return None, {"included": False}
+    return text, {"included": True}
+
+
+def execution_status_change_detail(execution: StepFunctionsExecution) -> dict[str, Any]:
+    """The `detail` of the event Step Functions sends when ``execution`` changes status."""
+    status = execution.exec_status.value if execution.exec_status is not None else None
+    input_text, input_details = _event_data(to_json_str(execution.input_data, separators=(",", ":")))
+    output_text, output_details = (None, None)
+    if status == "SUCCEEDED":
+        output_text, output_details = _event_data(to_json_str(execution.output, separators=(",", ":")))
+    return {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine.arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_millis(execution.start_date),
+        "stopDate": _epoch_millis(execution.stop_date),
+        "input": input_text,
+        "inputDetails": input_details,
+        "output": output_text,
+        "outputDetails": output_details,
+        # moto's StopExecution drops the request's error and cause, so ABORTED events carry none.
+        "error": execution.error or None,
+        "cause": execution.cause or None,
+    }
+
+
+_TERMINATED_MARK = "_localcloud_terminated"
+_terminated_lock = threading.Lock()
+
+
+def _execution_terminated(self: BaseExecutionWorkerCommunication) -> None:
+    execution = self.execution
+    with _terminated_lock:
+        if getattr(execution, _TERMINATED_MARK, False):
+            return  # already ended by StopExecution (seam 12); its worker thread only just woke up
+        setattr(execution, _TERMINATED_MARK, True)
+    _original(BaseExecutionWorkerCommunication, "terminated")(self)
+    if execution.sm_type != StateMachineType.STANDARD:
+        return
+    try:
+        detail = execution_status_change_detail(execution)
+        events_backends[execution.account_id][execution.region_name].put_events(
+            [
+                {
+                    "Source": "aws.states",
+                    "DetailType": EXECUTION_STATUS_CHANGE,
+                    "Detail": json.dumps(detail),
+                    "Resources": [execution.exec_arn],
+                }
+            ]
+        )
+    except Exception:
+        # The execution has ended either way; a lost event is what the control plane's sweep is for.
+        LOGGER.exception("could not announce the end of execution %s", execution.exec_arn)
+
+
+def _stop_execution(
+    self: StepFunctionsExecution, stop_date: datetime, error: str | None, cause: str | None
+) -> None:
+    _original(StepFunctionsExecution, "stop")(self, stop_date, error, cause)
+    worker = self.exec_worker
+    if (
+        worker is not None
+        and worker.env is not None
+        and isinstance(worker.env.program_state(), ProgramStopped)
+    ):
+        worker._execution_communication.terminated()
+
+
 # ----------------------------------------------------------------- install / uninstall
 
 _DYNAMODB_REQUEST_LOCK = threading.RLock()
@@ -332,6 +438,8 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     (SageMakerResponse, "stop_pipeline_execution", _stop_pipeline_execution),
     (state_module, "datetime", _StateEnteredClock),
     (DynamoHandler, "call_action", _serialized_dynamodb_call_action),
+    (BaseExecutionWorkerCommunication, "terminated", _execution_terminated),
+    (StepFunctionsExecution, "stop", _stop_execution),
 ]
 
 

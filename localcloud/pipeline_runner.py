@@ -50,6 +50,29 @@ class ExecutionNotStoppableError(Exception):
     """StopPipelineExecution on an execution that has already ended."""
 
 
+class PipelineRunner(Protocol):
+    """What the patched SageMaker backend hands pipeline executions to.
+
+    Two implementations: SimulatedPipelineRunner (runs no step; tests steer outcomes) and
+    localcloud.pipeline_executor.ExecutingPipelineRunner (runs the definition's step scripts).
+    """
+
+    def execution_started(
+        self,
+        *,
+        pipeline_arn: str,
+        execution_arn: str,
+        display_name: str | None,
+        parameters: Mapping[str, str],
+    ) -> None: ...
+
+    def stop_requested(self, execution_arn: str) -> None: ...
+
+    def status(self, execution_arn: str) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Outcome:
     status: OutcomeStatus

@@ -1,13 +1,16 @@
 """`make demo`: the whole upload-to-pipeline loop on one machine.
 
 Starts the local emulator, deploys template.yaml and the state machine into it, onboards one
-tenant per tier, uploads the sample datasets (two of them invalid), shows live progress and ends
-with a per-tier summary, also written to build/demo-summary.json.
+tenant per tier, uploads the sample datasets (two invalid, one too weak to pass its tenant's
+metric threshold), shows live progress and ends with a per-tier and per-tenant summary (limits,
+admissions, maximum running, rejections, registered model versions and their metrics), also
+written to build/demo-summary.json.
 
-Everything below runs for real in the emulator (S3 → EventBridge → Step Functions, the Lambda
-handlers in worker processes, DynamoDB, SQS) except the SageMaker pipeline, which moto cannot
-run: a simulated runner finishes each execution after a delay and emits the real status-change
-event. The output says so.
+Everything runs for real in the emulator: S3 → EventBridge → Step Functions, the Lambda handlers
+in worker processes, DynamoDB, SQS, and the shared pipeline, whose step scripts (preprocess,
+train, evaluate) run as subprocesses with SageMaker's container conventions and register real
+model versions. What is emulated is the SageMaker service around them (placing steps on
+instances); `--simulated-pipeline` swaps in a runner that runs no step, for a quick look.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from localcloud import LocalCloud
-from scripts.jobs import TERMINAL, max_concurrent_slots, status_counts, tenant_jobs
+from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
 from scripts.sample_data import SAMPLE_TENANTS, demo_uploads
 from scripts.tenants import onboard
 
@@ -42,7 +45,11 @@ def _progress_table(jobs_by_tenant: dict[str, list[dict[str, Any]]], elapsed: fl
 
 
 def _summary(
-    limits: dict[str, int], jobs_by_tenant: dict[str, list[dict[str, Any]]], executions: int
+    limits: dict[str, int],
+    jobs_by_tenant: dict[str, list[dict[str, Any]]],
+    executions: int,
+    models_by_tenant: dict[str, list[dict[str, Any]]],
+    runner: str,
 ) -> dict[str, Any]:
     tiers: dict[str, Any] = {}
     for tenant in SAMPLE_TENANTS:
@@ -57,33 +64,44 @@ def _summary(
             "rejected": [
                 {"key": j["key"], "reasons": j.get("reasons", [])} for j in jobs if j["status"] == "REJECTED"
             ],
+            "failed": [
+                {"key": j["key"], "reasons": j.get("reasons", [])} for j in jobs if j["status"] == "FAILED"
+            ],
             "allTerminal": all(j["status"] in TERMINAL for j in jobs),
+            "models": models_by_tenant[tenant.tenant_id],
         }
-    return {
-        "tiers": tiers,
-        "pipelineExecutions": executions,
-        "pipelineRunner": "simulated (moto cannot run SageMaker pipelines); every other part ran for real",
-    }
+    return {"tiers": tiers, "pipelineExecutions": executions, "pipelineRunner": runner}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--simulated-pipeline", action="store_true", help="run no pipeline step: executions just succeed"
+    )
     parser.add_argument("--pipeline-seconds", type=float, default=3.0, help="simulated pipeline duration")
-    parser.add_argument("--timeout", type=float, default=240.0, help="give up after this many seconds")
+    parser.add_argument("--timeout", type=float, default=480.0, help="give up after this many seconds")
     args = parser.parse_args()
+    runner: Literal["simulated", "executing"] = "simulated" if args.simulated_pipeline else "executing"
 
     print("Starting the local emulator (moto server on loopback) and deploying template.yaml ...")
-    with LocalCloud(port=0, pipeline_delay_seconds=args.pipeline_seconds) as cloud:
+    with LocalCloud(port=0, pipeline_runner=runner, pipeline_delay_seconds=args.pipeline_seconds) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-demo")
         outputs = stack.outputs
         print(
             f"  stack deployed: {len(stack.resource_types)} resources; "
             f"uploads bucket {outputs['UploadsBucketName']}"
         )
-        print(
-            "  NOTE: the SageMaker pipeline runner is SIMULATED: each execution finishes after "
-            f"{args.pipeline_seconds:.1f}s and emits the real status-change event.\n"
-        )
+        if runner == "simulated":
+            print(
+                "  NOTE: the SageMaker pipeline runner is SIMULATED: each execution runs no step, finishes "
+                f"after {args.pipeline_seconds:.1f}s and emits the real status-change event.\n"
+            )
+        else:
+            print(
+                "  The shared pipeline runs for real: its step scripts train and evaluate each tenant's "
+                "model as subprocesses\n  (SageMaker container conventions); the SageMaker service around "
+                "them is emulated.\n"
+            )
 
         dynamodb, s3 = cloud.client("dynamodb"), cloud.client("s3")
         for tenant in SAMPLE_TENANTS:
@@ -98,7 +116,10 @@ def main() -> int:
             for t in SAMPLE_TENANTS
         }
         uploads = demo_uploads()
-        print(f"\nUploading {len(uploads)} datasets (2 deliberately invalid); tier limits {limits}\n")
+        print(
+            f"\nUploading {len(uploads)} datasets (2 invalid, 1 too weak to pass its tenant's threshold); "
+            f"tier limits {limits}\n"
+        )
         for upload in uploads:
             s3.put_object(
                 Bucket=outputs["UploadsBucketName"],
@@ -131,7 +152,8 @@ def main() -> int:
                 PipelineName=outputs["TrainingPipelineName"], MaxResults=100
             )["PipelineExecutionSummaries"]
         )
-        summary = _summary(limits, jobs_by_tenant, executions)
+        models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
+        summary = _summary(limits, jobs_by_tenant, executions, models, runner)
 
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -145,13 +167,32 @@ def main() -> int:
         )
         ok &= figures["maxRunningObserved"] <= figures["limit"] and figures["allTerminal"]
     for tier, figures in summary["tiers"].items():
-        for rejected in figures["rejected"]:
-            print(f"  rejected [{tier}] {rejected['key']}:")
-            for reason in rejected["reasons"]:
-                print(f"      - {reason}")
+        for closed, label in ((figures["rejected"], "rejected"), (figures["failed"], "failed")):
+            for job in closed:
+                print(f"  {label} [{tier}] {job['key']}:")
+                for reason in job["reasons"]:
+                    print(f"      - {reason}")
+    print("\nRegistered model versions (PendingManualApproval), with the metric the pipeline gated on:")
+    for figures in summary["tiers"].values():
+        for model in figures["models"]:
+            metric = model["metric"]
+            print(
+                f"  {figures['tenant']:<16} v{model['version']:<3} {metric.get('name', '?')}="
+                f"{metric.get('value', float('nan')):.3f}  job {model['jobId']}"
+            )
+        if not figures["models"]:
+            print(f"  {figures['tenant']:<16} (none)")
     admitted = sum(f["admitted"] for f in summary["tiers"].values())
     print(f"  pipeline executions started: {executions} (one per admitted job: {admitted})")
     ok &= executions == admitted
+    if runner == "executing":
+        succeeded = sum(f["statuses"].get("SUCCEEDED", 0) for f in summary["tiers"].values())
+        registered = sum(len(f["models"]) for f in summary["tiers"].values())
+        print(f"  model versions registered: {registered} (one per succeeded build: {succeeded})")
+        ok &= registered == succeeded
+        failed = [job for f in summary["tiers"].values() for job in f["failed"]]
+        below_threshold = [job for job in failed if "threshold" in " ".join(job["reasons"])]
+        ok &= len(below_threshold) == 1
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
     print("RESULT: " + ("every job terminal, no tier above its limit" if ok else "FAILED: see above"))
     return 0 if ok else 1

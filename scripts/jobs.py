@@ -5,6 +5,7 @@ Reads go through the `tenant-jobs` index (a Query per tenant), never a Scan.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -58,3 +59,35 @@ def max_concurrent_slots(jobs: Iterable[dict[str, Any]]) -> int:
 
 def status_counts(jobs: Iterable[dict[str, Any]]) -> Counter[str]:
     return Counter(job["status"] for job in jobs)
+
+
+def registered_models(clients: Any, group: str) -> list[dict[str, Any]]:
+    """Model versions registered in a tenant's package group, with the metric the pipeline gated on.
+
+    The metric comes from the evaluation report the package's ModelQuality statistics point to,
+    i.e. what the pipeline's evaluate step really wrote.
+    """
+    sagemaker, s3 = clients.client("sagemaker"), clients.client("s3")
+    models = []
+    summaries = sagemaker.list_model_packages(ModelPackageGroupName=group, MaxResults=100)[
+        "ModelPackageSummaryList"
+    ]
+    for summary in summaries:
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        metadata = package.get("CustomerMetadataProperties", {})
+        statistics = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
+        metric: dict[str, Any] = {}
+        if uri := statistics.get("S3Uri"):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            metric = dict(report.get("validation_metric", {}))
+        models.append(
+            {
+                "modelPackageArn": package["ModelPackageArn"],
+                "version": package.get("ModelPackageVersion"),
+                "approvalStatus": package.get("ModelApprovalStatus"),
+                "jobId": metadata.get("mlaas:job"),
+                "metric": metric,
+            }
+        )
+    return sorted(models, key=lambda m: m["version"] or 0)

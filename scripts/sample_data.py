@@ -1,8 +1,9 @@
 """Deterministic sample tenants and datasets for the demo and the integration tests.
 
 Datasets are generated (seeded), so every run uploads the same bytes and nothing large is
-committed. Two kinds of deliberately bad data exercise validation: a non-numeric feature and
-a file without the tenant's target column.
+committed. Two kinds of deliberately bad data exercise validation (a non-numeric feature, a file
+without the tenant's target column), and one valid but weak dataset (labels unrelated to the
+features) trains a model below its tenant's metric threshold, so it is never registered.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ class SampleUpload:
 
 SAMPLE_TENANTS = (
     SampleTenant("acme-retail", "basic", "churned", ("tenure_months", "monthly_spend", "support_calls")),
-    SampleTenant("globex-energy", "standard", "fault", ("temperature", "vibration", "load_pct", "age_years")),
+    SampleTenant(
+        "globex-energy",
+        "standard",
+        "fault",
+        ("temperature", "vibration", "load_pct", "age_years"),
+        metric_threshold=0.7,
+    ),
     SampleTenant("initech-health", "premium", "readmitted", ("age", "bmi", "systolic_bp", "prior_visits")),
 )
 
@@ -50,15 +57,34 @@ def classification_csv(tenant: SampleTenant, rows: int, seed: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def noise_csv(tenant: SampleTenant, rows: int, seed: int) -> bytes:
+    """Valid data with labels unrelated to the features: no model can learn it."""
+    rng = random.Random(seed)
+    lines = [",".join((*tenant.feature_columns, tenant.target_column))]
+    for _ in range(rows):
+        features = [round(rng.gauss(50, 15), 3) for _ in tenant.feature_columns]
+        lines.append(",".join([*(str(f) for f in features), str(rng.randint(0, 1))]))
+    return ("\n".join(lines) + "\n").encode()
+
+
 def demo_uploads() -> list[SampleUpload]:
-    """At least 12 uploads over the three tiers, two of them invalid; more than each tier's slots."""
-    counts = {"acme-retail": 5, "globex-energy": 5, "initech-health": 4}
+    """12 uploads over the three tiers: 2 invalid, 1 too weak to register, more than basic's slots."""
+    counts = {"acme-retail": 4, "globex-energy": 2, "initech-health": 3}
     uploads: list[SampleUpload] = []
     for index, tenant in enumerate(SAMPLE_TENANTS):
         for n in range(counts[tenant.tenant_id]):
-            body = classification_csv(tenant, rows=200 + 40 * n, seed=1000 * index + n)
+            body = classification_csv(tenant, rows=300 + 60 * n, seed=1000 * index + n)
             uploads.append(SampleUpload(tenant.tenant_id, f"batch-{n + 1:02d}.csv", body, expect_valid=True))
     acme, globex = SAMPLE_TENANTS[0], SAMPLE_TENANTS[1]
+    uploads.append(
+        SampleUpload(
+            globex.tenant_id,
+            "noisy-sensors.csv",
+            noise_csv(globex, rows=400, seed=99),
+            expect_valid=True,
+            why_invalid="valid, but its labels are noise: the model falls below the tenant's threshold",
+        )
+    )
     text_in_feature = classification_csv(acme, rows=120, seed=7).decode().splitlines()
     row = text_in_feature[43].split(",")
     row[1] = "about forty"

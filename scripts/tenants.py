@@ -18,29 +18,46 @@ TENANT_ROLE_PATH = "/mlaas-tenants/"
 
 
 def tenant_role_policy(tenant_id: str, uploads_bucket: str, artifacts_bucket: str) -> dict[str, Any]:
-    """Least privilege for a tenant's SageMaker jobs: its own job inputs and model outputs only."""
-    prefix = f"tenants/{tenant_id}/"
+    """Least privilege for a tenant's SageMaker jobs: its own job folders, the shared step scripts.
+
+    `uploads_bucket` is deliberately absent: jobs train on the validated copy in the artifacts
+    bucket, never on the tenant's raw uploads.
+    """
+    del uploads_bucket
+    jobs = f"arn:aws:s3:::{artifacts_bucket}/tenants/{tenant_id}/jobs/*"
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "ReadOwnJobData",
+                "Sid": "ReadOwnJobInputsAndStepOutputs",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{artifacts_bucket}/{prefix}jobs/*/input/*"],
+                "Resource": [f"{jobs}/input/*", f"{jobs}/model/*"],
             },
             {
                 "Sid": "WriteOwnModels",
                 "Effect": "Allow",
                 "Action": ["s3:PutObject"],
-                "Resource": [f"arn:aws:s3:::{artifacts_bucket}/{prefix}jobs/*/model/*"],
+                "Resource": [f"{jobs}/model/*"],
             },
             {
-                "Sid": "ListOwnPrefixOnly",
+                "Sid": "ReadSharedStepScripts",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{artifacts_bucket}/pipeline-code/*"],
+            },
+            {
+                "Sid": "ListOwnPrefixAndStepScriptsOnly",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
                 "Resource": [f"arn:aws:s3:::{artifacts_bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                "Condition": {"StringLike": {"s3:prefix": [f"tenants/{tenant_id}/*", "pipeline-code/*"]}},
+            },
+            {
+                "Sid": "WriteJobLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": ["arn:aws:logs:*:*:log-group:/aws/sagemaker/*"],
             },
         ],
     }

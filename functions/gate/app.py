@@ -4,7 +4,8 @@ Invoked three ways (docs/contracts.md):
 - SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn}: store each token on
   its job (the job enters the tier's waiting room), then admit for the tiers seen. Partial batch failures.
 - {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit for that tier.
-- {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, then admit.
+- {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, close waiting jobs
+  whose execution is over, then admit.
 
 No idempotency layer is needed: every effect is a conditional write (token store, take, release), so a
 redelivered message or a concurrent invocation changes nothing twice.
@@ -26,6 +27,9 @@ from controlplane.services import admission
 from controlplane.settings import get_settings
 
 settings = get_settings()
+# Where each tier's next waiting-room sweep continues. Kept by the warm sandbox only: a cold one starts from
+# the oldest waiting job, which is the right place to start anyway; rotation just covers long queues in turns.
+_waiting_room_cursors: dict[str, Any] = {}
 
 
 class QueueMessage(BaseModel):
@@ -123,7 +127,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     for tier in Tier:
         try:
             reclaimed = admission.reclaim(tier.value)
-            results[tier.value] = {"reclaimed": reclaimed, **_admit(tier.value)}
+            sweep = admission.sweep_waiting_room(tier.value, start_key=_waiting_room_cursors.get(tier.value))
+            _waiting_room_cursors[tier.value] = sweep.next_key
+            results[tier.value] = {
+                "reclaimed": reclaimed,
+                "closedWaiting": sweep.closed,
+                **_admit(tier.value),
+            }
         except Exception:
             logger.exception("Sweep of a tier failed", extra={"tier": tier.value})
             failed.append(tier.value)

@@ -51,6 +51,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
 @pytest.fixture
 def new_tenant(deployed: Deployed) -> Callable[..., SampleTenant]:
+    return make_tenant_factory(deployed)
+
+
+def make_tenant_factory(deployed: Deployed) -> Callable[..., SampleTenant]:
+    """Onboards tenants with ids of their own (so tests never see each other's jobs)."""
+
     def make(tier: str = "basic", **overrides: Any) -> SampleTenant:
         tenant = SampleTenant(
             tenant_id=f"t{next(_counter)}-{uuid.uuid4().hex[:8]}",

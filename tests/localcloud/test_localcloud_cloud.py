@@ -449,3 +449,113 @@ def test_stop_pipeline_execution_goes_through_stopping_to_stopped(cloud: LocalCl
         sagemaker.stop_pipeline_execution(
             PipelineExecutionArn=execution_arn, ClientRequestToken=f"again-{job}"
         )
+
+
+# ------------------------------------------------------------------------------------------ execution ends
+
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def _execution_changes(cloud: LocalCloud, stack: Stack, execution_arn: str) -> list[dict[str, Any]]:
+    """Every Step Functions status-change event the record function got for one execution."""
+    return [
+        event
+        for event in (
+            json.loads(record["event"]) for record in _records(cloud, stack, EXECUTION_STATUS_CHANGE)
+        )
+        if event["detail"]["executionArn"] == execution_arn
+    ]
+
+
+def _start(cloud: LocalCloud, state_machine_arn: str, payload: dict[str, Any]) -> str:
+    arn: str = cloud.client("stepfunctions").start_execution(
+        stateMachineArn=state_machine_arn, name=f"x-{uuid.uuid4().hex}", input=json.dumps(payload)
+    )["executionArn"]
+    return arn
+
+
+def test_stopping_an_execution_emits_an_aborted_status_change_event(cloud: LocalCloud, stack: Stack) -> None:
+    stepfunctions = cloud.client("stepfunctions")
+    execution_arn = _start(cloud, stack.ref("SlowStateMachine"), {"job": "to be stopped"})
+    assert stepfunctions.describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
+
+    stepfunctions.stop_execution(executionArn=execution_arn)
+
+    (event,) = wait_for(lambda: _execution_changes(cloud, stack, execution_arn), what="the ABORTED event")
+    assert (event["source"], event["detail-type"]) == ("aws.states", EXECUTION_STATUS_CHANGE)
+    assert event["resources"] == [execution_arn]
+    assert event["time"].endswith("Z")
+    detail = event["detail"]
+    described = stepfunctions.describe_execution(executionArn=execution_arn)
+    assert described["status"] == "ABORTED"
+    assert detail == {
+        "executionArn": execution_arn,
+        "stateMachineArn": stack.ref("SlowStateMachine"),
+        "name": execution_arn.rsplit(":", 1)[1],
+        "status": "ABORTED",
+        "startDate": int(described["startDate"].timestamp() * 1000),
+        "stopDate": detail["stopDate"],
+        "input": '{"job":"to be stopped"}',
+        "inputDetails": {"included": True},
+        "output": None,
+        "outputDetails": None,
+        "error": None,
+        "cause": None,
+    }
+    assert detail["startDate"] <= detail["stopDate"] <= int(time.time() * 1000)
+
+
+def test_every_way_an_execution_ends_is_announced(cloud: LocalCloud, stack: Stack) -> None:
+    flow = stack.ref("FlowStateMachine")
+    key = f"incoming/{uuid.uuid4()}.csv"
+    succeeded = _start(cloud, flow, {"time": "t", "detail": {"object": {"key": key, "etag": "e"}}})
+    failed = _start(cloud, flow, {"detail": {"object": {"key": f"incoming/explode-{uuid.uuid4()}.csv"}}})
+    timed_out = _start(cloud, stack.ref("HastyStateMachine"), {})
+
+    details = {
+        arn: wait_for(lambda arn=arn: _execution_changes(cloud, stack, arn), timeout=20, what=arn)[0][
+            "detail"
+        ]
+        for arn in (succeeded, failed, timed_out)
+    }
+
+    assert details[succeeded]["status"] == "SUCCEEDED"
+    assert json.loads(details[succeeded]["output"])["record"]["result"]["color"] == "red"
+    assert details[succeeded]["outputDetails"] == {"included": True}
+    assert details[failed]["status"] == "FAILED"
+    assert details[failed]["error"] == "Exploded"
+    assert json.loads(details[failed]["cause"])["errorType"] == "FixtureExplosionError"
+    assert details[failed]["output"] is None
+    assert details[timed_out]["status"] == "TIMED_OUT"
+    assert details[timed_out]["stateMachineArn"] == stack.ref("HastyStateMachine")
+    # One event per ending, not per status-change of any other kind.
+    assert all(len(_execution_changes(cloud, stack, arn)) == 1 for arn in details)
+
+
+def test_stopping_an_execution_that_waits_for_its_task_token_aborts_it_at_once(
+    cloud: LocalCloud, stack: Stack
+) -> None:
+    stepfunctions = cloud.client("stepfunctions")
+    execution_arn = _start(cloud, stack.ref("ParkedStateMachine"), {})
+    (parked,) = wait_for(
+        lambda: [
+            json.loads(record["event"])
+            for record in _records(cloud, stack, "parked")
+            if json.loads(record["event"])["execution"] == execution_arn
+        ],
+        what="the parked task token",
+    )
+
+    stopped_at = time.monotonic()
+    stepfunctions.stop_execution(executionArn=execution_arn)
+
+    (event,) = wait_for(lambda: _execution_changes(cloud, stack, execution_arn), what="the ABORTED event")
+    assert event["detail"]["status"] == "ABORTED"
+    assert time.monotonic() - stopped_at < 5  # not after the task's 3600 s timeout
+    assert stepfunctions.describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
+    # Nobody waits for the token any more, as on AWS.
+    with pytest.raises(stepfunctions.exceptions.ClientError) as raised:
+        stepfunctions.send_task_success(taskToken=parked["token"], output="{}")
+    assert raised.value.response["Error"]["Code"] in {"InvalidToken", "TaskDoesNotExist", "TaskTimedOut"}
+    time.sleep(0.5)
+    assert len(_execution_changes(cloud, stack, execution_arn)) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_TYPES = {"Succeed", "Fail"}
 # Task states whose failure may end the execution without a Catch: none. Every task is caught.
 SERVICE_RESOURCE = re.compile(r"^arn:aws:states:::(?P<service>[a-z-]+(:[a-zA-Z]+)?)")
@@ -94,9 +96,7 @@ def test_pipeline_start_is_idempotent_on_the_job_id(asl: dict[str, Any]) -> None
     assert start["Parameters"]["ClientRequestToken.$"] == "$.registration.job.jobId"
 
 
-def test_pipeline_parameters_match_the_pipeline_definition(
-    asl: dict[str, Any], resources: dict[str, Any]
-) -> None:
+def test_pipeline_parameters_match_the_pipeline_definition(asl: dict[str, Any]) -> None:
     (start,) = [
         s
         for s in asl["States"].values()
@@ -104,8 +104,8 @@ def test_pipeline_parameters_match_the_pipeline_definition(
     ]
     passed = [p["Name"] for p in start["Parameters"]["PipelineParameters"]]
     assert len(passed) == len(set(passed)), "a parameter is passed twice"
-    body = resources["TrainingPipeline"]["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
-    declared = {p["Name"]: p for p in json.loads(body)["Parameters"]}
+    definition = json.loads((ROOT / "pipeline" / "definition.json").read_text())
+    declared = {p["Name"]: p for p in definition["Parameters"]}
     assert set(passed) - set(declared) == set(), "the state machine passes parameters the pipeline lacks"
     required = {name for name, p in declared.items() if "DefaultValue" not in p}
     assert required - set(passed) == set(), "parameters without a default that are never passed"

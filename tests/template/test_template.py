@@ -62,6 +62,35 @@ def test_one_upload_rule_for_all_tenants_with_retries_and_a_dead_letter_queue(
     assert "Arn" in props["DeadLetterConfig"]
 
 
+def test_executions_that_end_unrecorded_reach_a_function_with_retries_and_a_dead_letter_queue(
+    template: dict[str, Any], resources: dict[str, Any], state_machine: dict[str, Any]
+) -> None:
+    function = resources["ExecutionEventsFunction"]["Properties"]
+    (rule,) = [e for e in function["Events"].values() if e["Type"] == "EventBridgeRule"]
+    props = rule["Properties"]
+    pattern = props["Pattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    # Only this stack's state machine, named like STATE_MACHINE_ARN (no !Ref: no dependency cycle).
+    (arn,) = pattern["detail"]["stateMachineArn"]
+    assert arn == template["Globals"]["Function"]["Environment"]["Variables"]["STATE_MACHINE_ARN"]
+    assert arn["Fn::Sub"].endswith(":stateMachine:" + state_machine["Properties"]["Name"]["Fn::Sub"])
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    dead_letter = props["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert resources[dead_letter]["Properties"]["SqsManagedSseEnabled"] is True
+    (policy,) = [
+        r
+        for r in _of_type(resources, "AWS::SQS::QueuePolicy").values()
+        if r["Properties"]["Queues"] == [{"Ref": dead_letter}]
+    ]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(
+        "rule/" + props["RuleName"]["Fn::Sub"]
+    )
+
+
 def test_tier_defaults_cover_every_tier_setting(template: dict[str, Any], resources: dict[str, Any]) -> None:
     defaults = template["Mappings"]["TierDefaults"]
     assert set(defaults) == {"basic", "standard", "premium"}

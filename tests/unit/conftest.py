@@ -246,6 +246,8 @@ class FakeStepFunctions:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     dead: set[str] = field(default_factory=set)
     statuses: dict[str, str | None] = field(default_factory=dict)
+    # Execution ARN -> (error, cause) reported by DescribeExecution for a FAILED execution.
+    errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send_task_success(self, task_token: str, output: dict[str, Any]) -> None:
@@ -263,6 +265,12 @@ class FakeStepFunctions:
     def execution_status(self, execution_arn: str) -> str | None:
         return self.statuses.get(execution_arn, "RUNNING")
 
+    def execution_end(self, execution_arn: str) -> Any:
+        from controlplane.domain.execution_end import ExecutionEnd  # noqa: PLC0415 - see pytest_configure
+
+        error, cause = self.errors.get(execution_arn, (None, None))
+        return ExecutionEnd(status=self.execution_status(execution_arn), error=error, cause=cause)
+
     def outputs_for(self, task_token: str) -> list[dict[str, Any]]:
         return [output for token, output in self.sent if token == task_token]
 
@@ -275,6 +283,7 @@ def stepfunctions(monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
     monkeypatch.setattr(executions, "send_task_success", fake.send_task_success)
     monkeypatch.setattr(executions, "send_task_failure", fake.send_task_failure)
     monkeypatch.setattr(executions, "execution_status", fake.execution_status)
+    monkeypatch.setattr(executions, "execution_end", fake.execution_end)
     return fake
 
 

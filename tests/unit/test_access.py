@@ -15,6 +15,7 @@ from conftest import aws_client
 
 from controlplane.access import clients, dynamo, executions, objects, pipelines
 from controlplane.domain.errors import ObjectVersionNotFoundError, TaskTokenDeadError
+from controlplane.domain.execution_end import ExecutionEnd
 
 
 @pytest.fixture
@@ -81,6 +82,38 @@ def test_execution_status(stubbed: Any) -> None:
     stub.add_client_error("describe_execution", service_error_code="ExecutionDoesNotExist")
     assert executions.execution_status(arn) == "ABORTED"
     assert executions.execution_status(arn) is None
+
+
+def test_execution_end_reports_the_error_of_a_failed_execution(stubbed: Any) -> None:
+    arn = "arn:aws:states:us-east-1:123456789012:execution:sm:two"
+    stubbed("stepfunctions").add_response(
+        "describe_execution",
+        {
+            "executionArn": arn,
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:sm",
+            "status": "FAILED",
+            "startDate": "2024-05-14T00:00:00Z",
+            "error": "States.Runtime",
+            "cause": "no such path",
+        },
+        {"executionArn": arn},
+    )
+    assert executions.execution_end(arn) == ExecutionEnd("FAILED", "States.Runtime", "no such path")
+
+
+def test_pipeline_status_and_stop(stubbed: Any) -> None:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc"
+    stub = stubbed("sagemaker")
+    stub.add_response(
+        "describe_pipeline_execution", {"PipelineExecutionStatus": "Executing"}, {"PipelineExecutionArn": arn}
+    )
+    stub.add_response(
+        "stop_pipeline_execution",
+        {"PipelineExecutionArn": arn},
+        {"PipelineExecutionArn": arn, "ClientRequestToken": "stop-job-0123456789abcdef0123456789abcdef"},
+    )
+    assert pipelines.status(arn) == "Executing"
+    pipelines.stop(arn, client_request_token="stop-job-0123456789abcdef0123456789abcdef")
 
 
 def test_pipeline_failure_reason(stubbed: Any) -> None:

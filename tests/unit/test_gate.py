@@ -7,11 +7,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job
 
-from controlplane.access import slots
+from controlplane.access import executions, slots
 from controlplane.domain.admission import queued_job_from_item
 from controlplane.domain.models import format_timestamp
+from controlplane.services import admission
 
 pytestmark = pytest.mark.usefixtures("aws")
 BATCH = load_event("gate_sqs_batch.json")
@@ -64,6 +66,14 @@ def job(table: Callable[[str], Any], job_id: str) -> dict[str, Any]:
 
 def running(table: Callable[[str], Any], tier: str = "basic") -> int:
     return int(table("TIERS_TABLE_NAME").get_item(Key={"tier": tier})["Item"]["running"])
+
+
+def set_limit(table: Callable[[str], Any], limit: int) -> None:
+    table("TIERS_TABLE_NAME").update_item(
+        Key={"tier": "basic"},
+        UpdateExpression="SET concurrencyLimit = :l",
+        ExpressionAttributeValues={":l": limit},
+    )
 
 
 def test_sample_batch_stores_tokens_and_admits_in_order(
@@ -213,3 +223,168 @@ def test_schedule_redelivers_an_admission_an_invocation_died_before_sending(
     assert running(table) == 1
     gate({"trigger": "schedule"})
     assert len(stepfunctions.sent) == 1  # delivered once
+
+
+# ------------------------------------------------------------------ jobs whose execution is over
+
+
+@pytest.fixture
+def fresh_cursors(load_app: Callable[[str], ModuleType]) -> None:
+    """The gate keeps its waiting-room sweep position in the warm sandbox: start each test from the oldest."""
+    load_app("gate")._waiting_room_cursors.clear()
+
+
+def take(table: Callable[[str], Any], number: int, *, at: datetime | None = None) -> str:
+    holder = queued_job_from_item(queued_job(table, job_id_for(number)))
+    assert holder is not None
+    slots.take(holder, now=format_timestamp(at or datetime.now(UTC)))
+    return holder.execution_arn
+
+
+@pytest.mark.usefixtures("fresh_cursors")
+def test_schedule_closes_the_job_of_a_reclaimed_slot_with_the_executions_ending(
+    gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    aborted, failed = take(table, 1), take(table, 2)
+    stepfunctions.statuses[aborted] = "ABORTED"
+    stepfunctions.statuses[failed] = "FAILED"
+    stepfunctions.errors[failed] = ("States.Runtime", "The JSONPath '$.plan' could not be found")
+    queued_job(table, job_id_for(3), queued_at="2024-05-14T09:00:00.000Z")  # waiting, its execution alive
+
+    result = gate({"trigger": "schedule"})["tiers"]["basic"]
+
+    assert sorted(result["reclaimed"]) == [job_id_for(1), job_id_for(2)]
+    assert result["admitted"] == [job_id_for(3)]
+    first, second = job(table, job_id_for(1)), job(table, job_id_for(2))
+    assert first["status"] == second["status"] == "FAILED"
+    assert first["reasons"] == [
+        "the build's execution was aborted (stopped by an operator) before it finished"
+    ]
+    assert second["reasons"] == [
+        "the build's execution failed: States.Runtime: The JSONPath '$.plan' could not be found"
+    ]
+    assert first["slotReleasedAt"] >= first["admittedAt"]
+    assert running(table) == 1
+
+
+@pytest.mark.usefixtures("fresh_cursors")
+def test_schedule_closes_waiting_jobs_whose_execution_is_over_and_keeps_live_waits(
+    gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    set_limit(table, 0)  # nobody is admitted: only the sweep acts
+    items = [
+        queued_job(table, job_id_for(number), queued_at=f"2024-05-14T09:0{number}:00.000Z")
+        for number in range(4)
+    ]
+    stepfunctions.statuses[items[1]["executionArn"]] = "ABORTED"
+    stepfunctions.statuses[items[2]["executionArn"]] = "TIMED_OUT"
+    stepfunctions.statuses[items[3]["executionArn"]] = "PENDING_REDRIVE"  # about to run again
+
+    result = gate({"trigger": "schedule"})["tiers"]["basic"]
+
+    assert result["closedWaiting"] == [job_id_for(1), job_id_for(2)]
+    assert [job(table, job_id_for(n))["status"] for n in range(4)] == ["QUEUED", "FAILED", "FAILED", "QUEUED"]
+    assert "queueTier" not in job(table, job_id_for(1))
+    assert job(table, job_id_for(0))["queueTier"] == "basic"
+    assert job(table, job_id_for(2))["reasons"] == [
+        "the build's execution timed out after 7 days before it finished"
+    ]
+    assert running(table) == 0
+    assert stepfunctions.sent == []
+
+
+def test_the_waiting_room_sweep_is_bounded_and_continues_where_it_stopped(
+    table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    items = [
+        queued_job(table, job_id_for(number), queued_at=f"2024-05-14T09:{number:02d}:00.000Z")
+        for number in range(5)
+    ]
+    for item in items:
+        stepfunctions.statuses[item["executionArn"]] = "ABORTED"
+
+    first = admission.sweep_waiting_room("basic", limit=2)
+    second = admission.sweep_waiting_room("basic", start_key=first.next_key, limit=2)
+    third = admission.sweep_waiting_room("basic", start_key=second.next_key, limit=2)
+
+    assert (first.closed, first.checked) == ([job_id_for(0), job_id_for(1)], 2)
+    assert first.next_key is not None
+    assert second.closed == [job_id_for(2), job_id_for(3)]
+    assert third.closed == [job_id_for(4)]
+    assert third.next_key is None  # the end: the next run starts from the oldest again
+
+
+def test_a_throttled_waiting_room_sweep_stops_and_resumes_from_the_same_page(
+    table: Callable[[str], Any], stepfunctions: FakeStepFunctions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [
+        queued_job(table, job_id_for(number), queued_at=f"2024-05-14T09:{number:02d}:00.000Z")
+        for number in range(3)
+    ]
+    for item in items:
+        stepfunctions.statuses[item["executionArn"]] = "ABORTED"
+    first = admission.sweep_waiting_room("basic", limit=1)
+    calls = iter(
+        [ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Describe")]
+    )
+
+    def throttled_once(arn: str) -> Any:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return stepfunctions.execution_end(arn)
+
+    monkeypatch.setattr(executions, "execution_end", throttled_once)
+    second = admission.sweep_waiting_room("basic", start_key=first.next_key, limit=1)
+    third = admission.sweep_waiting_room("basic", start_key=second.next_key, limit=5)
+
+    assert first.closed == [job_id_for(0)]
+    assert second.closed == []
+    assert second.next_key == first.next_key
+    assert third.closed == [job_id_for(1), job_id_for(2)]
+
+
+def test_a_dead_token_of_an_ended_execution_closes_the_job_and_admits_the_next(
+    gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    ids = [job_id_for(number) for number in range(3)]
+    for number, job_id in enumerate(ids):
+        just_queued(table, job_id, f"2024-05-14T09:0{number}:00.000Z")
+    stepfunctions.dead.add(f"token-{ids[0]}")
+    stepfunctions.statuses[f"{EXECUTION_PREFIX}:{ids[0]}"] = "ABORTED"  # aborted while waiting
+
+    gate({"Records": [message(job_id) for job_id in ids]})
+
+    closed = job(table, ids[0])
+    assert closed["status"] == "FAILED"
+    assert closed["reasons"] == [
+        "the build's execution was aborted (stopped by an operator) before it finished"
+    ]
+    assert closed["slotReleasedAt"] >= closed["admittedAt"]
+    assert "queueTaskToken" not in closed
+    assert [token for token, _ in stepfunctions.sent] == [f"token-{ids[1]}", f"token-{ids[2]}"]
+    assert running(table) == 2
+
+
+def test_a_dead_token_whose_execution_cannot_be_described_keeps_the_lease_for_the_reclaimer(
+    gate: Callable[..., dict[str, Any]],
+    table: Callable[[str], Any],
+    stepfunctions: FakeStepFunctions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    just_queued(table, job_id_for(1), "2024-05-14T09:00:00.000Z")
+    stepfunctions.dead.add(f"token-{job_id_for(1)}")
+
+    def unavailable(arn: str) -> Any:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "later"}}, "DescribeExecution")
+
+    monkeypatch.setattr(executions, "execution_end", unavailable)
+    gate({"Records": [message(job_id_for(1))]})
+
+    assert job(table, job_id_for(1))["status"] == "ADMITTED"
+    assert running(table) == 1  # the lease stays: the reclaimer judges it on a later sweep
+    monkeypatch.setattr(executions, "execution_end", stepfunctions.execution_end)
+    stepfunctions.statuses[f"{EXECUTION_PREFIX}:{job_id_for(1)}"] = "ABORTED"
+    assert admission.reclaim("basic") == [job_id_for(1)]
+    assert job(table, job_id_for(1))["status"] == "FAILED"
+    assert running(table) == 0

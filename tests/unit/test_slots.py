@@ -181,3 +181,35 @@ def test_churn_of_releases_and_admissions_stays_within_the_limit(
         list(pool.map(finish_one_and_admit, range(16)))
     assert max(observed) <= 2
     assert running(table) == len(lease_ids(table)) <= 2
+
+
+def test_release_stamps_when_the_job_stopped_holding_its_slot(table: Callable[[str], Any]) -> None:
+    job = waiting(table, 1)
+    slots.take(job, now=NOW)
+    assert slots.release(job.job_id, "basic", now="2024-05-01T00:09:00.000Z") is True
+    item = table("JOBS_TABLE_NAME").get_item(Key={"jobId": job.job_id})["Item"]
+    assert (item["admittedAt"], item["slotReleasedAt"]) == (NOW, "2024-05-01T00:09:00.000Z")
+    # A second release is cancelled: the interval's end is never moved.
+    assert slots.release(job.job_id, "basic", now="2024-05-01T00:10:00.000Z") is False
+    item = table("JOBS_TABLE_NAME").get_item(Key={"jobId": job.job_id})["Item"]
+    assert item["slotReleasedAt"] == "2024-05-01T00:09:00.000Z"
+
+
+def test_release_for_an_execution_only_releases_the_slot_that_execution_took(
+    table: Callable[[str], Any],
+) -> None:
+    job = waiting(table, 1)
+    slots.take(job, now=NOW)
+    assert slots.release(job.job_id, "basic", execution_arn=job.execution_arn + "-duplicate") is False
+    assert lease_ids(table) == {job.job_id}
+    assert slots.release(job.job_id, "basic", execution_arn=job.execution_arn) is True
+    assert (running(table), lease_ids(table)) == (0, set())
+
+
+def test_the_lease_of_a_job_that_is_gone_is_still_released(table: Callable[[str], Any]) -> None:
+    job = waiting(table, 1)
+    slots.take(job, now=NOW)
+    table("JOBS_TABLE_NAME").delete_item(Key={"jobId": job.job_id})
+    assert slots.release(job.job_id, "basic") is True
+    assert (running(table), lease_ids(table)) == (0, set())
+    assert "Item" not in table("JOBS_TABLE_NAME").get_item(Key={"jobId": job.job_id})  # no stub item

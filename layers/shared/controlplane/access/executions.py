@@ -1,4 +1,4 @@
-"""Step Functions: resuming waiting tasks and asking whether an execution still runs."""
+"""Step Functions: resuming waiting tasks and asking whether (and how) an execution ended."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from controlplane.access.clients import client
 from controlplane.domain.errors import TaskTokenDeadError
+from controlplane.domain.execution_end import ExecutionEnd
 
 # Every way Step Functions says "nobody waits on this token any more".
 DEAD_TOKEN_CODES: Final = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
@@ -48,12 +49,23 @@ def send_task_failure(task_token: str, *, error: str, cause: str) -> None:
         raise
 
 
-def execution_status(execution_arn: str) -> str | None:
-    """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE; None when it does not exist."""
+def execution_end(execution_arn: str) -> ExecutionEnd:
+    """The execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE; None when it
+    does not exist) with its error and cause when it failed."""
     try:
         response = client("stepfunctions").describe_execution(executionArn=execution_arn)
     except ClientError as error:
         if str(error.response.get("Error", {}).get("Code")) in {"ExecutionDoesNotExist", "InvalidArn"}:
-            return None
+            return ExecutionEnd(status=None)
         raise
-    return str(response["status"])
+    error_name, cause = response.get("error"), response.get("cause")
+    return ExecutionEnd(
+        status=str(response["status"]),
+        error=str(error_name) if error_name else None,
+        cause=str(cause) if cause else None,
+    )
+
+
+def execution_status(execution_arn: str) -> str | None:
+    """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE; None when it does not exist."""
+    return execution_end(execution_arn).status

@@ -3,6 +3,7 @@
 Access patterns (key conditions as in template.yaml):
 - get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
 - a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
+- close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
 
 Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
 ``timeline``; a terminal status is never overwritten.
@@ -11,6 +12,7 @@ Every status change is a conditional UpdateItem that also appends ``{status, at,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, NoReturn
 
@@ -22,6 +24,7 @@ from controlplane.domain.errors import JobClosedError, JobNotFoundError, Transit
 from controlplane.domain.models import (
     STATE_PIPELINE_WAIT,
     STATE_VALIDATE,
+    TERMINAL_STATUSES,
     JobStatus,
     TimelineEntry,
     is_terminal,
@@ -334,3 +337,61 @@ def release_resume_claim(job_id: str, *, claimant: str) -> None:
     except ClientError as error:
         if not dynamo.is_condition_failure(error):
             raise
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Whether this call closed the job, and the item as it was before (None: there is no such job)."""
+
+    closed: bool
+    before: dict[str, Any] | None
+
+
+def close_for_ended_execution(
+    job_id: str, *, execution_arn: str, reason: str, state: str, now: str
+) -> Closing:
+    """Non-terminal -> FAILED with ``reason``, only while ``execution_arn`` owns the job (a duplicate
+    delivery's execution never closes the job another execution builds). Leaves the tier's waiting room
+    and forgets both task tokens, as the state machine's own "Record ..." states do."""
+    entry = TimelineEntry(status=JobStatus.FAILED, at=now, state=state, reason=reason)
+    terminal = {f":terminal{index}": status.value for index, status in enumerate(sorted(TERMINAL_STATUSES))}
+    try:
+        response = client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
+                f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueTaskToken, #pipelineTaskToken"
+            ),
+            ConditionExpression=(
+                f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
+            ),
+            ExpressionAttributeNames=_names(
+                "status",
+                "reasons",
+                "updatedAt",
+                "finishedAt",
+                "timeline",
+                "queueTier",
+                "queueTaskToken",
+                "pipelineTaskToken",
+                "executionArn",
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":failed": JobStatus.FAILED.value,
+                    ":reasons": [reason],
+                    ":now": now,
+                    ":arn": execution_arn,
+                    **terminal,
+                    **_timeline_values(entry),
+                }
+            ),
+            ReturnValues="ALL_OLD",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        return Closing(closed=False, before=dynamo.old_item(error))
+    return Closing(closed=True, before=dynamo.from_item(response["Attributes"]))

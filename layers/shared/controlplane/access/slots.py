@@ -1,8 +1,9 @@
 """Tier slots: one DynamoDB transaction to take, one to release (docs/contracts.md, "Slot leases").
 
 Take = {tier ``running < concurrencyLimit`` -> +1; put lease if absent; job QUEUED -> ADMITTED}.
-Release = {delete lease if present; tier ``running`` -1}: a second release is cancelled, so each taken slot
-is given back exactly once, whoever releases it (the state machine, the gate, or the leak reclaimer).
+Release = {delete lease if present; tier ``running`` -1; job ``slotReleasedAt``}: a second release is
+cancelled, so each taken slot is given back exactly once, whoever releases it (the state machine, the gate,
+the leak reclaimer, or execution_events when an execution ends without releasing it).
 
 Access patterns of the SlotLeases table:
 - take / release a job's slot ....... jobId = :j (put IF attribute_not_exists, delete IF attribute_exists)
@@ -20,7 +21,7 @@ from botocore.exceptions import ClientError
 from controlplane.access import dynamo
 from controlplane.access.clients import client
 from controlplane.domain.admission import QueuedJob, TakeOutcome, classify_take_failure
-from controlplane.domain.models import STATE_QUEUE_WAIT, JobStatus, TimelineEntry
+from controlplane.domain.models import STATE_QUEUE_WAIT, JobStatus, TimelineEntry, utc_now
 from controlplane.observability import logger
 from controlplane.settings import get_settings
 
@@ -119,30 +120,51 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
     return TakeOutcome.RETRY
 
 
-def release(job_id: str, tier: str) -> bool:
-    """Give the job's slot back. True when this call released it, False when it was not held (already
-    released, or never taken)."""
+def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: str | None = None) -> bool:
+    """Give the job's slot back and stamp ``slotReleasedAt`` on the job. True when this call released it,
+    False when it was not held (already released, never taken, or, with ``execution_arn``, taken by
+    another execution than that one)."""
     settings = get_settings()
-    items = [
-        {
-            "Delete": {
-                "TableName": settings.slot_leases_table_name,
-                "Key": dynamo.to_item({"jobId": job_id}),
-                "ConditionExpression": "attribute_exists(jobId)",
-            }
-        },
-        {
-            "Update": {
-                "TableName": settings.tiers_table_name,
-                "Key": dynamo.to_item({"tier": tier}),
-                "UpdateExpression": "SET #running = #running - :one",
-                "ConditionExpression": "#running > :zero",
-                "ExpressionAttributeNames": {"#running": "running"},
-                "ExpressionAttributeValues": dynamo.values({":one": 1, ":zero": 0}),
-            }
-        },
-    ]
+    lease_condition = "attribute_exists(jobId)"
+    lease_values: dict[str, Any] = {}
+    if execution_arn is not None:
+        lease_condition += " AND #executionArn = :executionArn"
+        lease_values = {
+            "ExpressionAttributeNames": {"#executionArn": "executionArn"},
+            "ExpressionAttributeValues": dynamo.values({":executionArn": execution_arn}),
+        }
+    lease: dict[str, Any] = {
+        "Delete": {
+            "TableName": settings.slot_leases_table_name,
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "ConditionExpression": lease_condition,
+            **lease_values,
+        }
+    }
+    counter: dict[str, Any] = {
+        "Update": {
+            "TableName": settings.tiers_table_name,
+            "Key": dynamo.to_item({"tier": tier}),
+            "UpdateExpression": "SET #running = #running - :one",
+            "ConditionExpression": "#running > :zero",
+            "ExpressionAttributeNames": {"#running": "running"},
+            "ExpressionAttributeValues": dynamo.values({":one": 1, ":zero": 0}),
+        }
+    }
+    # The end of the interval [admittedAt, slotReleasedAt] during which the job held a slot. Conditional, so
+    # that a lease whose job is gone is still released instead of creating a stub job item.
+    stamp: dict[str, Any] | None = {
+        "Update": {
+            "TableName": settings.jobs_table_name,
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "UpdateExpression": "SET #slotReleasedAt = :now",
+            "ConditionExpression": "attribute_exists(jobId)",
+            "ExpressionAttributeNames": {"#slotReleasedAt": "slotReleasedAt"},
+            "ExpressionAttributeValues": dynamo.values({":now": now or utc_now()}),
+        }
+    }
     for attempt in range(_TRANSACTION_ATTEMPTS):
+        items = [lease, counter] + ([stamp] if stamp else [])
         try:
             client("dynamodb").transact_write_items(TransactItems=items)
         except ClientError as error:
@@ -152,11 +174,15 @@ def release(job_id: str, tier: str) -> bool:
                 continue
             if code != "TransactionCanceledException":
                 raise
-            lease_code, tier_code = [*dynamo.cancellation_codes(error), None, None][:2]
+            lease_code, tier_code, job_code = [*dynamo.cancellation_codes(error), None, None, None][:3]
             if lease_code == "ConditionalCheckFailed":
                 return False
+            if job_code == "ConditionalCheckFailed":
+                logger.error("Releasing the slot of a job that does not exist", extra={"jobId": job_id})
+                stamp = None
+                continue
             if tier_code == "ConditionalCheckFailed":
-                return _drop_lease_of_drifted_counter(job_id, tier)
+                return _drop_lease_of_drifted_counter(job_id, tier, [lease] + ([stamp] if stamp else []))
             _pause(attempt)
             continue
         return True
@@ -165,21 +191,21 @@ def release(job_id: str, tier: str) -> bool:
     )
 
 
-def _drop_lease_of_drifted_counter(job_id: str, tier: str) -> bool:
+def _drop_lease_of_drifted_counter(job_id: str, tier: str, items: list[dict[str, Any]]) -> bool:
     """The lease exists but the tier counter is already 0 (someone edited it by hand). Decrementing would
-    go negative; deleting the lease alone keeps "a lease exists exactly while a slot is held" true."""
+    go negative; deleting the lease alone (and stamping the job) keeps "a lease exists exactly while a slot
+    is held" true."""
     logger.error(
         "Tier counter is 0 while a lease exists; dropping the lease only",
         extra={"tier": tier, "jobId": job_id},
     )
     try:
-        client("dynamodb").delete_item(
-            TableName=get_settings().slot_leases_table_name,
-            Key=dynamo.to_item({"jobId": job_id}),
-            ConditionExpression="attribute_exists(jobId)",
-        )
+        client("dynamodb").transact_write_items(TransactItems=items)
     except ClientError as error:
-        if dynamo.is_condition_failure(error):
+        if dynamo.error_code(error) != "TransactionCanceledException":
+            raise
+        lease_code = next(iter(dynamo.cancellation_codes(error)), None)
+        if lease_code == "ConditionalCheckFailed":
             return False
         raise
     return True

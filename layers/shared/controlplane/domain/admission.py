@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from controlplane.domain.execution_end import execution_is_over
 from controlplane.domain.models import JobStatus, parse_timestamp
 
 # Bounded so one invocation fits the function timeout even when the waiting room holds stale entries.
@@ -20,7 +21,8 @@ MAX_ATTEMPTS_PER_RUN: Final = 50
 # A take and its SendTaskSuccess happen within one invocation (timeout 30 s). An ADMITTED job whose
 # queue token is still stored this long after the take means that invocation died in between.
 REDELIVER_ADMISSION_AFTER: Final = timedelta(seconds=120)
-EXECUTION_RUNNING: Final = "RUNNING"
+# Waiting jobs whose execution the safety-net sweep looks up per tier and run (one DescribeExecution each).
+WAITING_ROOM_CHECKS_PER_RUN: Final = 25
 CONDITION_FAILED: Final = "ConditionalCheckFailed"
 
 
@@ -86,9 +88,9 @@ def classify_take_failure(codes: Sequence[str | None]) -> TakeOutcome:
 
 
 def lease_is_leaked(execution_status: str | None) -> bool:
-    """A lease is leaked when its execution no longer runs (None: the execution does not exist): nothing
-    will release it through the state machine any more."""
-    return execution_status != EXECUTION_RUNNING
+    """A lease is leaked when its execution is over (None: the execution does not exist): nothing will
+    release it through the state machine any more."""
+    return execution_is_over(execution_status)
 
 
 def should_redeliver_admission(job_item: Mapping[str, Any] | None, acquired_at: str, now: datetime) -> bool:

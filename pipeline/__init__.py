@@ -1,0 +1,1 @@
+"""The shared training pipeline: its definition generator and step scripts (see README.md)."""
