@@ -14,7 +14,8 @@ pipeline bundle (``pipeline/``: definition.json and steps/) that the template sh
 
 The physical id is the pipeline name: renaming the pipeline creates the new one, after which
 CloudFormation deletes the old one. Every request is answered on ResponseURL, FAILED with the reason
-on any error and also shortly before the function would time out. Standard library and boto3 only.
+on any error and also shortly before the function would time out (controlplane.access.cloudformation,
+from the shared layer).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import logging
 import os
 import sys
 import tarfile
-import threading
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -36,19 +35,17 @@ from typing import Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
+from controlplane.access import cloudformation
+
 LOGGER = logging.getLogger("provision_pipeline")
 LOGGER.setLevel(logging.INFO)
 
-SUCCESS: Final = "SUCCESS"
-FAILED: Final = "FAILED"
 CODE_URI_PLACEHOLDER: Final = "${PipelineCodeUri}"
 REGION_PLACEHOLDER: Final = "${Region}"
 # The bundle's files that become S3 objects (the training script goes as a script-mode source tarball).
 PROCESSING_SCRIPTS: Final = ("preprocess.py", "evaluate.py")
 TRAINING_SCRIPT: Final = "train.py"
 TIMEOUT_MARGIN_SECONDS: Final = 5.0
-_MAX_REASON_CHARS: Final = 1000  # the response body must stay under 4 KiB
-_HTTP_TIMEOUT_SECONDS: Final = 10
 
 
 class ProvisioningError(Exception):
@@ -173,51 +170,12 @@ def physical_resource_id(event: Mapping[str, Any], status: str) -> str:
     never looks like a replacement); a failed Create answers with an id that names no pipeline, so its
     rollback deletes nothing (a half-created pipeline is simply updated by the next deploy)."""
     existing = str(event.get("PhysicalResourceId") or "")
-    if event.get("RequestType") == "Delete" or (status == FAILED and existing):
+    if event.get("RequestType") == "Delete" or (status == cloudformation.FAILED and existing):
         return existing or "provision-pipeline-none"
     name = str(event.get("ResourceProperties", {}).get("PipelineName") or "")
-    if status == FAILED or not name:
+    if status == cloudformation.FAILED or not name:
         return f"{name or 'pipeline'}-create-failed"
     return name
-
-
-class _Responder:
-    """Sends the one response CloudFormation waits for (the first of: result, error, watchdog)."""
-
-    def __init__(self, event: Mapping[str, Any]) -> None:
-        self._event = event
-        self._lock = threading.Lock()
-        self._sent = False
-
-    def send(self, status: str, reason: str, data: Mapping[str, str] | None = None) -> bool:
-        with self._lock:
-            if self._sent:
-                return False
-            self._sent = True
-        body = json.dumps(
-            {
-                "Status": status,
-                "Reason": reason[:_MAX_REASON_CHARS],
-                "PhysicalResourceId": physical_resource_id(self._event, status),
-                "StackId": self._event.get("StackId"),
-                "RequestId": self._event.get("RequestId"),
-                "LogicalResourceId": self._event.get("LogicalResourceId"),
-                "NoEcho": False,
-                "Data": dict(data or {}),
-            }
-        ).encode()
-        # The exact ResponseURL: a presigned S3 URL signed without a Content-Type.
-        url = str(self._event["ResponseURL"])
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"ResponseURL is not an HTTP(S) URL: {url[:40]!r}")
-        request = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
-        )
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
-            LOGGER.info(
-                json.dumps({"message": "answered CloudFormation", "status": status, "http": response.status})
-            )
-        return True
 
 
 def handle(event: Mapping[str, Any]) -> dict[str, str]:
@@ -250,22 +208,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             }
         )
     )
-    responder = _Responder(event)
-    seconds_left = context.get_remaining_time_in_millis() / 1000 - TIMEOUT_MARGIN_SECONDS
-    watchdog = threading.Timer(
-        max(seconds_left, 0.0), responder.send, args=(FAILED, "provision_pipeline timed out before finishing")
+    return cloudformation.answer(
+        event,
+        context,
+        handle,
+        physical_id=physical_resource_id,
+        name="provision_pipeline",
+        timeout_margin_seconds=TIMEOUT_MARGIN_SECONDS,
     )
-    watchdog.daemon = True
-    watchdog.start()
-    data: dict[str, str] = {}
-    try:
-        data = handle(event)
-    except Exception as error:  # every failure becomes a FAILED answer, never a hung stack
-        LOGGER.exception("custom resource request failed")
-        status, reason = FAILED, f"{type(error).__name__}: {error}"
-    else:
-        status, reason = SUCCESS, f"See the log stream {getattr(context, 'log_stream_name', '')}"
-    finally:
-        watchdog.cancel()
-    responder.send(status, reason, data)
-    return {"Status": status, "Reason": reason}

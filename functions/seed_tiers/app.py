@@ -8,9 +8,6 @@ before the function would time out, so a stack never waits an hour for a respons
 
 from __future__ import annotations
 
-import json
-import threading
-import urllib.request
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
@@ -22,19 +19,15 @@ from aws_lambda_powertools.utilities.parser.models import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from controlplane.access import tiers
+from controlplane.access import cloudformation, tiers
 from controlplane.domain.models import Tier, TierSettings, utc_now
 from controlplane.observability import instrumented, logger
 from controlplane.settings import get_settings
 
 settings = get_settings()
 
-SUCCESS: Final = "SUCCESS"
-FAILED: Final = "FAILED"
 # Answer FAILED this long before the Lambda timeout if the work has not finished by then.
 TIMEOUT_MARGIN_SECONDS: Final = 3.0
-_MAX_REASON_CHARS: Final = 1000  # the whole response body must stay under 4 KiB
-_HTTP_TIMEOUT_SECONDS: Final = 10
 
 Request: TypeAdapter[
     CloudFormationCustomResourceCreateModel
@@ -98,45 +91,6 @@ def physical_resource_id(event: Mapping[str, Any]) -> str:
     return f"{stack_name}-{event.get('LogicalResourceId', 'TierSettings')}"
 
 
-class _Responder:
-    """Sends the one response CloudFormation waits for (the first of: result, error, timeout watchdog)."""
-
-    def __init__(self, event: Mapping[str, Any], context: LambdaContext) -> None:
-        self._event = event
-        self._context = context
-        self._lock = threading.Lock()
-        self._sent = False
-
-    def send(self, status: str, reason: str, data: Mapping[str, str] | None = None) -> bool:
-        with self._lock:
-            if self._sent:
-                return False
-            self._sent = True
-        body = json.dumps(
-            {
-                "Status": status,
-                "Reason": reason[:_MAX_REASON_CHARS],
-                "PhysicalResourceId": physical_resource_id(self._event),
-                "StackId": self._event.get("StackId"),
-                "RequestId": self._event.get("RequestId"),
-                "LogicalResourceId": self._event.get("LogicalResourceId"),
-                "NoEcho": False,
-                "Data": dict(data or {}),
-            }
-        ).encode()
-        # The raw ResponseURL (not a parsed/normalised one): it is a presigned S3 URL whose signature
-        # covers the exact text. Content-Type must be empty, as the URL was signed without one.
-        url = str(self._event["ResponseURL"])
-        if not url.startswith(("https://", "http://")):
-            raise ValueError(f"ResponseURL is not an HTTP(S) URL: {url[:40]!r}")
-        request = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
-        )
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
-            logger.info("Answered CloudFormation", extra={"status": status, "httpStatus": response.status})
-        return True
-
-
 def _apply(event: Mapping[str, Any]) -> dict[str, str]:
     request = Request.validate_python(event)
     if isinstance(request, CloudFormationCustomResourceDeleteModel):
@@ -153,21 +107,11 @@ def _apply(event: Mapping[str, Any]) -> dict[str, str]:
 
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    responder = _Responder(event, context)
-    seconds_left = context.get_remaining_time_in_millis() / 1000 - TIMEOUT_MARGIN_SECONDS
-    watchdog = threading.Timer(
-        max(seconds_left, 0.0), responder.send, args=(FAILED, "seed_tiers timed out before finishing")
+    return cloudformation.answer(
+        event,
+        context,
+        _apply,
+        physical_id=lambda request, _status: physical_resource_id(request),
+        name="seed_tiers",
+        timeout_margin_seconds=TIMEOUT_MARGIN_SECONDS,
     )
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        data = _apply(event)
-    except Exception as error:
-        logger.exception("Custom resource request failed")
-        status, reason, data = FAILED, f"{type(error).__name__}: {error}", {}
-    else:
-        status, reason = SUCCESS, f"See the log stream {context.log_stream_name}"
-    finally:
-        watchdog.cancel()
-    responder.send(status, reason, data)
-    return {"Status": status, "Reason": reason}
