@@ -5,9 +5,11 @@ sweep (leaked leases and the waiting room) and by admission (a dead task token o
 Every step is conditional, so any number of these running for the same execution, in any order, close the
 job once and release its slot once:
 
-1. the job becomes FAILED with a reason, unless it is terminal already or another execution owns it;
-2. its slot, if that execution holds one, is released (the lease names the execution that took it);
+1. its slot, if that execution holds one, is released (the lease names the execution that took it);
+2. the job becomes FAILED with a reason, unless it is terminal already or another execution owns it;
 3. its pipeline execution, if one is recorded and still executing, is stopped (nothing would wait for it).
+
+The slot goes first, as in the state machine: whoever reads a terminal job finds its slot free.
 """
 
 from __future__ import annotations
@@ -47,10 +49,7 @@ def close_build(
     """
     now = utc_now()
     reason = closing_reason(end)
-    closing = jobs.close_for_ended_execution(
-        job_id, execution_arn=execution_arn, reason=reason, state=closing_state(end), now=now
-    )
-    job = closing.before
+    job = jobs.get(job_id)
     owned = job is not None and job.get("executionArn") == execution_arn
     tier = tier or (str(job["tier"]) if job and job.get("tier") else None)
     context = {
@@ -61,14 +60,10 @@ def close_build(
         "executionStatus": end.status,
         "detectedBy": detected_by,
     }
-    if closing.closed:
-        count("JobsClosedAfterExecutionEnded", tier=tier)
-        logger.warning(
-            "Closed the job of an execution that ended without recording its outcome",
-            extra=context | {"previousStatus": job.get("status") if job else None, "reason": reason},
-        )
 
     # A job that never left the waiting room holds no slot: the take sets admittedAt in its transaction.
+    # (With its execution over, no admission can deliver any more: a take meanwhile finds the token dead
+    # and comes here too.)
     may_hold_slot = job is None or (owned and bool(job.get("admittedAt")))
     released = False
     if tier and may_hold_slot:
@@ -76,6 +71,17 @@ def close_build(
         if released:
             count("SlotsReleasedAfterExecutionEnded", tier=tier)
             logger.warning("Released the slot of an execution that ended without releasing it", extra=context)
+
+    closing = jobs.close_for_ended_execution(
+        job_id, execution_arn=execution_arn, reason=reason, state=closing_state(end), now=now
+    )
+    job = closing.before if closing.before is not None else job
+    if closing.closed:
+        count("JobsClosedAfterExecutionEnded", tier=tier)
+        logger.warning(
+            "Closed the job of an execution that ended without recording its outcome",
+            extra=context | {"previousStatus": job.get("status") if job else None, "reason": reason},
+        )
 
     pipeline_stopped = job is not None and owned and _stop_pipeline(job, context)
     status = JobStatus.FAILED.value if closing.closed else (str(job.get("status")) if job else None)
