@@ -12,7 +12,7 @@ LOCAL_PORT ?= 4566
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition
+.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition bench openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ pipeline-venv: $(PIPELINE_STAMP) ## create build/pipeline-venv (SageMaker SDK 2.
 
 pipeline-definition: $(PIPELINE_STAMP) ## regenerate pipeline/definition.json from pipeline/build_definition.py (commit it)
 	$(PIPELINE_VENV)/bin/python pipeline/build_definition.py
+
+openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
+	$(BIN)/python -m scripts.openapi
 
 demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary
 	$(BIN)/python -m scripts.demo
@@ -58,7 +61,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 types: $(STAMP) ## mypy, strict (each function folder separately: they all define module `app`)
-	$(BIN)/mypy layers/shared/controlplane localcloud scripts pipeline
+	$(BIN)/mypy layers/shared/controlplane localcloud scripts pipeline bench
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=layers/shared $(BIN)/mypy $$d/app.py || exit 1; done
 
 template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker needed)
@@ -66,6 +69,9 @@ template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker nee
 	$(BIN)/cfn-lint template.yaml
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel > build-sam.log 2>&1 || (cat build-sam.log; exit 1)
 	@echo "sam build succeeded (.aws-sam/build)"
+
+bench: $(STAMP) ## tier gate benchmark: fair-share vs FIFO simulation (1M jobs) and decision time; writes build/bench.json
+	PYTHONPATH=layers/shared:. $(BIN)/python -m bench
 
 check: lint types test ## everything CI runs: lint, types, template validation and build, all tests
 

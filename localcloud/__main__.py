@@ -31,6 +31,10 @@ def _print_summary(cloud: LocalCloud, stack: Stack) -> None:
     print("\nOutputs:")
     for name, value in stack.outputs.items():
         print(f"  {name}: {value}")
+    if stack.apis:
+        print("\nAPIs (REST, on loopback; see README 'The status API' for keys):")
+        for logical_id in stack.apis:
+            print(f"  {logical_id}: {cloud.api_url(stack, logical_id)}")
     print("\nFunction logs:")
     for logical_id, spec in stack.functions.items():
         print(f"  {logical_id}: {spec.log_path}")

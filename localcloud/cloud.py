@@ -21,6 +21,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from localcloud import patches
+from localcloud.api_gateway import RestApiServer
 from localcloud.clients import emulator_client
 from localcloud.custom_resources import ResponseEndpoint
 from localcloud.deploy import Deployer, Stack
@@ -110,6 +111,7 @@ class LocalCloud:
         self._response_endpoint: ResponseEndpoint | None = None
         self._port: int | None = None
         self.stacks: list[Stack] = []
+        self.api_servers: dict[tuple[str, str], RestApiServer] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -278,7 +280,15 @@ class LocalCloud:
         )
         stack = deployer.deploy(template)
         self.stacks.append(stack)
+        for logical_id, spec in stack.apis.items():
+            server = RestApiServer(spec, self.lambda_runtime)
+            self.api_servers[(stack.name, logical_id)] = server
+            self._stops.append(server.close)
         return stack
+
+    def api_url(self, stack: Stack, logical_id: str) -> str:
+        """The loopback base URL of a deployed AWS::Serverless::Api: http://127.0.0.1:<port>/<StageName>."""
+        return self.api_servers[(stack.name, logical_id)].url
 
     def _custom_resource_endpoint(self) -> ResponseEndpoint:
         if self._response_endpoint is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from localcloud.api_gateway import ApiSpec, Authorizer, Route
 from localcloud.custom_resources import CustomResourceError, ResponseEndpoint, create_custom_resource
 from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime
 from localcloud.schedules import UnsupportedScheduleError, rate_seconds
@@ -55,6 +56,8 @@ class Stack:
     output_descriptions: dict[str, str] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     unapplied_policies: dict[str, Any] = field(default_factory=dict)
+    # AWS::Serverless::Api resources with their routes and authorizers (served by localcloud.api_gateway).
+    apis: dict[str, ApiSpec] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> Any:
         """The resource's Ref value, e.g. a bucket name, a queue URL, a state machine ARN."""
@@ -137,6 +140,7 @@ class Deployer:
         self._response_endpoint = response_endpoint
         self._layer_dirs: dict[str, Path] = {}
         self._unapplied_policies: dict[str, Any] = {}
+        self._apis: dict[str, ApiSpec] = {}  # by API id
         self._handlers: dict[str, Callable[[Template, Resource, dict[str, Any]], _Created]] = {
             "AWS::S3::Bucket": self._bucket,
             "AWS::S3::BucketPolicy": self._bucket_policy,
@@ -144,6 +148,8 @@ class Deployer:
             "AWS::SQS::Queue": self._queue,
             "AWS::SQS::QueuePolicy": self._queue_policy,
             "AWS::IAM::Role": self._role,
+            "AWS::IAM::ManagedPolicy": self._managed_policy,
+            "AWS::Serverless::Api": self._api,
             "AWS::Logs::LogGroup": self._log_group,
             "AWS::Serverless::LayerVersion": self._layer,
             "AWS::Serverless::Function": self._function,
@@ -185,6 +191,7 @@ class Deployer:
             stack.attributes[resource.logical_id] = created.attributes
             LOGGER.debug("created %s (%s): %s", resource.logical_id, resource.type, created.ref)
         stack.unapplied_policies = dict(self._unapplied_policies)
+        stack.apis = {spec.logical_id: spec for spec in self._apis.values()}
         stack.outputs = template.outputs(lookup)
         stack.output_descriptions = template.output_descriptions()
         stack.functions = {
@@ -454,6 +461,23 @@ class Deployer:
             iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
         return _Created(name, {"Arn": role["Arn"], "RoleId": role["RoleId"]})
 
+    def _managed_policy(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        _check_properties(
+            resource, props, {"ManagedPolicyName", "PolicyDocument", "Description", "Path", "Roles"}
+        )
+        request: dict[str, Any] = {
+            "PolicyName": props.get("ManagedPolicyName")
+            or physical_name(template.stack_name, resource.logical_id, max_length=128),
+            "PolicyDocument": json.dumps(props["PolicyDocument"]),
+        }
+        for key in ("Description", "Path"):
+            if key in props:
+                request[key] = props[key]
+        arn: str = self._client("iam").create_policy(**request)["Policy"]["Arn"]
+        for role in props.get("Roles", []):
+            self._client("iam").attach_role_policy(RoleName=role, PolicyArn=arn)
+        return _Created(arn, {"PolicyArn": arn})
+
     def _execution_role(
         self, template: Template, owner: Resource, trust: Mapping[str, str], policies: Any
     ) -> str:
@@ -618,7 +642,10 @@ class Deployer:
             reserved_concurrency=int(reserved) if reserved is not None else None,
         )
         for event_name, event in props.get("Events", {}).items():
-            self._function_event(template, resource, event_name, event, arn)
+            if event["Type"] == "Api":
+                self._api_route(resource, event_name, event.get("Properties", {}), name)
+            else:
+                self._function_event(template, resource, event_name, event, arn)
         return _Created(name, {"Arn": arn})
 
     def _function_event(
@@ -719,6 +746,88 @@ class Deployer:
         failed = events.put_targets(**targets).get("FailedEntries")
         if failed:
             raise DeployError(f"{resource.logical_id}: event {event_name}: put_targets failed: {failed}")
+
+    # ------------------------------------------------------------------------ APIs
+
+    def _api(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        """An AWS::Serverless::Api: routes come from the functions' Api events, served by api_gateway."""
+        _check_properties(
+            resource,
+            props,
+            {
+                "Name",
+                "StageName",
+                "Auth",
+                "Description",
+                "TracingEnabled",
+                "MethodSettings",
+                "EndpointConfiguration",
+            },
+        )
+        auth = dict(props.get("Auth") or {})
+        unsupported = set(auth) - {"DefaultAuthorizer", "Authorizers"}
+        if unsupported:
+            raise DeployError(f"{resource.logical_id}: Auth {sorted(unsupported)} are not emulated")
+        api_id = uuid.uuid4().hex[:10]
+        spec = ApiSpec(
+            logical_id=resource.logical_id,
+            api_id=api_id,
+            stage=str(props["StageName"]),
+            region=template.region,
+            account_id=template.account_id,
+            default_authorizer=auth.get("DefaultAuthorizer"),
+        )
+        for name, authorizer in (auth.get("Authorizers") or {}).items():
+            known = {"FunctionArn", "FunctionPayloadType", "Identity"}
+            if set(authorizer) - known or authorizer.get("FunctionPayloadType") != "REQUEST":
+                raise DeployError(
+                    f"{resource.logical_id}: authorizer {name}: only Lambda REQUEST authorizers with "
+                    f"{sorted(known)} are emulated"
+                )
+            identity = dict(authorizer.get("Identity") or {})
+            if set(identity) - {"Headers", "ReauthorizeEvery"}:
+                raise DeployError(f"{resource.logical_id}: authorizer {name}: Identity {sorted(identity)}")
+            spec.authorizers[name] = Authorizer(
+                name=name,
+                function_name=str(authorizer["FunctionArn"]).rsplit(":", 1)[-1],
+                identity_headers=tuple(identity.get("Headers", [])),
+            )
+        if spec.default_authorizer is not None and spec.default_authorizer not in spec.authorizers:
+            raise DeployError(
+                f"{resource.logical_id}: DefaultAuthorizer {spec.default_authorizer} is not defined"
+            )
+        self._apis[api_id] = spec
+        url = f"https://{api_id}.execute-api.{template.region}.amazonaws.com"
+        return _Created(api_id, {"RootResourceId": api_id, "RestApiId": api_id, "ApiEndpoint": url})
+
+    def _api_route(
+        self, resource: Resource, event_name: str, props: dict[str, Any], function_name: str
+    ) -> None:
+        self._check_event(resource, event_name, props, {"RestApiId", "Path", "Method", "Auth"})
+        spec = self._apis.get(str(props.get("RestApiId")))
+        if spec is None:
+            raise DeployError(
+                f"{resource.logical_id}: event {event_name}: RestApiId must reference an "
+                "AWS::Serverless::Api of this template (the implicit API is not emulated)"
+            )
+        auth = dict(props.get("Auth") or {})
+        if set(auth) - {"Authorizer"}:
+            raise DeployError(
+                f"{resource.logical_id}: event {event_name}: Auth {sorted(auth)} is not emulated"
+            )
+        authorizer = auth.get("Authorizer", spec.default_authorizer)
+        if authorizer == "NONE":
+            authorizer = None
+        if authorizer is not None and authorizer not in spec.authorizers:
+            raise DeployError(f"{resource.logical_id}: event {event_name}: unknown authorizer {authorizer}")
+        spec.routes.append(
+            Route(
+                method=str(props["Method"]).upper(),
+                path=str(props["Path"]),
+                function_name=function_name,
+                authorizer=authorizer,
+            )
+        )
 
     # ------------------------------------------------------------------------ orchestration resources
 

@@ -12,55 +12,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from controlplane.domain import tenant_access
 from scripts.sample_data import SampleTenant
 
 TENANT_ROLE_PATH = "/mlaas-tenants/"
 
 
 def tenant_role_policy(tenant_id: str, uploads_bucket: str, artifacts_bucket: str) -> dict[str, Any]:
-    """Least privilege for a tenant's SageMaker jobs: its own job folders, the shared step scripts.
+    """The tenant role's policy, built by the layer's domain (the API's onboarding uses the same).
 
-    `uploads_bucket` is deliberately absent: jobs train on the validated copy in the artifacts
-    bucket, never on the tenant's raw uploads.
+    `uploads_bucket` is deliberately unused: jobs train on the validated copy in the artifacts bucket.
     """
     del uploads_bucket
-    jobs = f"arn:aws:s3:::{artifacts_bucket}/tenants/{tenant_id}/jobs/*"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadOwnJobInputsAndStepOutputs",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"{jobs}/input/*", f"{jobs}/model/*"],
-            },
-            {
-                "Sid": "WriteOwnModels",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject"],
-                "Resource": [f"{jobs}/model/*"],
-            },
-            {
-                "Sid": "ReadSharedStepScripts",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{artifacts_bucket}/pipeline-code/*"],
-            },
-            {
-                "Sid": "ListOwnPrefixAndStepScriptsOnly",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{artifacts_bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"tenants/{tenant_id}/*", "pipeline-code/*"]}},
-            },
-            {
-                "Sid": "WriteJobLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": ["arn:aws:logs:*:*:log-group:/aws/sagemaker/*"],
-            },
-        ],
-    }
+    return tenant_access.tenant_role_policy(tenant_id, artifacts_bucket)
 
 
 def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict[str, Any]:
@@ -69,32 +33,23 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
     `clients` is anything with `client(service)`: a boto3 Session, or the local emulator.
     """
     iam, sagemaker, dynamodb = clients.client("iam"), clients.client("sagemaker"), clients.client("dynamodb")
-    role_name = f"mlaas-tenant-{tenant.tenant_id}"
+    role_name = tenant_access.role_name(tenant.tenant_id)
+    boundary = outputs.get("TenantRoleBoundaryArn")
     role = iam.create_role(
         RoleName=role_name,
         Path=TENANT_ROLE_PATH,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sagemaker.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-        Tags=[{"Key": "mlaas:tenant", "Value": tenant.tenant_id}],
+        AssumeRolePolicyDocument=json.dumps(tenant_access.trust_policy()),
+        Tags=[{"Key": tenant_access.TENANT_TAG, "Value": tenant.tenant_id}],
+        **({"PermissionsBoundary": boundary} if boundary else {}),
     )["Role"]
     iam.put_role_policy(
         RoleName=role_name,
-        PolicyName="own-data-only",
+        PolicyName=tenant_access.ROLE_POLICY_NAME,
         PolicyDocument=json.dumps(
             tenant_role_policy(tenant.tenant_id, outputs["UploadsBucketName"], outputs["ArtifactsBucketName"])
         ),
     )
-    group = f"{tenant.tenant_id}-models"
+    group = tenant_access.model_package_group_name(tenant.tenant_id)
     sagemaker.create_model_package_group(
         ModelPackageGroupName=group,
         ModelPackageGroupDescription=f"Models built for tenant {tenant.tenant_id}",
@@ -103,6 +58,7 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     item = {
         "tenantId": {"S": tenant.tenant_id},
+        "listing": {"S": "TENANT"},  # the tenants-by-id index (controlplane.access.tenants)
         "tier": {"S": tenant.tier},
         "status": {"S": "ACTIVE"},
         "roleArn": {"S": role["Arn"]},

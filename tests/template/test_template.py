@@ -164,3 +164,35 @@ def test_layer_pins_match_the_development_pins() -> None:
     dev = pins(ROOT / "requirements/dev.txt")
     for name, version in layer.items():
         assert dev.get(name) == version, f"{name}: layer pins {version}, development pins {dev.get(name)}"
+
+
+def test_tenant_roles_can_only_be_created_under_the_boundary_and_the_tenant_path(
+    resources: dict[str, Any],
+) -> None:
+    creating = [
+        (name, statement)
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for statement in _statements(resource)
+        if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"}
+        & set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    ]
+    assert [name for name, _ in creating] == ["ApiFunction"]
+    for _, statement in creating:
+        assert statement["Condition"]["StringEquals"]["iam:PermissionsBoundary"] == {
+            "Ref": "TenantRoleBoundary"
+        }
+        assert statement["Resource"]["Fn::Sub"].endswith(":role${TenantRolePath}mlaas-tenant-*")
+    boundary = resources["TenantRoleBoundary"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = {a for s in boundary for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert {a.split(":")[0] for a in actions} == {"s3", "logs"}
+    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in boundary)
+
+
+def test_the_status_api_is_behind_the_key_authorizer(resources: dict[str, Any]) -> None:
+    auth = resources["ControlPlaneApi"]["Properties"]["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["FunctionPayloadType"] == "REQUEST"
+    assert authorizer["Identity"]["Headers"] == ["Authorization"]
+    events = resources["ApiFunction"]["Properties"]["Events"].values()
+    assert all(e["Type"] == "Api" and "Auth" not in e["Properties"] for e in events)

@@ -55,12 +55,17 @@ ENVIRONMENT = {
     "PIPELINE_NAME": "MLaaS-Test-tenant-training",
     "TRAINING_IMAGE_URI": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
     "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+    # The API and its authorizer only (not Globals).
+    "API_KEYS_TABLE_NAME": "test-api-keys",
+    "TENANT_ROLE_PATH": "/mlaas-tenants/",
+    "TENANT_ROLE_BOUNDARY_ARN": f"arn:aws:iam::{ACCOUNT}:policy/MLaaS-Test-tenant-role-boundary",
 }
 TABLE_ENV = {
     "JobsTable": "JOBS_TABLE_NAME",
     "TenantsTable": "TENANTS_TABLE_NAME",
     "TiersTable": "TIERS_TABLE_NAME",
     "SlotLeasesTable": "SLOT_LEASES_TABLE_NAME",
+    "ApiKeysTable": "API_KEYS_TABLE_NAME",
 }
 
 

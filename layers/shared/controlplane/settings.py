@@ -62,3 +62,34 @@ def _explain(error: ValidationError, environ: Mapping[str, str]) -> str:
 def get_settings() -> Settings:
     """The process-wide settings (Lambda environment variables do not change while a sandbox lives)."""
     return Settings.from_environ(os.environ)
+
+
+class ApiSettings(BaseModel):
+    """What only the API and its authorizer read (set on those functions, not in Globals)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    api_keys_table_name: str = Field(alias="API_KEYS_TABLE_NAME", pattern=_NAME)
+    # Onboarding only (the API function); the authorizer does not need them.
+    tenant_role_path: str = Field(
+        default="/mlaas-tenants/", alias="TENANT_ROLE_PATH", pattern=r"^/([\w+=,.@-]+/)*$"
+    )
+    tenant_role_boundary_arn: str | None = Field(
+        default=None, alias="TENANT_ROLE_BOUNDARY_ARN", pattern=r"^arn:[a-z-]+:iam::\d{12}:policy/.+$"
+    )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ApiSettings:
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"environment variable {problem['loc'][0] if problem['loc'] else '?'}: {problem['msg']}"
+                for problem in error.errors(include_url=False)
+            )
+            raise ConfigurationError("invalid function configuration: " + problems) from None
+
+
+@cache
+def get_api_settings() -> ApiSettings:
+    return ApiSettings.from_environ(os.environ)

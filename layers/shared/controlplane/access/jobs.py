@@ -395,3 +395,40 @@ def close_for_ended_execution(
             raise
         return Closing(closed=False, before=dynamo.old_item(error))
     return Closing(closed=True, before=dynamo.from_item(response["Attributes"]))
+
+
+TENANT_JOBS_INDEX: Final = "tenant-jobs"
+TENANT_JOBS_PAGE_KEYS: Final = frozenset({"jobId", "tenantId", "createdAt"})
+
+
+def list_for_tenant(
+    tenant_id: str,
+    *,
+    created_from: str,
+    created_to: str,
+    status: str | None,
+    limit: int,
+    start_key: Mapping[str, str] | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A tenant's jobs, newest first: index tenant-jobs, tenantId = :t AND createdAt BETWEEN :from AND :to,
+    optionally filtered by status (a filter: a page may hold fewer than ``limit`` items and still have a
+    next page)."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": TENANT_JOBS_INDEX,
+        "KeyConditionExpression": "#tenantId = :tenantId AND #createdAt BETWEEN :from AND :to",
+        "ExpressionAttributeNames": _names("tenantId", "createdAt"),
+        "ExpressionAttributeValues": {":tenantId": tenant_id, ":from": created_from, ":to": created_to},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if status is not None:
+        request["FilterExpression"] = "#status = :status"
+        request["ExpressionAttributeNames"] |= _names("status")
+        request["ExpressionAttributeValues"][":status"] = status
+    request["ExpressionAttributeValues"] = dynamo.values(request["ExpressionAttributeValues"])
+    if start_key:
+        request["ExclusiveStartKey"] = dynamo.to_item(start_key)
+    response = client("dynamodb").query(**request)
+    items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+    return items, dynamo.from_item(response.get("LastEvaluatedKey"))

@@ -1,12 +1,26 @@
-"""The Tenants table. Access pattern: get a tenant ... tenantId = :t"""
+"""The Tenants table.
+
+Access patterns:
+- get a tenant .................... tenantId = :t
+- onboard a tenant ................ tenantId = :t IF attribute_not_exists(tenantId)
+- change a tenant ................. tenantId = :t IF attribute_exists(tenantId)
+- list tenants by id .............. index tenants-by-id: listing = "TENANT" (every tenant item carries it)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
 
 from controlplane.access import dynamo
 from controlplane.access.clients import client
 from controlplane.settings import get_settings
+
+LISTING_INDEX: Final = "tenants-by-id"
+LISTING: Final = "TENANT"
+PAGE_KEYS: Final = frozenset({"tenantId", "listing"})
 
 
 def get(tenant_id: str) -> dict[str, Any] | None:
@@ -16,3 +30,56 @@ def get(tenant_id: str) -> dict[str, Any] | None:
         ConsistentRead=True,
     )
     return dynamo.from_item(response.get("Item"))
+
+
+def create(item: Mapping[str, Any]) -> bool:
+    """Put a new tenant item (with its listing key); False when the tenant already exists."""
+    try:
+        client("dynamodb").put_item(
+            TableName=get_settings().tenants_table_name,
+            Item=dynamo.to_item(dict(item) | {"listing": LISTING}),
+            ConditionExpression="attribute_not_exists(tenantId)",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def update(tenant_id: str, changes: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
+    """Set the given attributes; the updated item, or None when there is no such tenant."""
+    values = dict(changes) | {"updatedAt": now}
+    try:
+        response = client("dynamodb").update_item(
+            TableName=get_settings().tenants_table_name,
+            Key=dynamo.to_item({"tenantId": tenant_id}),
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+            ConditionExpression="attribute_exists(tenantId)",
+            ExpressionAttributeNames={f"#{name}": name for name in values},
+            ExpressionAttributeValues=dynamo.values({f":{name}": value for name, value in values.items()}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return None
+        raise
+    return dynamo.from_item(response.get("Attributes"))
+
+
+def list_page(
+    *, limit: int, start_key: Mapping[str, str] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    request: dict[str, Any] = {
+        "TableName": get_settings().tenants_table_name,
+        "IndexName": LISTING_INDEX,
+        "KeyConditionExpression": "#listing = :listing",
+        "ExpressionAttributeNames": {"#listing": "listing"},
+        "ExpressionAttributeValues": dynamo.values({":listing": LISTING}),
+        "Limit": limit,
+    }
+    if start_key:
+        request["ExclusiveStartKey"] = dynamo.to_item(start_key)
+    response = client("dynamodb").query(**request)
+    items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+    return items, dynamo.from_item(response.get("LastEvaluatedKey"))

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from controlplane.access import dynamo
 from controlplane.access.clients import client
@@ -41,3 +44,42 @@ def seed(settings: TierSettings, *, now: str) -> None:
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=dynamo.values(values),
     )
+
+
+def update(tier: str, changes: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
+    """Set run-time tunables of an existing tier; the updated item, or None when there is no such tier."""
+    values = dict(changes) | {"updatedAt": now}
+    try:
+        response = client("dynamodb").update_item(
+            TableName=get_settings().tiers_table_name,
+            Key=dynamo.to_item({"tier": tier}),
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+            ConditionExpression="attribute_exists(tier)",
+            ExpressionAttributeNames={f"#{name}": name for name in values},
+            ExpressionAttributeValues=dynamo.values({f":{name}": value for name, value in values.items()}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return None
+        raise
+    return dynamo.from_item(response.get("Attributes"))
+
+
+def queued_count(tier: str) -> int:
+    """Jobs in the tier's waiting room: a COUNT query on the sparse tier-queue index (every page)."""
+    request: dict[str, Any] = {
+        "TableName": get_settings().jobs_table_name,
+        "IndexName": "tier-queue",
+        "KeyConditionExpression": "queueTier = :tier",
+        "ExpressionAttributeValues": dynamo.values({":tier": tier}),
+        "Select": "COUNT",
+    }
+    total = 0
+    while True:
+        response = client("dynamodb").query(**request)
+        total += int(response.get("Count", 0))
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return total
+        request["ExclusiveStartKey"] = last

@@ -1,0 +1,209 @@
+"""api: the status API (API Gateway REST, Lambda proxy integration, behind the key authorizer).
+
+Tenant routes take the tenant id from the authorizer's context only, never from the request; another
+tenant's job answers exactly as a missing one (404). Operator routes refuse tenant credentials (403).
+Requests are validated against the models in controlplane.domain.api (422 naming the field);
+docs/openapi.json is generated from these routes (make openapi).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.exceptions import (
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    ServiceError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from controlplane.access import jobs, tenants, tiers
+from controlplane.domain.api import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    InvalidPageTokenError,
+    JobPage,
+    JobView,
+    TenantCreate,
+    TenantCreated,
+    TenantPage,
+    TenantPatch,
+    TenantView,
+    TierList,
+    TierPatch,
+    TierView,
+    decode_page_token,
+    encode_page_token,
+)
+from controlplane.domain.api_keys import Role
+from controlplane.domain.models import JobStatus, Tier, utc_now
+from controlplane.domain.uploads import JOB_ID_PATTERN
+from controlplane.observability import bind_job, instrumented, logger
+from controlplane.services.onboarding import TenantExistsError, onboard
+from controlplane.settings import get_api_settings, get_settings
+
+settings = get_settings()
+api_settings = get_api_settings()
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+_EARLIEST: Final = "0000-01-01T00:00:00.000Z"
+_LATEST: Final = "9999-12-31T23:59:59.999Z"
+_TIMESTAMP: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+_JOB_NOT_FOUND: Final = "no such job"
+_TENANT_NOT_FOUND: Final = "no such tenant"
+
+
+def _caller() -> tuple[str, str | None]:
+    authorizer = app.current_event.request_context.authorizer
+    role = str(authorizer.get("role") or "")
+    tenant_id = authorizer.get("tenantId") or None
+    return role, (str(tenant_id) if tenant_id else None)
+
+
+def _tenant() -> str:
+    """The calling tenant (from the authorizer's context, never from the request)."""
+    role, tenant_id = _caller()
+    if role != Role.TENANT.value or not tenant_id:
+        raise ForbiddenError("this route is for tenant credentials")
+    bind_job(tenant_id=tenant_id)
+    return tenant_id
+
+
+def _operator() -> None:
+    role, _ = _caller()
+    if role != Role.OPERATOR.value:
+        raise ForbiddenError("this route is for operator credentials")
+
+
+def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | None:
+    if token is None:
+        return None
+    try:
+        return decode_page_token(token, expected_keys=keys)
+    except InvalidPageTokenError as error:
+        raise BadRequestError(f"nextToken: {error}") from None
+
+
+# ------------------------------------------------------------------ tenant routes
+
+
+@app.get("/jobs", summary="My jobs, newest first", tags=["tenant"])
+def list_jobs(
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
+    created_after: Annotated[
+        str | None, Query(alias="createdAfter", pattern=_TIMESTAMP, description="ISO 8601 UTC, inclusive")
+    ] = None,
+    created_before: Annotated[
+        str | None, Query(alias="createdBefore", pattern=_TIMESTAMP, description="ISO 8601 UTC, inclusive")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> JobPage:
+    tenant_id = _tenant()
+    start = _page_start(next_token, jobs.TENANT_JOBS_PAGE_KEYS)
+    if start is not None and start["tenantId"] != tenant_id:
+        raise BadRequestError("nextToken: not a token this API issued for this listing")
+    created_from, created_to = created_after or _EARLIEST, created_before or _LATEST
+    if created_from > created_to:
+        raise BadRequestError("createdAfter is later than createdBefore")
+    items, last = jobs.list_for_tenant(
+        tenant_id,
+        created_from=created_from,
+        created_to=created_to,
+        status=status.value if status else None,
+        limit=limit,
+        start_key=start,
+    )
+    return JobPage(items=[JobView.model_validate(item) for item in items], next_token=encode_page_token(last))
+
+
+@app.get("/jobs/<jobId>", summary="One of my jobs: status, reasons, timeline, statistics", tags=["tenant"])
+def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> JobView:
+    tenant_id = _tenant()
+    # Same answer for a malformed id, a missing job and another tenant's job: nothing leaks.
+    item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if item is None or item.get("tenantId") != tenant_id:
+        raise NotFoundError(_JOB_NOT_FOUND)
+    bind_job(job_id=job_id)
+    return JobView.model_validate(item)
+
+
+# ------------------------------------------------------------------ operator routes
+
+
+def _tier_view(tier: str, item: dict[str, Any]) -> TierView:
+    return TierView.model_validate(item | {"tier": tier, "queued": tiers.queued_count(tier)})
+
+
+@app.get("/tiers", summary="Every tier: limit, running, queued, tunables", tags=["operator"])
+def list_tiers() -> TierList:
+    _operator()
+    views = [_tier_view(tier.value, item) for tier in Tier if (item := tiers.get(tier.value)) is not None]
+    return TierList(items=views)
+
+
+@app.patch("/tiers/<tier>", summary="Change a tier's limit or other tunables at run time", tags=["operator"])
+def patch_tier(tier: Annotated[Tier, Path()], patch: TierPatch) -> TierView:
+    _operator()
+    item = tiers.update(tier.value, patch.changes(), now=utc_now())
+    if item is None:
+        raise NotFoundError("no such tier")
+    logger.info("Tier changed", extra={"tier": tier.value, "changes": patch.changes()})
+    return _tier_view(tier.value, item)
+
+
+@app.post("/tenants", summary="Onboard a tenant (returns its API key once)", tags=["operator"])
+def create_tenant(request: TenantCreate) -> tuple[TenantCreated, int]:
+    _operator()
+    try:
+        onboarded = onboard(request, now=utc_now())
+    except TenantExistsError as error:
+        raise _conflict(str(error)) from None
+    logger.info("Tenant onboarded", extra={"tenantId": request.tenant_id, "tier": request.tier.value})
+    return TenantCreated(tenant=TenantView.model_validate(onboarded.tenant), api_key=onboarded.api_key), 201
+
+
+@app.get("/tenants", summary="Tenants by id", tags=["operator"])
+def list_tenants(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> TenantPage:
+    _operator()
+    items, last = tenants.list_page(limit=limit, start_key=_page_start(next_token, tenants.PAGE_KEYS))
+    return TenantPage(
+        items=[TenantView.model_validate(item) for item in items], next_token=encode_page_token(last)
+    )
+
+
+@app.get("/tenants/<tenantId>", summary="One tenant", tags=["operator"])
+def get_tenant(tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)]) -> TenantView:
+    _operator()
+    item = tenants.get(tenant_id)
+    if item is None:
+        raise NotFoundError(_TENANT_NOT_FOUND)
+    return TenantView.model_validate(item)
+
+
+@app.patch("/tenants/<tenantId>", summary="Change a tenant's tier, suspend or resume it", tags=["operator"])
+def patch_tenant(
+    tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)], patch: TenantPatch
+) -> TenantView:
+    _operator()
+    item = tenants.update(tenant_id, patch.changes(), now=utc_now())
+    if item is None:
+        raise NotFoundError(_TENANT_NOT_FOUND)
+    logger.info("Tenant changed", extra={"tenantId": tenant_id, "changes": patch.changes()})
+    return TenantView.model_validate(item)
+
+
+def _conflict(message: str) -> ServiceError:
+    return ServiceError(409, message)
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,99 @@
+"""The status API over HTTP on loopback (localcloud.api_gateway): the REQUEST authorizer and the API
+function run as Lambda handlers in their own workers, exactly as deployed from template.yaml.
+
+Onboard through the API with an operator key, upload as the new tenant, read the job's status through
+the API with the tenant's key; other credentials see nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from scripts.api_keys import create_operator_key
+from scripts.sample_data import SampleTenant
+from tests.integration.conftest import Deployed, upload, valid_csv
+
+pytestmark = pytest.mark.integration
+
+
+def _url(deployed: Deployed) -> str:
+    return str(deployed.cloud.api_url(deployed.stack, "ControlPlaneApi"))
+
+
+def _call(deployed: Deployed, method: str, path: str, key: str | None, **kwargs: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.request(method, _url(deployed) + path, headers=headers, timeout=30, **kwargs)
+
+
+def _onboard(deployed: Deployed, operator: str, tenant_id: str) -> str:
+    response = _call(
+        deployed,
+        "POST",
+        "/tenants",
+        operator,
+        json={
+            "tenantId": tenant_id,
+            "tier": "basic",
+            "metricThreshold": 0.5,
+            "contract": {
+                "targetColumn": "label",
+                "featureColumns": ["f1", "f2", "f3"],
+                "problemType": "binary_classification",
+                "minRows": 50,
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["apiKey"])
+
+
+def test_onboard_upload_and_read_the_status_through_the_api(deployed: Deployed) -> None:
+    operator = create_operator_key(deployed.cloud, deployed.outputs)
+    tenant_id = f"api-{uuid.uuid4().hex[:8]}"
+    other_id = f"api-{uuid.uuid4().hex[:8]}"
+    key = _onboard(deployed, operator, tenant_id)
+    other_key = _onboard(deployed, operator, other_id)
+
+    tenant = SampleTenant(
+        tenant_id=tenant_id, tier="basic", target_column="label", feature_columns=("f1", "f2", "f3")
+    )
+    upload(deployed, tenant_id, "first.csv", valid_csv(tenant))
+
+    deadline = time.monotonic() + 90
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        page = _call(deployed, "GET", "/jobs", key).json()
+        if page["items"] and page["items"][0]["status"] in {"SUCCEEDED", "FAILED", "REJECTED"}:
+            job = page["items"][0]
+            break
+        time.sleep(0.5)
+    assert job.get("status") == "SUCCEEDED", job
+
+    detail = _call(deployed, "GET", f"/jobs/{job['jobId']}", key)
+    assert detail.status_code == 200
+    body = detail.json()
+    assert [entry["status"] for entry in body["timeline"]][-1] == "SUCCEEDED"
+    assert body["executionArn"]
+    assert body["pipelineExecutionArn"]
+
+    # Another tenant: the job does not exist for it, and its listing is empty.
+    assert _call(deployed, "GET", f"/jobs/{job['jobId']}", other_key).status_code == 404
+    assert _call(deployed, "GET", "/jobs", other_key).json()["items"] == []
+    # Tenant credentials on operator routes, no or a wrong key, an unknown route.
+    assert _call(deployed, "GET", "/tiers", key).status_code == 403
+    assert _call(deployed, "GET", "/jobs", None).status_code == 401
+    assert _call(deployed, "GET", "/jobs", "mlaas_wrong").status_code == 401
+    assert _call(deployed, "GET", "/nowhere", key).status_code == 403
+
+    tiers = _call(deployed, "GET", "/tiers", operator).json()["items"]
+    assert {tier["tier"] for tier in tiers} == {"basic", "standard", "premium"}
+    invalid = _call(deployed, "PATCH", f"/tenants/{tenant_id}", operator, json={"status": "GONE"})
+    assert invalid.status_code == 422
+    assert "status" in invalid.text
+    suspended = _call(deployed, "PATCH", f"/tenants/{tenant_id}", operator, json={"status": "SUSPENDED"})
+    assert suspended.json()["status"] == "SUSPENDED"

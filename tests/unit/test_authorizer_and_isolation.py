@@ -1,0 +1,161 @@
+"""The API key authorizer, and the tenant role policy evaluated against other tenants' ARNs."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import LambdaContext
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/jobs"
+
+
+@pytest.fixture
+def authorize(aws: None, load_app: Callable[[str], ModuleType]) -> Callable[[str | None], dict[str, Any]]:
+    app = load_app("authorizer")
+
+    def call(header: str | None, method_arn: str = METHOD_ARN) -> dict[str, Any]:
+        headers = {"Authorization": header} if header is not None else {}
+        result: dict[str, Any] = app.lambda_handler(
+            {"type": "REQUEST", "methodArn": method_arn, "headers": headers}, LambdaContext()
+        )
+        return result
+
+    return call
+
+
+def _store(role: str, tenant_id: str | None = None, status: str = "ACTIVE") -> str:
+    from controlplane.access import api_keys as table  # noqa: PLC0415
+    from controlplane.domain.api_keys import Role, hash_key, new_key  # noqa: PLC0415
+
+    key = new_key()
+    table.put(hash_key(key), role=Role(role), tenant_id=tenant_id, now="2024-05-01T00:00:00.000Z")
+    if status != "ACTIVE":
+        from tests.unit.conftest import ENVIRONMENT, aws_client  # noqa: PLC0415
+
+        aws_client("dynamodb").update_item(
+            TableName=ENVIRONMENT["API_KEYS_TABLE_NAME"],
+            Key={"keyHash": {"S": hash_key(key)}},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": status}},
+        )
+    return key
+
+
+def _allowed(policy: dict[str, Any], arn: str) -> bool:
+    return any(
+        statement["Effect"] == "Allow" and any(fnmatch.fnmatchcase(arn, r) for r in statement["Resource"])
+        for statement in policy["policyDocument"]["Statement"]
+    )
+
+
+def test_a_tenant_key_yields_its_tenant_and_only_the_tenant_routes(authorize: Callable[..., Any]) -> None:
+    key = _store("tenant", "acme")
+    result = authorize(f"Bearer {key}")
+    assert result["context"] == {"role": "tenant", "tenantId": "acme"}
+    prefix = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
+    assert _allowed(result, f"{prefix}/GET/jobs")
+    assert _allowed(result, f"{prefix}/GET/jobs/job-1")
+    for route in ("GET/tiers", "PATCH/tiers/basic", "POST/tenants", "GET/tenants", "PATCH/tenants/acme"):
+        assert not _allowed(result, f"{prefix}/{route}"), route
+    assert key not in str(result)
+
+
+def test_an_operator_key_may_call_every_route(authorize: Callable[..., Any]) -> None:
+    result = authorize(f"Bearer {_store('operator')}")
+    assert result["context"] == {"role": "operator"}
+    assert _allowed(result, "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/tenants")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer mlaas_unknownkey", "Bearer " + "mlaas_" + "x" * 500],
+)
+def test_missing_malformed_and_unknown_keys_are_unauthorized(
+    authorize: Callable[..., Any], header: str | None
+) -> None:
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(header)
+
+
+def test_a_revoked_key_is_unauthorized(authorize: Callable[..., Any]) -> None:
+    key = _store("tenant", "acme", status="REVOKED")
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(f"Bearer {key}")
+
+
+# ------------------------------------------------------------------ the tenant role policy
+
+
+def _matches(pattern: str, value: str) -> bool:
+    # IAM wildcards: * any run of characters (including /), ? one character.
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _grants(
+    policy: dict[str, Any], action: str, resource: str, context: dict[str, str] | None = None
+) -> bool:
+    """A small IAM evaluator for Allow statements with Action, Resource and StringLike conditions."""
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        if statement["Effect"] != "Allow" or not any(_matches(a, action) for a in actions):
+            continue
+        if not any(_matches(r, resource) for r in resources):
+            continue
+        condition = statement.get("Condition", {}).get("StringLike", {})
+        if all(
+            any(_matches(p, (context or {}).get(key, "")) for p in patterns)
+            for key, patterns in condition.items()
+        ):
+            return True
+    return False
+
+
+BUCKET = "test-artifacts-bucket"
+
+
+def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
+    from controlplane.domain.tenant_access import tenant_role_policy  # noqa: PLC0415
+
+    policy = tenant_role_policy("acme", BUCKET)
+    own = f"arn:aws:s3:::{BUCKET}/tenants/acme/jobs/job-1"
+    assert _grants(policy, "s3:GetObject", f"{own}/input/train.csv")
+    assert _grants(policy, "s3:PutObject", f"{own}/model/model.tar.gz")
+    assert _grants(policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": "tenants/acme/jobs/"})
+    for other in ("globex", "acme2", "acm", "acme-retail"):
+        theirs = f"arn:aws:s3:::{BUCKET}/tenants/{other}/jobs/job-1"
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            for suffix in ("/input/train.csv", "/model/model.tar.gz", "/model/evaluation/evaluation.json"):
+                assert not _grants(policy, action, theirs + suffix), (other, action, suffix)
+        assert not _grants(
+            policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": f"tenants/{other}/"}
+        )
+    # Raw uploads (its own too), the bucket root and other buckets are out of reach.
+    for resource in (
+        "arn:aws:s3:::test-uploads-bucket/tenants/acme/uploads/x.csv",
+        f"arn:aws:s3:::{BUCKET}/tenants/acme/uploads/x.csv",
+        f"arn:aws:s3:::{BUCKET}/pipeline-code-evil/x",
+        "arn:aws:s3:::another-bucket/tenants/acme/jobs/job-1/input/x.csv",
+    ):
+        for action in ("s3:GetObject", "s3:PutObject"):
+            assert not _grants(policy, action, resource), (action, resource)
+    assert not _grants(policy, "s3:PutObject", f"arn:aws:s3:::{BUCKET}/pipeline-code/steps/train.py")
+    assert not _grants(policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": ""})
+    # Nothing but S3 and job logs.
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert {a.split(":")[0] for a in actions} == {"s3", "logs"}
+
+
+def test_the_onboarding_helper_uses_the_layers_policy() -> None:
+    from controlplane.domain.tenant_access import tenant_role_policy  # noqa: PLC0415
+    from scripts import tenants  # noqa: PLC0415
+
+    assert tenants.tenant_role_policy("acme", "up", BUCKET) == tenant_role_policy("acme", BUCKET)
