@@ -48,6 +48,10 @@ version, because these names are private and change between releases. What each 
    the status-change event). The blocked worker thread is left to wake at its timeout; by then the program is
    not running, so it evaluates no further state, and the guard in 11 keeps it from ending the execution
    again. (Its history gets the ExecutionAborted event only then.)
+13. `moto.sagemaker.responses.SageMakerResponse.delete_model_package` and `.delete_model_package_group` -
+   missing in moto (offboarding deletes a tenant's model versions, then its group). Added: a version by
+   name or ARN; a group only once it holds no version (SageMaker refuses otherwise); ValidationException
+   when it does not exist.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ from moto.core.responses import ActionResult
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule, events_backends
 from moto.events.utils import _BASE_EVENT_MESSAGE
-from moto.sagemaker.exceptions import ConflictException
+from moto.sagemaker.exceptions import ConflictException, ValidationError
 from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import get_pipeline_execution_from_arn
@@ -280,6 +284,31 @@ def _stop_pipeline_execution(self: SageMakerResponse) -> ActionResult:
     return ActionResult({"PipelineExecutionArn": execution_arn})
 
 
+def delete_model_package(self: SageMakerResponse) -> ActionResult:
+    name = str(self._get_param("ModelPackageName"))
+    packages = self.sagemaker_backend.model_packages
+    key = (
+        name
+        if name in packages
+        else next((k for k, p in packages.items() if p.model_package_name == name), None)
+    )
+    if key is None:
+        raise ValidationError(message=f"Model package {name} does not exist.")
+    del packages[key]
+    return ActionResult({})
+
+
+def delete_model_package_group(self: SageMakerResponse) -> ActionResult:
+    name = str(self._get_param("ModelPackageGroupName"))
+    backend = self.sagemaker_backend
+    if name not in backend.model_package_groups:
+        raise ValidationError(message=f"Model package group {name} does not exist.")
+    if any(package.model_package_group_name == name for package in backend.model_packages.values()):
+        raise ConflictException(f"Model package group {name} still contains model packages.")
+    del backend.model_package_groups[name]
+    return ActionResult({})
+
+
 class MotoPipelineStore:
     """Where the simulated runner's status changes land: moto's execution and the default bus."""
 
@@ -436,6 +465,8 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     (SageMakerModelBackend, "start_pipeline_execution", _start_pipeline_execution),
     (SageMakerModelBackend, "describe_pipeline_execution", _describe_pipeline_execution),
     (SageMakerResponse, "stop_pipeline_execution", _stop_pipeline_execution),
+    (SageMakerResponse, "delete_model_package", delete_model_package),
+    (SageMakerResponse, "delete_model_package_group", delete_model_package_group),
     (state_module, "datetime", _StateEnteredClock),
     (DynamoHandler, "call_action", _serialized_dynamodb_call_action),
     (BaseExecutionWorkerCommunication, "terminated", _execution_terminated),

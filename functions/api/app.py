@@ -27,6 +27,7 @@ from controlplane.domain.api import (
     InvalidPageTokenError,
     JobPage,
     JobView,
+    OffboardingView,
     TenantCreate,
     TenantCreated,
     TenantPage,
@@ -39,9 +40,12 @@ from controlplane.domain.api import (
     encode_page_token,
 )
 from controlplane.domain.api_keys import Role
-from controlplane.domain.models import JobStatus, Tier, utc_now
+from controlplane.domain.errors import JobClosedError, JobNotFoundError
+from controlplane.domain.models import JobStatus, TenantStatus, Tier, utc_now
 from controlplane.domain.uploads import JOB_ID_PATTERN
 from controlplane.observability import bind_job, instrumented, logger
+from controlplane.services.cancelling import cancel_job
+from controlplane.services.offboarding import JobsStillEndingError, TenantNotFoundError, offboard
 from controlplane.services.onboarding import TenantExistsError, onboard
 from controlplane.settings import get_api_settings, get_settings
 
@@ -132,6 +136,28 @@ def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> JobVi
     return JobView.model_validate(item)
 
 
+@app.post(
+    "/jobs/<jobId>/cancel",
+    summary="Cancel one of my jobs: a waiting job never starts (CANCELLED), a running build is stopped "
+    "(STOPPED); 409 when it has already ended",
+    tags=["tenant"],
+)
+def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> tuple[JobView, int]:
+    tenant_id = _tenant()
+    item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if item is None or item.get("tenantId") != tenant_id:
+        raise NotFoundError(_JOB_NOT_FOUND)
+    bind_job(job_id=job_id, tier=item.get("tier"))
+    try:
+        cancellation = cancel_job(job_id)
+    except JobNotFoundError:
+        raise NotFoundError(_JOB_NOT_FOUND) from None
+    except JobClosedError as closed:
+        raise _conflict(f"the job has already ended: {closed.status}") from None
+    logger.info("Job cancel requested", extra={"action": cancellation.action})
+    return JobView.model_validate(cancellation.job), 202
+
+
 # ------------------------------------------------------------------ operator routes
 
 
@@ -193,11 +219,44 @@ def patch_tenant(
     tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)], patch: TenantPatch
 ) -> TenantView:
     _operator()
+    current = tenants.get(tenant_id) if patch.status is TenantStatus.ACTIVE else None
+    if current is not None and current.get("offboarding"):
+        raise _conflict("the tenant is being offboarded: it cannot be resumed")
     item = tenants.update(tenant_id, patch.changes(), now=utc_now())
     if item is None:
         raise NotFoundError(_TENANT_NOT_FOUND)
     logger.info("Tenant changed", extra={"tenantId": tenant_id, "changes": patch.changes()})
     return TenantView.model_validate(item)
+
+
+@app.delete(
+    "/tenants/<tenantId>",
+    summary="Offboard a tenant: suspend it, cancel its open jobs; with immediate=true also delete its data, "
+    "models, role, keys and records (default: kept for the grace period, until deleteAfter)",
+    tags=["operator"],
+)
+def delete_tenant(
+    tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)],
+    immediate: Annotated[
+        bool, Query(description="Delete everything now instead of after the grace period")
+    ] = False,
+) -> tuple[OffboardingView, int]:
+    _operator()
+    try:
+        report = offboard(tenant_id, immediate=immediate)
+    except TenantNotFoundError:
+        raise NotFoundError(_TENANT_NOT_FOUND) from None
+    except JobsStillEndingError as ending:
+        raise _conflict(str(ending)) from None
+    logger.info("Tenant offboarding", extra={"tenantId": tenant_id, "deleted": report.deleted})
+    view = OffboardingView(
+        tenant_id=report.tenant_id,
+        deleted=report.deleted,
+        delete_after=report.delete_after,
+        cancelled_jobs=report.cancelled_jobs,
+        removed=report.removed,
+    )
+    return view, 200 if report.deleted else 202
 
 
 def _conflict(message: str) -> ServiceError:

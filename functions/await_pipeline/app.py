@@ -2,6 +2,8 @@
 
 In: {taskToken, jobId, tenantId, pipelineExecutionArn}. If pipeline_events already stored the outcome,
 the execution is resumed at once; otherwise pipeline_events resumes it when the pipeline finishes.
+A job the tenant cancelled before its pipeline was recorded has that pipeline stopped here (its Stopped
+event then ends the build STOPPED, "cancelled by the tenant").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controlplane.access import jobs
 from controlplane.domain.models import utc_now
 from controlplane.observability import bind_job, instrumented, logger
+from controlplane.services.cancelling import stop_cancelled_pipeline
 from controlplane.services.rendezvous import resume_if_ready
 from controlplane.settings import get_settings
 
@@ -42,6 +45,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         now=utc_now(),
     )
     bind_job(tier=item.get("tier"))
+    if item.get("cancelRequestedAt") and stop_cancelled_pipeline(item):
+        logger.info("The tenant cancelled the job before its pipeline started; stopped the pipeline")
     resumed = resume_if_ready(item, claimant=f"await_pipeline:{context.aws_request_id}")
     logger.info("Waiting for the pipeline" if not resumed else "Pipeline had already finished; resumed")
     return {"jobId": request.job_id, "status": item.get("status"), "resumed": resumed}

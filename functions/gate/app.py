@@ -3,6 +3,7 @@
 Invoked three ways (docs/contracts.md):
 - SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn}: store each token on
   its job (the job enters the tier's waiting room), then admit for the tiers seen. Partial batch failures.
+  A job the tenant cancelled before its token arrived gets its wait failed with JobCancelled instead.
 - {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit for that tier.
 - {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, close waiting jobs
   whose execution is over, then admit.
@@ -24,6 +25,7 @@ from controlplane.access import jobs
 from controlplane.domain.models import Tier, utc_now
 from controlplane.observability import bind_job, count, instrumented, logger, unbind_job
 from controlplane.services import admission
+from controlplane.services.cancelling import fail_queue_wait
 from controlplane.settings import get_settings
 
 settings = get_settings()
@@ -91,6 +93,11 @@ def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[s
             )
             if stored is jobs.TokenStored.STORED:
                 tiers_with_new_jobs.add(message.tier.value)
+            elif stored is jobs.TokenStored.CANCELLED:
+                # Cancelled before its token reached us: fail the wait (JobCancelled); the state machine
+                # records CANCELLED. Never stored, so no admission can take a slot for it.
+                fail_queue_wait(message.job_id, message.task_token)
+                logger.info("Queued job was cancelled; its wait is failed")
             elif stored is jobs.TokenStored.WRONG_TIER:
                 # Retrying cannot fix a message on the wrong queue; the wait times out and the job EXPIRES.
                 logger.error("Queue message names another tier than the job", extra={"jobTier": status})

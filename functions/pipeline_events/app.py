@@ -74,11 +74,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     bind_job(job_id=job_id)
 
     reason = _failure_reason(detail.pipeline_execution_arn) if status == "Failed" else None
+    # A tenant's cancel is made durable on the job before its pipeline is stopped: read it to say so.
+    cancelled = status == "Stopped" and bool((jobs.get(job_id) or {}).get("cancelRequestedAt"))
     outcome = outcome_from_status(
         status,
         pipeline_execution_arn=detail.pipeline_execution_arn,
         at=format_timestamp(change.time),
         failure_reason=reason,
+        cancelled_by_tenant=cancelled,
     )
     if outcome is None:  # is_terminal_pipeline_status() said otherwise; kept for the type checker
         return {"ignored": f"non-terminal status {status}"}

@@ -114,7 +114,7 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
 WILDCARD_RESOURCE_ALLOWED = re.compile(
     r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
     r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
-    r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage|"
+    r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage|sagemaker:ListModelPackages$|"
     # The task token is the capability; these accept only "*".
     r"states:SendTask(Success|Failure|Heartbeat)$)"
 )

@@ -18,13 +18,15 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
     assert set(paths) == {
         "/jobs",
         "/jobs/{jobId}",
+        "/jobs/{jobId}/cancel",
         "/tiers",
         "/tiers/{tier}",
         "/tenants",
         "/tenants/{tenantId}",
     }
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
+    assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
     assert {"get", "post"} == set(paths["/tenants"])
-    assert {"get", "patch"} == set(paths["/tenants/{tenantId}"])
+    assert {"get", "patch", "delete"} == set(paths["/tenants/{tenantId}"])
     assert "TenantCreate" in document["components"]["schemas"]
     assert "metricThreshold" in document["components"]["schemas"]["TenantCreate"]["properties"]

@@ -4,6 +4,8 @@ Access patterns (key conditions as in template.yaml):
 - get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
 - a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
 - close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
+- cancel (API) ........................... jobId = :j IF status IN (RECEIVED, VALIDATED) -> CANCELLED, else
+                                           IF status IN (QUEUED, ADMITTED, RUNNING) -> SET cancelRequestedAt
 
 Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
 ``timeline``; a terminal status is never overwritten.
@@ -140,6 +142,7 @@ class TokenStored(StrEnum):
     STORED = "STORED"
     NOT_QUEUED = "NOT_QUEUED"  # admitted already, closed, or gone: nothing to wait for
     WRONG_TIER = "WRONG_TIER"
+    CANCELLED = "CANCELLED"  # the tenant cancelled it before its token was stored: fail the wait
 
 
 def store_queue_token(job_id: str, *, tier: str, task_token: str, now: str) -> tuple[TokenStored, str | None]:
@@ -150,8 +153,12 @@ def store_queue_token(job_id: str, *, tier: str, task_token: str, now: str) -> t
             TableName=_table(),
             Key=dynamo.to_item({"jobId": job_id}),
             UpdateExpression="SET #queueTaskToken = :token, #queueTier = :tier, #updatedAt = :now",
-            ConditionExpression="#status = :queued AND #tier = :tier",
-            ExpressionAttributeNames=_names("queueTaskToken", "queueTier", "updatedAt", "status", "tier"),
+            ConditionExpression=(
+                "#status = :queued AND #tier = :tier AND attribute_not_exists(#cancelRequestedAt)"
+            ),
+            ExpressionAttributeNames=_names(
+                "queueTaskToken", "queueTier", "updatedAt", "status", "tier", "cancelRequestedAt"
+            ),
             ExpressionAttributeValues=dynamo.values(
                 {":token": task_token, ":tier": tier, ":now": now, ":queued": JobStatus.QUEUED.value}
             ),
@@ -162,6 +169,8 @@ def store_queue_token(job_id: str, *, tier: str, task_token: str, now: str) -> t
             raise
         old = dynamo.old_item(error)
         status = None if old is None else str(old.get("status"))
+        if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
+            return TokenStored.CANCELLED, status
         if old is not None and status == JobStatus.QUEUED.value:
             return TokenStored.WRONG_TIER, str(old.get("tier"))
         return TokenStored.NOT_QUEUED, status
@@ -432,3 +441,85 @@ def list_for_tenant(
     response = client("dynamodb").query(**request)
     items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
     return items, dynamo.from_item(response.get("LastEvaluatedKey"))
+
+
+# ------------------------------------------------------------------ cancellation (POST /jobs/{jobId}/cancel)
+
+_NOT_YET_QUEUED: Final = (JobStatus.RECEIVED.value, JobStatus.VALIDATED.value)
+_CANCELLABLE_IN_FLIGHT: Final = (JobStatus.QUEUED.value, JobStatus.ADMITTED.value, JobStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """The outcome of one conditional cancel write: ``item`` is the job after it (``changed``) or as it was
+    when the condition failed (None: there is no such job)."""
+
+    changed: bool
+    item: dict[str, Any] | None
+
+
+def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> CancelRequest:
+    """RECEIVED / VALIDATED -> CANCELLED at once: nothing was queued, no slot is held, nothing started.
+    (Validation then finds the job closed, and queueing's condition fails: the execution just ends.)"""
+    entry = TimelineEntry(status=JobStatus.CANCELLED, at=now, state=state, reason=reason)
+    try:
+        response = client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #status = :cancelled, #reasons = :reasons, #cancelRequestedAt = :now, "
+                f"#updatedAt = :now, #finishedAt = :now, {_APPEND_TIMELINE}"
+            ),
+            ConditionExpression="#status IN (:received, :validated)",
+            ExpressionAttributeNames=_names(
+                "status", "reasons", "cancelRequestedAt", "updatedAt", "finishedAt", "timeline"
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":cancelled": JobStatus.CANCELLED.value,
+                    ":reasons": [reason],
+                    ":now": now,
+                    ":received": _NOT_YET_QUEUED[0],
+                    ":validated": _NOT_YET_QUEUED[1],
+                    **_timeline_values(entry),
+                }
+            ),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        return CancelRequest(changed=False, item=dynamo.old_item(error))
+    return CancelRequest(changed=True, item=dynamo.from_item(response["Attributes"]))
+
+
+def request_cancel(job_id: str, *, now: str) -> CancelRequest:
+    """Make the cancellation durable on a QUEUED / ADMITTED / RUNNING job (``cancelRequestedAt``, kept from
+    the first request): from here on no admission takes a slot for it and no token is stored for it, and
+    whoever starts its pipeline stops it. The state machine records the terminal status."""
+    try:
+        response = client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #cancelRequestedAt = if_not_exists(#cancelRequestedAt, :now), #updatedAt = :now"
+            ),
+            ConditionExpression="#status IN (:queued, :admitted, :running)",
+            ExpressionAttributeNames=_names("cancelRequestedAt", "updatedAt", "status"),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":now": now,
+                    ":queued": _CANCELLABLE_IN_FLIGHT[0],
+                    ":admitted": _CANCELLABLE_IN_FLIGHT[1],
+                    ":running": _CANCELLABLE_IN_FLIGHT[2],
+                }
+            ),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        return CancelRequest(changed=False, item=dynamo.old_item(error))
+    return CancelRequest(changed=True, item=dynamo.from_item(response["Attributes"]))

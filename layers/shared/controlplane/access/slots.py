@@ -79,7 +79,11 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
                     "SET #status = :admitted, #admittedAt = :now, #updatedAt = :now, "
                     "#timeline = list_append(if_not_exists(#timeline, :empty), :entry) REMOVE #queueTier"
                 ),
-                "ConditionExpression": "#status = :queued AND #queueTaskToken = :token",
+                # A cancel request made durable first (cancelRequestedAt) is never admitted.
+                "ConditionExpression": (
+                    "#status = :queued AND #queueTaskToken = :token "
+                    "AND attribute_not_exists(#cancelRequestedAt)"
+                ),
                 "ExpressionAttributeNames": {
                     "#status": "status",
                     "#admittedAt": "admittedAt",
@@ -87,6 +91,7 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
                     "#timeline": "timeline",
                     "#queueTier": "queueTier",
                     "#queueTaskToken": "queueTaskToken",
+                    "#cancelRequestedAt": "cancelRequestedAt",
                 },
                 "ExpressionAttributeValues": dynamo.values(
                     {

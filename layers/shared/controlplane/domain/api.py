@@ -90,6 +90,9 @@ class JobView(ResponseModel):
     queued_at: str | None = None
     admitted_at: str | None = None
     finished_at: str | None = None
+    cancel_requested_at: str | None = Field(
+        default=None, description="When the tenant asked to cancel (POST /jobs/{jobId}/cancel)"
+    )
 
 
 class JobPage(ResponseModel):
@@ -204,6 +207,14 @@ class TenantCreated(ResponseModel):
 class TenantPage(ResponseModel):
     items: list[TenantView]
     next_token: str | None = None
+
+
+class OffboardingView(ResponseModel):
+    tenant_id: str
+    deleted: bool = Field(description="True when the tenant's data was deleted (immediate=true)")
+    delete_after: str = Field(description="End of the grace period during which the data is kept")
+    cancelled_jobs: list[str] = Field(description="Open jobs this request cancelled")
+    removed: dict[str, int] = Field(description="What was deleted, counted per kind (empty unless deleted)")
 
 
 class ErrorBody(ResponseModel):

@@ -1,6 +1,7 @@
 """What an API caller may invoke: the policy a REQUEST authorizer returns for a verified key.
 
-Tenants may only call the tenant routes (GET /jobs, GET /jobs/{jobId}); operators every route. The
+Tenants may only call the tenant routes (GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel);
+operators every route. The
 handler checks the role again (defence in depth), and the tenant id reaches it only through the
 authorizer's context.
 """
@@ -11,7 +12,7 @@ from typing import Any, Final
 
 from controlplane.domain.api_keys import Role
 
-TENANT_ROUTES: Final = (("GET", "jobs"), ("GET", "jobs/*"))
+TENANT_ROUTES: Final = (("GET", "jobs"), ("GET", "jobs/*"), ("POST", "jobs/*/cancel"))
 
 
 def api_prefix(method_arn: str) -> str:

@@ -13,6 +13,8 @@ from typing import Any, Final
 
 from controlplane.domain.models import JobStatus, PipelineOutcome
 
+CANCELLED_BY_TENANT: Final = "cancelled by the tenant: its pipeline execution was stopped"
+
 _SAGEMAKER_TERMINAL: Final[Mapping[str, JobStatus]] = {
     "Succeeded": JobStatus.SUCCEEDED,
     "Failed": JobStatus.FAILED,
@@ -32,14 +34,22 @@ def is_terminal_pipeline_status(status: str) -> bool:
 
 
 def outcome_from_status(
-    status: str, *, pipeline_execution_arn: str, at: str, failure_reason: str | None = None
+    status: str,
+    *,
+    pipeline_execution_arn: str,
+    at: str,
+    failure_reason: str | None = None,
+    cancelled_by_tenant: bool = False,
 ) -> PipelineOutcome | None:
-    """Map a SageMaker pipeline execution status to the build outcome; None for non-terminal statuses."""
+    """Map a SageMaker pipeline execution status to the build outcome; None for non-terminal statuses.
+    ``cancelled_by_tenant``: the job carries a cancel request (POST /jobs/{jobId}/cancel stopped it)."""
     build_status = _SAGEMAKER_TERMINAL.get(status)
     if build_status is None:
         return None
     if build_status is JobStatus.SUCCEEDED:
         reason = ""
+    elif build_status is JobStatus.STOPPED and cancelled_by_tenant:
+        reason = CANCELLED_BY_TENANT
     elif build_status is JobStatus.STOPPED:
         reason = "the pipeline execution was stopped"
     else:

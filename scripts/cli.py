@@ -1,0 +1,262 @@
+"""mlaas: a command line for the status API, with readable tables.
+
+    python -m scripts.cli [--url URL] [--key KEY] COMMAND ...
+
+The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
+``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel) need a tenant key; operator commands (onboard,
+tenants, tiers, tier-limit, offboard) an operator key. Exit status 0 on success, 1 when the API refused
+(its message on stderr), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TextIO
+
+import requests
+
+TERMINAL: Final = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"})
+_REASON_WIDTH: Final = 60
+
+# (method, path, query, body) -> (status code, decoded JSON body or None)
+Send = Callable[[str, str, dict[str, str] | None, Any], tuple[int, Any]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        message = body.get("message") if isinstance(body, dict) else None
+        detail = body.get("detail") if isinstance(body, dict) else None
+        super().__init__(f"HTTP {status}: {message or detail or body}")
+        self.status = status
+
+
+def http_sender(url: str, key: str, *, timeout: float = 30.0) -> Send:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    base = url.rstrip("/")
+
+    def send(method: str, path: str, query: dict[str, str] | None, body: Any) -> tuple[int, Any]:
+        response = session.request(method, base + path, params=query, json=body, timeout=timeout)
+        try:
+            decoded = response.json() if response.content else None
+        except ValueError:
+            decoded = response.text
+        return response.status_code, decoded
+
+    return send
+
+
+def call(send: Send, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None) -> Any:
+    status, decoded = send(method, path, query, body)
+    if status >= 400:
+        raise ApiError(status, decoded)
+    return decoded
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "; ".join(str(item) for item in value) or "-"
+    text = str(value)
+    return text if len(text) <= _REASON_WIDTH else text[: _REASON_WIDTH - 1] + "…"
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A plain-text table: ``columns`` are (header, field) pairs; missing fields show as "-"."""
+    cells = [[_cell(row.get(name)) for _, name in columns] for row in rows]
+    widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, (header, _) in enumerate(columns)]
+    lines = ["  ".join(header.ljust(widths[i]) for i, (header, _) in enumerate(columns)).rstrip()]
+    lines += ["  ".join(value.ljust(widths[i]) for i, value in enumerate(line)).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+JOB_COLUMNS: Final = (
+    ("job", "jobId"),
+    ("status", "status"),
+    ("tier", "tier"),
+    ("upload", "key"),
+    ("created", "createdAt"),
+    ("reason", "reasons"),
+)
+TENANT_COLUMNS: Final = (
+    ("tenant", "tenantId"),
+    ("tier", "tier"),
+    ("status", "status"),
+    ("threshold", "metricThreshold"),
+    ("created", "createdAt"),
+)
+TIER_COLUMNS: Final = (
+    ("tier", "tier"),
+    ("limit", "concurrencyLimit"),
+    ("running", "running"),
+    ("queued", "queued"),
+    ("training", "trainingInstanceType"),
+    ("max wait (s)", "queueWaitSeconds"),
+)
+TIMELINE_COLUMNS: Final = (("at", "at"), ("status", "status"), ("state", "state"), ("reason", "reason"))
+
+
+def _all_pages(send: Send, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = call(send, "GET", path, query=query | ({"nextToken": token} if token else {}))
+        items += page["items"]
+        token = page.get("nextToken")
+        if not token:
+            return items
+
+
+def _jobs(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    query = {"limit": "100"} | ({"status": args.status} if args.status else {})
+    while True:
+        items = _all_pages(send, "/jobs", query)
+        print(table(items, JOB_COLUMNS), file=out)
+        open_jobs = [job for job in items if job["status"] not in TERMINAL]
+        if not args.watch or not open_jobs:
+            return 0
+        print(f"-- {len(open_jobs)} not finished; refreshing in {args.interval:g}s", file=out)
+        time.sleep(args.interval)
+
+
+def _job(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    job = call(send, "GET", f"/jobs/{args.job_id}")
+    print(table([job], JOB_COLUMNS), file=out)
+    print("", file=out)
+    print(table(job.get("timeline") or [], TIMELINE_COLUMNS), file=out)
+    for name in ("executionArn", "pipelineExecutionArn"):
+        if job.get(name):
+            print(f"{name}: {job[name]}", file=out)
+    return 0
+
+
+def _cancel(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    job = call(send, "POST", f"/jobs/{args.job_id}/cancel")
+    state = "cancelled" if job["status"] == "CANCELLED" else f"cancel requested (status now {job['status']})"
+    print(f"{job['jobId']}: {state}", file=out)
+    return 0
+
+
+def _onboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    contract: dict[str, Any] = {
+        "targetColumn": args.target_column,
+        "problemType": args.problem_type,
+        "minRows": args.min_rows,
+    }
+    if args.feature_columns:
+        contract["featureColumns"] = [
+            name.strip() for name in args.feature_columns.split(",") if name.strip()
+        ]
+    created = call(
+        send,
+        "POST",
+        "/tenants",
+        body={
+            "tenantId": args.tenant_id,
+            "tier": args.tier,
+            "metricThreshold": args.metric_threshold,
+            "contract": contract,
+        },
+    )
+    print(table([created["tenant"]], TENANT_COLUMNS), file=out)
+    print(f"API key (shown once): {created['apiKey']}", file=out)
+    return 0
+
+
+def _tenants(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    print(table(_all_pages(send, "/tenants", {"limit": "100"}), TENANT_COLUMNS), file=out)
+    return 0
+
+
+def _tiers(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    print(table(call(send, "GET", "/tiers")["items"], TIER_COLUMNS), file=out)
+    return 0
+
+
+def _tier_limit(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    tier = call(send, "PATCH", f"/tiers/{args.tier}", body={"concurrencyLimit": args.limit})
+    print(table([tier], TIER_COLUMNS), file=out)
+    return 0
+
+
+def _offboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    query = {"immediate": "true"} if args.immediate else None
+    report = call(send, "DELETE", f"/tenants/{args.tenant_id}", query=query)
+    print(f"tenant {report['tenantId']}: cancelled jobs {len(report['cancelledJobs'])}", file=out)
+    if report["deleted"]:
+        rows = [{"kind": kind, "removed": count} for kind, count in sorted(report["removed"].items())]
+        print(table(rows, (("removed", "kind"), ("count", "removed"))), file=out)
+    else:
+        print(f"suspended; data kept until {report['deleteAfter']} (use --immediate to delete now)", file=out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mlaas", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    root.add_argument("--url", default=os.environ.get("MLAAS_API_URL"), help="API base URL (MLAAS_API_URL)")
+    root.add_argument("--key", default=os.environ.get("MLAAS_API_KEY"), help="API key (MLAAS_API_KEY)")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    jobs = commands.add_parser("jobs", help="my jobs, newest first (tenant)")
+    jobs.add_argument("--status", help="only jobs with this status")
+    jobs.add_argument("--watch", action="store_true", help="refresh until every listed job has finished")
+    jobs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    jobs.set_defaults(run=_jobs)
+
+    job = commands.add_parser("job", help="one job and its timeline (tenant)")
+    job.add_argument("job_id")
+    job.set_defaults(run=_job)
+
+    cancel = commands.add_parser("cancel", help="cancel one of my jobs (tenant)")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(run=_cancel)
+
+    onboard = commands.add_parser("onboard", help="onboard a tenant; prints its API key once (operator)")
+    onboard.add_argument("tenant_id")
+    onboard.add_argument("--tier", choices=["basic", "standard", "premium"], required=True)
+    onboard.add_argument("--target-column", required=True)
+    onboard.add_argument("--problem-type", choices=["binary_classification", "regression"], required=True)
+    onboard.add_argument("--min-rows", type=int, default=50)
+    onboard.add_argument("--metric-threshold", type=float, required=True)
+    onboard.add_argument("--feature-columns", help="comma-separated; default: every other column")
+    onboard.set_defaults(run=_onboard)
+
+    commands.add_parser("tenants", help="every tenant (operator)").set_defaults(run=_tenants)
+    commands.add_parser("tiers", help="every tier: limit, running, queued (operator)").set_defaults(
+        run=_tiers
+    )
+
+    tier_limit = commands.add_parser("tier-limit", help="change a tier's concurrency limit (operator)")
+    tier_limit.add_argument("tier", choices=["basic", "standard", "premium"])
+    tier_limit.add_argument("limit", type=int)
+    tier_limit.set_defaults(run=_tier_limit)
+
+    offboard = commands.add_parser("offboard", help="offboard a tenant (operator)")
+    offboard.add_argument("tenant_id")
+    offboard.add_argument("--immediate", action="store_true", help="delete its data now")
+    offboard.set_defaults(run=_offboard)
+    return root
+
+
+def main(argv: Sequence[str] | None = None, *, send: Send | None = None, out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    if send is None:
+        if not args.url or not args.key:
+            print("mlaas: give --url and --key (or MLAAS_API_URL and MLAAS_API_KEY)", file=sys.stderr)
+            return 2
+        send = http_sender(args.url, args.key)
+    run: Callable[[argparse.Namespace, Send, TextIO], int] = args.run
+    try:
+        return run(args, send, out)
+    except ApiError as error:
+        print(f"mlaas: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""scripts.cli (the mlaas command) against the status API's real handler: every command, readable
+tables, API errors as exit status 1 with the API's message."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import job_id_for, queued_job
+
+from scripts import cli
+from tests.unit import test_api
+from tests.unit.test_api import OPERATOR, put_job, tenant
+
+api = test_api.api  # the status API fixture
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+def sender(api: Callable[..., tuple[int, Any]], caller: dict[str, str]) -> cli.Send:
+    def send(method: str, path: str, query: dict[str, str] | None, body: Any) -> tuple[int, Any]:
+        return api(method, path, caller=caller, query=query, body=body)
+
+    return send
+
+
+def run(api: Callable[..., tuple[int, Any]], caller: dict[str, str], *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main(list(argv), send=sender(api, caller), out=out)
+    return code, out.getvalue()
+
+
+def test_operator_commands(api: Callable[..., tuple[int, Any]], stepfunctions: Any) -> None:
+    code, text = run(
+        api,
+        OPERATOR,
+        *("onboard", "initech", "--tier", "basic", "--target-column", "churned"),
+        *("--problem-type", "binary_classification", "--metric-threshold", "0.7", "--feature-columns", "a,b"),
+    )
+    assert code == 0, text
+    assert "initech" in text
+    assert "API key (shown once): mlaas_" in text
+    code, text = run(api, OPERATOR, "tenants")
+    assert text.splitlines()[0].split() == ["tenant", "tier", "status", "threshold", "created"]
+    assert text.splitlines()[1].split()[:3] == ["initech", "basic", "ACTIVE"]
+    code, text = run(api, OPERATOR, "tier-limit", "basic", "5")
+    assert code == 0
+    assert text.splitlines()[1].split()[:2] == ["basic", "5"]
+    code, text = run(api, OPERATOR, "tiers")
+    assert len(text.splitlines()) == 4
+    code, text = run(api, OPERATOR, "offboard", "initech")
+    assert code == 0
+    assert "data kept until" in text
+
+
+def test_tenant_commands(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any], stepfunctions: Any
+) -> None:
+    done = put_job(table, 1, "acme", "2024-05-01T00:00:00.000Z", status="FAILED", reasons=["bad rows"])
+    queued_job(table, job_id_for(2), tenant_id="acme", queued_at="2024-05-02T00:00:00.000Z")
+    code, text = run(api, tenant("acme"), "jobs")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split() == ["job", "status", "tier", "upload", "created", "reason"]
+    assert [line.split()[:2] for line in lines[1:]] == [[job_id_for(2), "QUEUED"], [done, "FAILED"]]
+    assert "bad rows" in lines[2]
+    code, text = run(api, tenant("acme"), "job", done)
+    assert code == 0
+    assert "RECEIVED" in text
+    assert "Register the upload as a job" in text
+    code, text = run(api, tenant("acme"), "cancel", job_id_for(2))
+    assert code == 0
+    assert "cancel requested" in text
+    # Watch returns once every listed job has finished.
+    table("JOBS_TABLE_NAME").update_item(
+        Key={"jobId": job_id_for(2)},
+        UpdateExpression="SET #s = :c",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": "CANCELLED"},
+    )
+    code, text = run(api, tenant("acme"), "jobs", "--watch", "--interval", "0")
+    assert code == 0
+    assert "refreshing" not in text
+
+
+def test_api_errors_exit_1_with_the_message(
+    api: Callable[..., tuple[int, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(api, tenant("acme"), "job", job_id_for(9))
+    assert code == 1
+    assert "HTTP 404: no such job" in capsys.readouterr().err
+    code, _ = run(api, tenant("acme"), "tenants")
+    assert code == 1
+
+
+def test_url_and_key_are_required_without_a_sender(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLAAS_API_URL", raising=False)
+    monkeypatch.delenv("MLAAS_API_KEY", raising=False)
+    assert cli.main(["tiers"]) == 2
+    assert "MLAAS_API_URL" in capsys.readouterr().err
+
+
+def test_table_formats_missing_values_lists_and_long_text() -> None:
+    text = cli.table([{"a": None, "b": ["x", "y"], "c": "z" * 100}], (("A", "a"), ("B", "b"), ("C", "c")))
+    _header, row = text.splitlines()
+    assert row.split()[:2] == ["-", "x;"]
+    assert row.endswith("…")
