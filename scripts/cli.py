@@ -118,9 +118,11 @@ def _jobs(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         items = _all_pages(send, "/jobs", query)
         print(table(items, JOB_COLUMNS), file=out)
         open_jobs = [job for job in items if job["status"] not in TERMINAL]
-        if not args.watch or not open_jobs:
+        # Right after an upload its job may not exist yet: a watch waits for the first one.
+        if not args.watch or (items and not open_jobs):
             return 0
-        print(f"-- {len(open_jobs)} not finished; refreshing in {args.interval:g}s", file=out)
+        waiting_for = f"{len(open_jobs)} not finished" if items else "no job yet"
+        print(f"-- {waiting_for}; refreshing in {args.interval:g}s", file=out)
         time.sleep(args.interval)
 
 
@@ -204,7 +206,9 @@ def parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser("jobs", help="my jobs, newest first (tenant)")
     jobs.add_argument("--status", help="only jobs with this status")
-    jobs.add_argument("--watch", action="store_true", help="refresh until every listed job has finished")
+    jobs.add_argument(
+        "--watch", action="store_true", help="refresh until there is a job and every listed job has finished"
+    )
     jobs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     jobs.set_defaults(run=_jobs)
 

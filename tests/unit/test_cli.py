@@ -84,6 +84,28 @@ def test_tenant_commands(
     assert "refreshing" not in text
 
 
+def test_watch_started_before_the_upload_is_registered_waits_for_its_job(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
+) -> None:
+    calls = 0
+    send_to_api = sender(api, tenant("acme"))
+
+    def send(method: str, path: str, query: dict[str, str] | None, body: Any) -> tuple[int, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the job appears between the first and the second refresh, already finished
+            put_job(table, 1, "acme", "2024-05-01T00:00:00.000Z", status="SUCCEEDED")
+        return send_to_api(method, path, query, body)
+
+    out = io.StringIO()
+    code = cli.main(["jobs", "--watch", "--interval", "0"], send=send, out=out)
+
+    assert code == 0
+    assert calls == 2
+    assert "no job yet; refreshing" in out.getvalue()
+    assert job_id_for(1) in out.getvalue()
+
+
 def test_api_errors_exit_1_with_the_message(
     api: Callable[..., tuple[int, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
