@@ -70,7 +70,7 @@ template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker nee
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel > build-sam.log 2>&1 || (cat build-sam.log; exit 1)
 	@echo "sam build succeeded (.aws-sam/build)"
 
-bench: $(STAMP) ## tier gate benchmark: fair-share vs FIFO simulation (1M jobs) and decision time; writes build/bench.json
+bench: $(STAMP) ## benchmarks: fair-share vs FIFO (1M jobs), decision time, the real stack in the emulator; build/bench.json
 	PYTHONPATH=layers/shared:. $(BIN)/python -m bench
 
 check: lint types test ## everything CI runs: lint, types, template validation and build, all tests
