@@ -102,3 +102,27 @@ def cancellation_codes(error: ClientError) -> list[str | None]:
         code = reason.get("Code") if isinstance(reason, Mapping) else None
         codes.append(None if code in (None, "None") else str(code))
     return codes
+
+
+def set_on_existing(
+    dynamodb: Any, table: str, key: Mapping[str, Any], changes: Mapping[str, Any], *, now: str
+) -> dict[str, Any] | None:
+    """SET the given attributes (and updatedAt) on an existing item; the updated item, or None when
+    there is no item with that key (the update never creates one)."""
+    (key_name,) = key
+    assignments = dict(changes) | {"updatedAt": now}
+    try:
+        response = dynamodb.update_item(
+            TableName=table,
+            Key=to_item(key),
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in assignments),
+            ConditionExpression=f"attribute_exists({key_name})",
+            ExpressionAttributeNames={f"#{name}": name for name in assignments},
+            ExpressionAttributeValues=values({f":{name}": value for name, value in assignments.items()}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if is_condition_failure(error):
+            return None
+        raise
+    return from_item(response.get("Attributes"))

@@ -49,22 +49,9 @@ def create(item: Mapping[str, Any]) -> bool:
 
 def update(tenant_id: str, changes: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
     """Set the given attributes; the updated item, or None when there is no such tenant."""
-    values = dict(changes) | {"updatedAt": now}
-    try:
-        response = client("dynamodb").update_item(
-            TableName=get_settings().tenants_table_name,
-            Key=dynamo.to_item({"tenantId": tenant_id}),
-            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
-            ConditionExpression="attribute_exists(tenantId)",
-            ExpressionAttributeNames={f"#{name}": name for name in values},
-            ExpressionAttributeValues=dynamo.values({f":{name}": value for name, value in values.items()}),
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if dynamo.is_condition_failure(error):
-            return None
-        raise
-    return dynamo.from_item(response.get("Attributes"))
+    return dynamo.set_on_existing(
+        client("dynamodb"), get_settings().tenants_table_name, {"tenantId": tenant_id}, changes, now=now
+    )
 
 
 def list_page(

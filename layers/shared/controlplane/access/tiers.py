@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from controlplane.access import dynamo
 from controlplane.access.clients import client
 from controlplane.domain.models import TierSettings
@@ -48,22 +46,9 @@ def seed(settings: TierSettings, *, now: str) -> None:
 
 def update(tier: str, changes: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
     """Set run-time tunables of an existing tier; the updated item, or None when there is no such tier."""
-    values = dict(changes) | {"updatedAt": now}
-    try:
-        response = client("dynamodb").update_item(
-            TableName=get_settings().tiers_table_name,
-            Key=dynamo.to_item({"tier": tier}),
-            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
-            ConditionExpression="attribute_exists(tier)",
-            ExpressionAttributeNames={f"#{name}": name for name in values},
-            ExpressionAttributeValues=dynamo.values({f":{name}": value for name, value in values.items()}),
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if dynamo.is_condition_failure(error):
-            return None
-        raise
-    return dynamo.from_item(response.get("Attributes"))
+    return dynamo.set_on_existing(
+        client("dynamodb"), get_settings().tiers_table_name, {"tier": tier}, changes, now=now
+    )
 
 
 def queued_count(tier: str) -> int:
