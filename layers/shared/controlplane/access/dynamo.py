@@ -126,3 +126,15 @@ def set_on_existing(
             return None
         raise
     return from_item(response.get("Attributes"))
+
+
+def update_if(dynamodb: Any, **request: Any) -> tuple[bool, dict[str, Any] | None]:
+    """A conditional UpdateItem: (True, the item ReturnValues asked for) when it applied, (False, the item
+    as it was) when its condition failed. Any other error propagates."""
+    try:
+        response = dynamodb.update_item(**request, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ClientError as error:
+        if not is_condition_failure(error):
+            raise
+        return False, old_item(error)
+    return True, from_item(response.get("Attributes"))

@@ -364,46 +364,41 @@ def close_for_ended_execution(
     and forgets both task tokens, as the state machine's own "Record ..." states do."""
     entry = TimelineEntry(status=JobStatus.FAILED, at=now, state=state, reason=reason)
     terminal = {f":terminal{index}": status.value for index, status in enumerate(sorted(TERMINAL_STATUSES))}
-    try:
-        response = client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression=(
-                f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
-                f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueTaskToken, #pipelineTaskToken"
-            ),
-            ConditionExpression=(
-                f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
-            ),
-            ExpressionAttributeNames=_names(
-                "status",
-                "reasons",
-                "updatedAt",
-                "finishedAt",
-                "timeline",
-                "queueTier",
-                "queueTaskToken",
-                "pipelineTaskToken",
-                "executionArn",
-            ),
-            ExpressionAttributeValues=dynamo.values(
-                {
-                    ":failed": JobStatus.FAILED.value,
-                    ":reasons": [reason],
-                    ":now": now,
-                    ":arn": execution_arn,
-                    **terminal,
-                    **_timeline_values(entry),
-                }
-            ),
-            ReturnValues="ALL_OLD",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as error:
-        if not dynamo.is_condition_failure(error):
-            raise
-        return Closing(closed=False, before=dynamo.old_item(error))
-    return Closing(closed=True, before=dynamo.from_item(response["Attributes"]))
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
+            f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueTaskToken, #pipelineTaskToken"
+        ),
+        ConditionExpression=(
+            f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
+        ),
+        ExpressionAttributeNames=_names(
+            "status",
+            "reasons",
+            "updatedAt",
+            "finishedAt",
+            "timeline",
+            "queueTier",
+            "queueTaskToken",
+            "pipelineTaskToken",
+            "executionArn",
+        ),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":failed": JobStatus.FAILED.value,
+                ":reasons": [reason],
+                ":now": now,
+                ":arn": execution_arn,
+                **terminal,
+                **_timeline_values(entry),
+            }
+        ),
+        ReturnValues="ALL_OLD",
+    )
+    return Closing(closed=applied, before=item)
 
 
 TENANT_JOBS_INDEX: Final = "tenant-jobs"
@@ -462,64 +457,54 @@ def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> Ca
     """RECEIVED / VALIDATED -> CANCELLED at once: nothing was queued, no slot is held, nothing started.
     (Validation then finds the job closed, and queueing's condition fails: the execution just ends.)"""
     entry = TimelineEntry(status=JobStatus.CANCELLED, at=now, state=state, reason=reason)
-    try:
-        response = client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression=(
-                "SET #status = :cancelled, #reasons = :reasons, #cancelRequestedAt = :now, "
-                f"#updatedAt = :now, #finishedAt = :now, {_APPEND_TIMELINE}"
-            ),
-            ConditionExpression="#status IN (:received, :validated)",
-            ExpressionAttributeNames=_names(
-                "status", "reasons", "cancelRequestedAt", "updatedAt", "finishedAt", "timeline"
-            ),
-            ExpressionAttributeValues=dynamo.values(
-                {
-                    ":cancelled": JobStatus.CANCELLED.value,
-                    ":reasons": [reason],
-                    ":now": now,
-                    ":received": _NOT_YET_QUEUED[0],
-                    ":validated": _NOT_YET_QUEUED[1],
-                    **_timeline_values(entry),
-                }
-            ),
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as error:
-        if not dynamo.is_condition_failure(error):
-            raise
-        return CancelRequest(changed=False, item=dynamo.old_item(error))
-    return CancelRequest(changed=True, item=dynamo.from_item(response["Attributes"]))
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            "SET #status = :cancelled, #reasons = :reasons, #cancelRequestedAt = :now, "
+            f"#updatedAt = :now, #finishedAt = :now, {_APPEND_TIMELINE}"
+        ),
+        ConditionExpression="#status IN (:received, :validated)",
+        ExpressionAttributeNames=_names(
+            "status", "reasons", "cancelRequestedAt", "updatedAt", "finishedAt", "timeline"
+        ),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":reasons": [reason],
+                ":now": now,
+                ":received": _NOT_YET_QUEUED[0],
+                ":validated": _NOT_YET_QUEUED[1],
+                **_timeline_values(entry),
+            }
+        ),
+        ReturnValues="ALL_NEW",
+    )
+    return CancelRequest(changed=applied, item=item)
 
 
 def request_cancel(job_id: str, *, now: str) -> CancelRequest:
     """Make the cancellation durable on a QUEUED / ADMITTED / RUNNING job (``cancelRequestedAt``, kept from
     the first request): from here on no admission takes a slot for it and no token is stored for it, and
     whoever starts its pipeline stops it. The state machine records the terminal status."""
-    try:
-        response = client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression=(
-                "SET #cancelRequestedAt = if_not_exists(#cancelRequestedAt, :now), #updatedAt = :now"
-            ),
-            ConditionExpression="#status IN (:queued, :admitted, :running)",
-            ExpressionAttributeNames=_names("cancelRequestedAt", "updatedAt", "status"),
-            ExpressionAttributeValues=dynamo.values(
-                {
-                    ":now": now,
-                    ":queued": _CANCELLABLE_IN_FLIGHT[0],
-                    ":admitted": _CANCELLABLE_IN_FLIGHT[1],
-                    ":running": _CANCELLABLE_IN_FLIGHT[2],
-                }
-            ),
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as error:
-        if not dynamo.is_condition_failure(error):
-            raise
-        return CancelRequest(changed=False, item=dynamo.old_item(error))
-    return CancelRequest(changed=True, item=dynamo.from_item(response["Attributes"]))
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            "SET #cancelRequestedAt = if_not_exists(#cancelRequestedAt, :now), #updatedAt = :now"
+        ),
+        ConditionExpression="#status IN (:queued, :admitted, :running)",
+        ExpressionAttributeNames=_names("cancelRequestedAt", "updatedAt", "status"),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":now": now,
+                ":queued": _CANCELLABLE_IN_FLIGHT[0],
+                ":admitted": _CANCELLABLE_IN_FLIGHT[1],
+                ":running": _CANCELLABLE_IN_FLIGHT[2],
+            }
+        ),
+        ReturnValues="ALL_NEW",
+    )
+    return CancelRequest(changed=applied, item=item)
