@@ -501,13 +501,50 @@ def per_job_figures(counts: Counts, jobs: int) -> dict[str, Any]:
     }
 
 
-def set_limit(cloud: LocalCloud, table: str, tier: str, limit: int) -> None:
+def set_limit(cloud: LocalCloud, table: str, tier: str, limit: int, borrowing: int) -> None:
     cloud.client("dynamodb").update_item(
         TableName=table,
         Key={"tier": {"S": tier}},
-        UpdateExpression="SET concurrencyLimit = :n",
-        ExpressionAttributeValues={":n": {"N": str(limit)}},
+        UpdateExpression="SET concurrencyLimit = :n, borrowingLimit = :b",
+        ExpressionAttributeValues={":n": {"N": str(limit)}, ":b": {"N": str(borrowing)}},
     )
+
+
+def max_concurrent(jobs: Iterable[Mapping[str, Any]]) -> int:
+    """Most slots held at once, from each job's [admittedAt, slotReleasedAt] (a release before a take at the
+    same instant: the slot was free)."""
+    events = sorted(
+        (epoch(str(at)), step)
+        for job in jobs
+        if job.get("admittedAt")
+        for at, step in ((job["admittedAt"], 1), (job.get("slotReleasedAt") or "9999-12-31T00:00:00Z", -1))
+    )
+    held = peak = 0
+    for _, step in events:
+        held += step
+        peak = max(peak, held)
+    return peak
+
+
+def slots_left_after_reconciling(cloud: LocalCloud, outputs: Mapping[str, str], gate: str) -> dict[str, int]:
+    """Run the gate's scheduled sweep (the reconciler), then count what still holds a slot: leases, and the
+    tier, account and fair-share counters. All zero when nothing leaked."""
+    cloud.client("lambda").invoke(FunctionName=gate, Payload=b'{"trigger": "schedule"}')
+    dynamodb = observer(cloud, "dynamodb")
+
+    def scan(table: str) -> list[dict[str, Any]]:
+        return list(dynamodb.scan(TableName=outputs[table], ConsistentRead=True).get("Items", []))
+
+    counters = {
+        item["tier"]["S"]: int(item.get("running", {"N": "0"})["N"]) for item in scan("TiersTableName")
+    }
+    return {
+        "leases": len(scan("SlotLeasesTableName")),
+        **{f"running_{name}": value for name, value in sorted(counters.items())},
+        "running_fair_shares": sum(
+            int(i.get("running", {"N": "0"})["N"]) for i in scan("FairShareTableName")
+        ),
+    }
 
 
 def shares(weights: Mapping[str, int], count: int) -> dict[str, int]:
@@ -599,14 +636,18 @@ def run(
         outputs = stack.outputs
         for tenant in tenants:
             onboard(cloud, outputs, tenant)
-        limits = {
-            tier: int(
-                cloud.client("dynamodb").get_item(
-                    TableName=outputs["TiersTableName"], Key={"tier": {"S": tier}}
-                )["Item"]["concurrencyLimit"]["N"]
-            )
+        dynamodb = cloud.client("dynamodb")
+        tier_items = {
+            tier: dynamodb.get_item(TableName=outputs["TiersTableName"], Key={"tier": {"S": tier}})["Item"]
             for tier in TIERS
         }
+        limits = {tier: int(item["concurrencyLimit"]["N"]) for tier, item in tier_items.items()}
+        borrowing = {tier: int(item["borrowingLimit"]["N"]) for tier, item in tier_items.items()}
+        account_cap = int(
+            dynamodb.get_item(TableName=outputs["TiersTableName"], Key={"tier": {"S": "account"}})["Item"][
+                "accountCap"
+            ]["N"]
+        )
         memory = {logical_id: spec.memory_mb for logical_id, spec in stack.functions.items()}
         setup_s = time.perf_counter() - run_started
         instruments = Instruments()
@@ -617,7 +658,10 @@ def run(
             jobs, done, main_s = measure_batch(cloud, outputs, tenants, batch, timeout)
             counts = instruments.reset()
             transitions = transitions_of(cloud, jobs)
-            main = main_figures(batch, jobs, done, main_s, counts, transitions, memory, limits)
+            main = main_figures(batch, jobs, done, main_s, counts, transitions, memory, limits, borrowing)
+            main["max_running_all_tiers"] = max_concurrent(jobs)
+            main["account_cap"] = account_cap
+            leftovers = slots_left_after_reconciling(cloud, outputs, stack.ref("GateFunction"))
             # ---- transitions vs queue wait: one basic tenant, its tier limit 1 (long queue) vs ≥ jobs
             basic = [t for t in tenants if t.tier == "basic"][:1]
             queue_check = {}
@@ -625,7 +669,7 @@ def run(
                 ("long queue (limit 1)", 1),
                 (f"no queue (limit {queue_check_jobs})", queue_check_jobs),
             ):
-                set_limit(cloud, outputs["TiersTableName"], "basic", limit)
+                set_limit(cloud, outputs["TiersTableName"], "basic", limit, 0)
                 check = make_uploads(basic, queue_check_jobs, f"check-{limit}", seed=20_000 + limit * 100)
                 check_jobs, check_done, check_s = measure_batch(cloud, outputs, basic, check, timeout)
                 check_counts = instruments.reset()
@@ -650,7 +694,7 @@ def run(
                     "lambda_invocations_per_job": per_job["lambda_invocations_total"],
                     "runtime_s": check_s,
                 }
-            set_limit(cloud, outputs["TiersTableName"], "basic", limits["basic"])
+            set_limit(cloud, outputs["TiersTableName"], "basic", limits["basic"], borrowing["basic"])
         finally:
             instruments.uninstall()
     total_s = time.perf_counter() - run_started
@@ -662,6 +706,9 @@ def run(
         ),
         "pipeline_seconds": pipeline_seconds,
         "tier_limits": limits,
+        "tier_borrowing_limits": borrowing,
+        "slots_left_after_reconciling": leftovers,
+        "leaked_slots_after_reconciling": sum(leftovers.values()),
         "tenants": [t.tenant_id for t in tenants],
         "main": main,
         "queue_check": queue_check,
@@ -688,6 +735,7 @@ def main_figures(  # noqa: PLR0917 - one call site, each figure a named input
     transitions: Sequence[int],
     memory: Mapping[str, int],
     limits: Mapping[str, int],
+    borrowing: Mapping[str, int],
 ) -> dict[str, Any]:
     uploaded_at = {u.key: u.at for u in uploads}
     starts = {str(j["key"]): s for j in jobs if (s := running_at(j)) is not None}
@@ -706,7 +754,9 @@ def main_figures(  # noqa: PLR0917 - one call site, each figure a named input
         measured = slot_free_to_start(releases, admissions)
         slot_latencies += measured
         by_tier[tier] = {
-            "limit": limits[tier],
+            "limit": limits[tier] + borrowing[tier],
+            "guaranteed": limits[tier],
+            "max_running": max_concurrent(tier_jobs),
             "jobs": len(tier_jobs),
             "slot_free_to_start_pairs": len(measured),
             "slot_free_to_start_p50_s": percentile(measured, 50),
@@ -775,6 +825,17 @@ def print_report(result: Mapping[str, Any]) -> None:
                 f"{figures['slot_free_to_start_p50_s']:.2f} / {figures['slot_free_to_start_p99_s']:.2f}",
             )
         )
+    rows += [
+        (
+            f"max running vs limit, {tier} (guaranteed {f['guaranteed']} + borrowable)",
+            f"{f['max_running']} / {f['limit']}",
+        )
+        for tier, f in main["by_tier"].items()
+    ]
+    rows += [
+        ("max running vs cap, all tiers", f"{main['max_running_all_tiers']} / {main['account_cap']}"),
+        ("slots still held after the reconciler ran", str(result["leaked_slots_after_reconciling"])),
+    ]
     rows += [
         (f"  stage {name} p50 / p99 (s)", f"{f['p50_s']:.2f} / {f['p99_s']:.2f}")
         for name, f in main["stages"].items()
@@ -849,6 +910,9 @@ def ok(result: Mapping[str, Any]) -> bool:
     main = result["main"]
     return bool(
         main["all_terminal"]
+        and result["leaked_slots_after_reconciling"] == 0
+        and all(figures["max_running"] <= figures["limit"] for figures in main["by_tier"].values())
+        and main["max_running_all_tiers"] <= main["account_cap"]
         and all(c["all_terminal"] for c in result["queue_check"].values())
         and result["transitions_independent_of_queue_wait"]
     )

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.api_gateway import ApiSpec, Authorizer, Route
 from localcloud.custom_resources import CustomResourceError, ResponseEndpoint, create_custom_resource
-from localcloud.lambda_runtime import FunctionSpec, LambdaRuntime
+from localcloud.lambda_runtime import AsyncConfig, FunctionSpec, LambdaRuntime
 from localcloud.schedules import UnsupportedScheduleError, rate_seconds
 from localcloud.template import Resource, Template, TemplateError
 
@@ -110,6 +110,29 @@ def _check_properties(resource: Resource, properties: Mapping[str, Any], support
         raise DeployError(
             f"{resource.logical_id} ({resource.type}): properties {sorted(unsupported)} are not emulated"
         )
+
+
+def _async_config(resource: Resource, config: Any) -> AsyncConfig:
+    """A function's EventInvokeConfig: MaximumRetryAttempts and an SQS OnFailure destination are emulated;
+    anything else (OnSuccess, other destination types, MaximumEventAgeInSeconds) fails the deploy."""
+    if config is None:
+        return AsyncConfig()
+    where = f"{resource.logical_id}: EventInvokeConfig"
+    unsupported = set(config) - {"MaximumRetryAttempts", "DestinationConfig"}
+    destinations = config.get("DestinationConfig") or {}
+    unsupported |= {f"DestinationConfig.{key}" for key in set(destinations) - {"OnFailure"}}
+    if unsupported:
+        raise DeployError(f"{where}: {sorted(unsupported)} are not emulated")
+    retries = int(config.get("MaximumRetryAttempts", 2))
+    if not 0 <= retries <= 2:  # Lambda's bounds
+        raise DeployError(f"{where}: MaximumRetryAttempts must be 0 to 2, not {retries}")
+    on_failure = destinations.get("OnFailure")
+    if on_failure is None:
+        return AsyncConfig(maximum_retry_attempts=retries)
+    destination = str(on_failure.get("Destination") or "")
+    if on_failure.get("Type") != "SQS" or not destination.startswith("arn:") or ":sqs:" not in destination:
+        raise DeployError(f"{where}: only an SQS OnFailure destination given by ARN is emulated")
+    return AsyncConfig(maximum_retry_attempts=retries, on_failure_queue_arn=destination)
 
 
 def _flag(value: Any) -> str:
@@ -577,8 +600,10 @@ class Deployer:
                 "Events",
                 "Description",
                 "Tags",
+                "EventInvokeConfig",
             },
         )
+        async_config = _async_config(resource, props.get("EventInvokeConfig"))
         runtime = str(props.get("Runtime", ""))
         if not runtime.startswith("python"):
             raise DeployError(f"{resource.logical_id}: runtime {runtime!r} is not emulated (Python only)")
@@ -625,6 +650,13 @@ class Deployer:
             lambda_client.put_function_concurrency(
                 FunctionName=name, ReservedConcurrentExecutions=int(reserved)
             )
+        if "EventInvokeConfig" in props:
+            invoke_config: dict[str, Any] = {"MaximumRetryAttempts": async_config.maximum_retry_attempts}
+            if async_config.on_failure_queue_arn:
+                invoke_config["DestinationConfig"] = {
+                    "OnFailure": {"Destination": async_config.on_failure_queue_arn}
+                }
+            lambda_client.put_function_event_invoke_config(FunctionName=name, **invoke_config)
         self._lambda_runtime.register(
             FunctionSpec(
                 logical_id=resource.logical_id,
@@ -640,6 +672,7 @@ class Deployer:
                 log_path=self._log_dir / f"{resource.logical_id}.log",
             ),
             reserved_concurrency=int(reserved) if reserved is not None else None,
+            async_config=async_config,
         )
         for event_name, event in props.get("Events", {}).items():
             if event["Type"] == "Api":

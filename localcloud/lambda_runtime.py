@@ -5,7 +5,8 @@ isolates them); each worker runs one invocation at a time, and a pool holds up t
 concurrent invocations really run concurrently. Lambda semantics kept: the template's Timeout
 (then the worker is killed, `Sandbox.Timedout`), init failures (`Runtime.ImportModuleError`...),
 unhandled exceptions as function errors with errorType/errorMessage/stackTrace, and asynchronous
-invocations retried twice on a function error.
+invocations retried on a function error (twice, or EventInvokeConfig's MaximumRetryAttempts), then sent to
+the function's SQS on-failure destination (Lambda's destination record) when it has one.
 """
 
 from __future__ import annotations
@@ -52,11 +53,26 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """A function's EventInvokeConfig, as far as it is emulated: retries and an SQS on-failure destination."""
+
+    maximum_retry_attempts: int = _ASYNC_RETRIES
+    on_failure_queue_arn: str | None = None
+
+
+@dataclass(frozen=True)
 class Invocation:
     """A finished invocation: the response payload (JSON text) and whether it is a function error."""
 
     payload: str
     function_error: bool
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _error_payload(error_type: str, message: str) -> str:
@@ -262,11 +278,18 @@ class LambdaRuntime:
         self._workers_per_function = workers_per_function
         self._async_retry_delay_seconds = async_retry_delay_seconds
         self._pools: dict[str, _WorkerPool] = {}
+        self._async_configs: dict[str, AsyncConfig] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._async_invocations = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
 
-    def register(self, spec: FunctionSpec, reserved_concurrency: int | None = None) -> None:
+    def register(
+        self,
+        spec: FunctionSpec,
+        reserved_concurrency: int | None = None,
+        async_config: AsyncConfig | None = None,
+    ) -> None:
+        self._async_configs[spec.function_name] = async_config or AsyncConfig()
         workers = self._workers_per_function
         if reserved_concurrency is not None:
             workers = max(1, min(workers, reserved_concurrency))
@@ -292,12 +315,18 @@ class LambdaRuntime:
             )
         return pool.invoke(event_json)
 
-    def invoke_async(self, function_name: str, run_once: Callable[[], Invocation]) -> None:
+    def invoke_async(
+        self, function_name: str, run_once: Callable[[], Invocation], request_payload: str = "{}"
+    ) -> None:
         """Queue an asynchronous (InvocationType=Event) invocation, retried like Lambda's."""
-        self._async_invocations.submit(self._run_async, function_name, run_once)
+        self._async_invocations.submit(self._run_async, function_name, run_once, request_payload)
 
-    def _run_async(self, function_name: str, run_once: Callable[[], Invocation]) -> None:
-        for attempt in range(_ASYNC_RETRIES + 1):
+    def _run_async(
+        self, function_name: str, run_once: Callable[[], Invocation], request_payload: str
+    ) -> None:
+        config = self._async_configs.get(function_name, AsyncConfig())
+        retries = config.maximum_retry_attempts
+        for attempt in range(retries + 1):
             try:
                 invocation = run_once()
             except Exception:
@@ -305,15 +334,56 @@ class LambdaRuntime:
                 return
             if not invocation.function_error:
                 return
-            if attempt < _ASYNC_RETRIES and self._stopping.wait(
-                self._async_retry_delay_seconds * (attempt + 1)
-            ):
+            if attempt < retries and self._stopping.wait(self._async_retry_delay_seconds * (attempt + 1)):
+                return
+        if config.on_failure_queue_arn:
+            try:
+                self._send_to_destination(
+                    function_name, config.on_failure_queue_arn, request_payload, invocation, retries + 1
+                )
+            except Exception:
+                LOGGER.exception("could not send a failed event of %s to its destination", function_name)
+            else:
                 return
         LOGGER.error(
             "asynchronous invocation of %s failed %d times and was dropped (no on-failure destination): %s",
             function_name,
-            _ASYNC_RETRIES + 1,
+            retries + 1,
             invocation.payload,
+        )
+
+    def _send_to_destination(
+        self, function_name: str, queue_arn: str, request_payload: str, invocation: Invocation, attempts: int
+    ) -> None:
+        """Lambda's invocation record for an asynchronous invocation whose retries are exhausted."""
+        from localcloud.clients import emulator_client  # noqa: PLC0415 - boto3 only when a destination is used
+
+        spec = self.spec(function_name)
+        record = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{spec.function_arn}:$LATEST" if spec else function_name,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": _json_or_text(request_payload),
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                "functionError": "Unhandled",
+            },
+            "responsePayload": _json_or_text(invocation.payload),
+        }
+        sqs = emulator_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
+        queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
+        LOGGER.warning(
+            "asynchronous invocation of %s failed %d times; sent to its on-failure destination %s",
+            function_name,
+            attempts,
+            queue_arn,
         )
 
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:

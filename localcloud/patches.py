@@ -13,7 +13,8 @@ version, because these names are private and change between releases. What each 
    the function's real handler runs in a worker process (localcloud.lambda_runtime).
 3. `moto.awslambda.models.LambdaFunction.invoke` - moto runs InvocationType=Event synchronously
    and reports uncaught errors as "Handled". Wrapped: Event invocations are queued and retried like
-   Lambda's; the function error header says "Unhandled", as Lambda does for an uncaught exception.
+   Lambda's (EventInvokeConfig's MaximumRetryAttempts, then its SQS OnFailure destination); the function
+   error header says "Unhandled", as Lambda does for an uncaught exception.
 4. `moto.awslambda.models.LambdaBackend.create_event_source_mapping` - moto invokes the function
    inside SendMessage (via `Queue.lambda_event_source_mappings`) and never polls again. Wrapped:
    the mapping is detached from the queue and a real poller (localcloud.sqs_event_sources) starts.
@@ -188,7 +189,7 @@ def _invoke(self: LambdaFunction, body: str, request_headers: Any, response_head
             text = payload.decode() if isinstance(payload, bytes) else payload
             return Invocation(text, function_error="x-amz-function-error" in headers)
 
-        _active().lambda_runtime.invoke_async(self.function_name, run_once)
+        _active().lambda_runtime.invoke_async(self.function_name, run_once, request_payload=body)
         return b""
     payload: str | bytes = original_invoke(self, body, request_headers, response_headers)
     if "x-amz-function-error" in response_headers:
@@ -319,6 +320,8 @@ class MotoPipelineStore:
         execution.pipeline_execution_status = change.current_status
         execution.pipeline_execution_failure_reason = change.failure_reason  # type: ignore[assignment]
         execution.last_modified_time = datetime.now(UTC)
+        if not change.announce:
+            return
         detail: dict[str, Any] = {
             "pipelineArn": change.pipeline_arn,
             "pipelineExecutionArn": change.execution_arn,

@@ -13,6 +13,7 @@ pipeline's own step scripts.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -38,6 +39,9 @@ class StatusChange:
     start_time: datetime
     end_time: datetime | None
     failure_reason: str | None
+    # False: recorded where DescribePipelineExecution reads it, but no status-change event is put (a test
+    # simulating a lost event, see SimulatedPipelineRunner.drop_completion_events).
+    announce: bool = True
 
 
 class PipelineExecutionStore(Protocol):
@@ -86,6 +90,7 @@ class _Execution:
     display_name: str | None
     start_time: datetime
     status: str = "Executing"
+    drop_completion: bool = False
 
 
 @dataclass(order=True)
@@ -112,6 +117,8 @@ class SimulatedPipelineRunner:
         self._stop_delay_seconds = stop_delay_seconds
         self._outcomes_by_job: dict[str, _Outcome] = {}
         self._outcomes_by_tenant: dict[str, _Outcome] = {}
+        self._dropped_by_job: set[str] = set()
+        self._dropped_by_tenant: set[str] = set()
         self._executions: dict[str, _Execution] = {}
         self._transitions: list[_Transition] = []
         self._sequence = itertools.count()
@@ -144,10 +151,23 @@ class SimulatedPipelineRunner:
             else:
                 self._outcomes_by_tenant[str(tenant_id)] = outcome
 
+    def drop_completion_events(self, *, job_id: str | None = None, tenant_id: str | None = None) -> None:
+        """Lose the terminal status-change event of executions started afterwards for this job or tenant
+        (matched as set_outcome does): the status is still recorded for DescribePipelineExecution, as if
+        EventBridge or the Lambda invocation had lost the event."""
+        if (job_id is None) == (tenant_id is None):
+            raise ValueError("give exactly one of job_id or tenant_id")
+        with self._changed:
+            (self._dropped_by_job if job_id is not None else self._dropped_by_tenant).add(
+                str(job_id or tenant_id)
+            )
+
     def clear_outcomes(self) -> None:
         with self._changed:
             self._outcomes_by_job.clear()
             self._outcomes_by_tenant.clear()
+            self._dropped_by_job.clear()
+            self._dropped_by_tenant.clear()
 
     def execution_started(
         self,
@@ -165,6 +185,10 @@ class SimulatedPipelineRunner:
                 or self._outcomes_by_job.get(display_name or "")
                 or self._outcomes_by_tenant.get(parameters.get("TenantId", ""))
                 or _Outcome("Succeeded", None)
+            )
+            execution.drop_completion = bool(
+                {parameters.get("JobId", ""), display_name or ""} & self._dropped_by_job
+                or parameters.get("TenantId", "") in self._dropped_by_tenant
             )
         LOGGER.warning(
             "SIMULATED pipeline execution %s: no step runs; it will end %s",
@@ -236,7 +260,15 @@ class SimulatedPipelineRunner:
             return None  # e.g. the planned success of an execution that was stopped meanwhile
         execution.status = transition.status
         ended = datetime.now(UTC) if transition.status in TERMINAL_STATUSES else None
-        return self._change(execution, previous, ended, transition.reason)
+        change = self._change(execution, previous, ended, transition.reason)
+        if ended is not None and execution.drop_completion:
+            LOGGER.warning(
+                "SIMULATED lost event: %s ended %s unannounced",
+                execution.execution_arn,
+                change.current_status,
+            )
+            return dataclasses.replace(change, announce=False)
+        return change
 
     @staticmethod
     def _change(

@@ -4,8 +4,8 @@
 
 The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
 ``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel) need a tenant key; operator commands (onboard,
-tenants, tiers, tier-limit, offboard) an operator key. Exit status 0 on success, 1 when the API refused
-(its message on stderr), 2 on a usage error.
+tenants, tiers, tier-limit, account-cap, offboard) an operator key. Exit status 0 on success, 1 when the
+API refused (its message on stderr), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ TENANT_COLUMNS: Final = (
 TIER_COLUMNS: Final = (
     ("tier", "tier"),
     ("limit", "concurrencyLimit"),
+    ("borrow", "borrowingLimit"),
     ("running", "running"),
     ("queued", "queued"),
     ("training", "trainingInstanceType"),
@@ -175,14 +176,32 @@ def _tenants(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     return 0
 
 
+def _account_line(account: dict[str, Any]) -> str:
+    return (
+        f"account: cap {account['accountCap']}, running {account['running']}, "
+        f"guaranteed {account['guaranteed']}"
+    )
+
+
 def _tiers(args: argparse.Namespace, send: Send, out: TextIO) -> int:
-    print(table(call(send, "GET", "/tiers")["items"], TIER_COLUMNS), file=out)
+    listing = call(send, "GET", "/tiers")
+    print(table(listing["items"], TIER_COLUMNS), file=out)
+    if listing.get("account"):
+        print(_account_line(listing["account"]), file=out)
     return 0
 
 
 def _tier_limit(args: argparse.Namespace, send: Send, out: TextIO) -> int:
-    tier = call(send, "PATCH", f"/tiers/{args.tier}", body={"concurrencyLimit": args.limit})
+    body = {"concurrencyLimit": args.limit}
+    if args.borrow is not None:
+        body["borrowingLimit"] = args.borrow
+    tier = call(send, "PATCH", f"/tiers/{args.tier}", body=body)
     print(table([tier], TIER_COLUMNS), file=out)
+    return 0
+
+
+def _account_cap(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    print(_account_line(call(send, "PATCH", "/account", body={"accountCap": args.cap})), file=out)
     return 0
 
 
@@ -235,10 +254,21 @@ def parser() -> argparse.ArgumentParser:
         run=_tiers
     )
 
-    tier_limit = commands.add_parser("tier-limit", help="change a tier's concurrency limit (operator)")
+    tier_limit = commands.add_parser(
+        "tier-limit",
+        help="change a tier's guaranteed slots (and with --borrow, its borrowing limit) (operator)",
+    )
     tier_limit.add_argument("tier", choices=["basic", "standard", "premium"])
     tier_limit.add_argument("limit", type=int)
+    tier_limit.add_argument(
+        "--borrow", type=int, help="slots it may borrow from other tiers' idle guarantees"
+    )
     tier_limit.set_defaults(run=_tier_limit)
+    account_cap = commands.add_parser(
+        "account-cap", help="change the cap on pipelines running at once across all tiers (operator)"
+    )
+    account_cap.add_argument("cap", type=int)
+    account_cap.set_defaults(run=_account_cap)
 
     offboard = commands.add_parser("offboard", help="offboard a tenant (operator)")
     offboard.add_argument("tenant_id")

@@ -107,18 +107,20 @@ def main() -> int:
         for tenant in SAMPLE_TENANTS:
             record = onboard(cloud, outputs, tenant)
             print(f"  onboarded {tenant.tenant_id:<16} tier={tenant.tier:<9} role={record['roleArn']}")
-        limits = {
-            t.tier: int(
-                dynamodb.get_item(TableName=outputs["TiersTableName"], Key={"tier": {"S": t.tier}})["Item"][
-                    "concurrencyLimit"
-                ]["N"]
-            )
+        # A tier's limit: its guaranteed slots plus what it may borrow from other tiers' idle guarantees.
+        tiers_table = outputs["TiersTableName"]
+        settings = {
+            t.tier: dynamodb.get_item(TableName=tiers_table, Key={"tier": {"S": t.tier}})["Item"]
             for t in SAMPLE_TENANTS
+        }
+        limits = {
+            tier: int(item["concurrencyLimit"]["N"]) + int(item.get("borrowingLimit", {"N": "0"})["N"])
+            for tier, item in settings.items()
         }
         uploads = demo_uploads()
         print(
             f"\nUploading {len(uploads)} datasets (2 invalid, 1 too weak to pass its tenant's threshold); "
-            f"tier limits {limits}\n"
+            f"tier limits (guaranteed + borrowable) {limits}\n"
         )
         for upload in uploads:
             s3.put_object(

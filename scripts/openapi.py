@@ -27,6 +27,7 @@ _PLACEHOLDER_ENVIRONMENT = {
     "TENANTS_TABLE_NAME": "tenants",
     "TIERS_TABLE_NAME": "tiers",
     "SLOT_LEASES_TABLE_NAME": "slot-leases",
+    "FAIR_SHARE_TABLE_NAME": "fair-share",
     "UPLOADS_BUCKET_NAME": "uploads-bucket",
     "ARTIFACTS_BUCKET_NAME": "artifacts-bucket",
     "PIPELINE_NAME": "tenant-training",

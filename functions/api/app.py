@@ -20,10 +20,12 @@ from aws_lambda_powertools.event_handler.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from controlplane.access import jobs, tenants, tiers
+from controlplane.access import functions, jobs, tenants, tiers
 from controlplane.domain.api import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    AccountPatch,
+    AccountView,
     InvalidPageTokenError,
     JobPage,
     JobView,
@@ -41,11 +43,13 @@ from controlplane.domain.api import (
 )
 from controlplane.domain.api_keys import Role
 from controlplane.domain.errors import JobClosedError, JobNotFoundError
+from controlplane.domain.fair_share import ACCOUNT_KEY, guarantees_fit
 from controlplane.domain.models import JobStatus, TenantStatus, Tier, utc_now
+from controlplane.domain.offboarding import DeletionOutcome, DeletionResult, ImmediateDeletion
 from controlplane.domain.uploads import JOB_ID_PATTERN
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.services.cancelling import cancel_job
-from controlplane.services.offboarding import JobsStillEndingError, TenantNotFoundError, offboard
+from controlplane.services.offboarding import TenantNotFoundError, begin
 from controlplane.services.onboarding import TenantExistsError, onboard
 from controlplane.settings import get_api_settings, get_settings
 
@@ -165,21 +169,59 @@ def _tier_view(tier: str, item: dict[str, Any]) -> TierView:
     return TierView.model_validate(item | {"tier": tier, "queued": tiers.queued_count(tier)})
 
 
-@app.get("/tiers", summary="Every tier: limit, running, queued, tunables", tags=["operator"])
+def _account_view(account: dict[str, Any], tier_items: dict[str, dict[str, Any]]) -> AccountView:
+    guaranteed = sum(int(item.get("concurrencyLimit", 0)) for item in tier_items.values())
+    return AccountView.model_validate(account | {"guaranteed": guaranteed})
+
+
+@app.get(
+    "/tiers",
+    summary="Every tier (guaranteed and borrowable slots, running, queued, tunables) and the account cap",
+    tags=["operator"],
+)
 def list_tiers() -> TierList:
     _operator()
-    views = [_tier_view(tier.value, item) for tier in Tier if (item := tiers.get(tier.value)) is not None]
-    return TierList(items=views)
+    account, tier_items = tiers.capacity_items()
+    views = [
+        _tier_view(tier.value, item) for tier in Tier if (item := tier_items.get(tier.value)) is not None
+    ]
+    return TierList(items=views, account=_account_view(account, tier_items) if account else None)
 
 
 @app.patch("/tiers/<tier>", summary="Change a tier's limit or other tunables at run time", tags=["operator"])
 def patch_tier(tier: Annotated[Tier, Path()], patch: TierPatch) -> TierView:
     _operator()
+    if patch.concurrency_limit is not None:
+        account, tier_items = tiers.capacity_items()
+        guarantees = {name: int(item.get("concurrencyLimit", 0)) for name, item in tier_items.items()}
+        guarantees[tier.value] = patch.concurrency_limit
+        problem = guarantees_fit(int(account["accountCap"]), guarantees) if account else None
+        if problem:
+            raise _conflict(f"{problem}: raise the account cap first (PATCH /account)")
     item = tiers.update(tier.value, patch.changes(), now=utc_now())
     if item is None:
         raise NotFoundError("no such tier")
     logger.info("Tier changed", extra={"tier": tier.value, "changes": patch.changes()})
     return _tier_view(tier.value, item)
+
+
+@app.patch(
+    "/account", summary="Change the account cap (pipelines running at once across tiers)", tags=["operator"]
+)
+def patch_account(patch: AccountPatch) -> AccountView:
+    _operator()
+    account, tier_items = tiers.capacity_items()
+    if account is None:
+        raise NotFoundError("the account has no settings yet (deploying the stack seeds them)")
+    guarantees = {name: int(item.get("concurrencyLimit", 0)) for name, item in tier_items.items()}
+    problem = guarantees_fit(patch.account_cap, guarantees)
+    if problem:
+        raise _conflict(f"{problem}: lower a tier's concurrencyLimit first")
+    updated = tiers.update(ACCOUNT_KEY, {"accountCap": patch.account_cap}, now=utc_now())
+    if updated is None:
+        raise NotFoundError("the account has no settings yet (deploying the stack seeds them)")
+    logger.info("Account cap changed", extra={"accountCap": patch.account_cap})
+    return _account_view(updated, tier_items)
 
 
 @app.post("/tenants", summary="Onboard a tenant (returns its API key once)", tags=["operator"])
@@ -243,11 +285,12 @@ def delete_tenant(
 ) -> tuple[OffboardingView, int]:
     _operator()
     try:
-        report = offboard(tenant_id, immediate=immediate)
+        report = begin(tenant_id)
     except TenantNotFoundError:
         raise NotFoundError(_TENANT_NOT_FOUND) from None
-    except JobsStillEndingError as ending:
-        raise _conflict(str(ending)) from None
+    if immediate:
+        report.removed = _delete_now(tenant_id)
+        report.deleted = True
     logger.info("Tenant offboarding", extra={"tenantId": tenant_id, "deleted": report.deleted})
     view = OffboardingView(
         tenant_id=report.tenant_id,
@@ -257,6 +300,22 @@ def delete_tenant(
         removed=report.removed,
     )
     return view, 200 if report.deleted else 202
+
+
+def _delete_now(tenant_id: str) -> dict[str, int]:
+    """Ask offboard_tenants (which alone holds the deletion permissions) to delete the tenant now."""
+    function_name = api_settings.offboard_tenants_function_name
+    if not function_name:
+        raise ServiceError(500, "immediate deletion is not configured (OFFBOARD_TENANTS_FUNCTION_NAME)")
+    request = ImmediateDeletion(trigger="immediate", tenant_id=tenant_id)
+    result = DeletionResult.model_validate(
+        functions.invoke(function_name, request.model_dump(mode="json", by_alias=True))
+    )
+    if result.outcome is DeletionOutcome.NOT_FOUND:
+        raise NotFoundError(_TENANT_NOT_FOUND)
+    if result.outcome is not DeletionOutcome.DELETED:
+        raise _conflict(result.message)
+    return result.removed
 
 
 def _conflict(message: str) -> ServiceError:

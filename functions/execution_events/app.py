@@ -96,7 +96,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     admitted: list[str] = []
     if closing.released and closing.tier:
         try:
-            admitted = admission.admit(closing.tier).admitted
+            admitted = admission.admit().admitted
         except Exception:
             # The job is closed and the slot free: the scheduled sweep admits into it within a minute. Not
             # raised, since a retried event would find nothing left to release and admit nobody either.

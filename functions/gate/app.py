@@ -2,11 +2,16 @@
 
 Invoked three ways (docs/contracts.md):
 - SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn}: store each token on
-  its job (the job enters the tier's waiting room), then admit for the tiers seen. Partial batch failures.
+  its job (the job enters the tier's waiting room, its tenant the tier's backlog), then admit. Partial batch
+  failures.
   A job the tenant cancelled before its token arrived gets its wait failed with JobCancelled instead.
-- {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit for that tier.
-- {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, close waiting jobs
-  whose execution is over, then admit.
+- {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit.
+- {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, record the outcome
+  of running jobs whose pipeline ended without its event reaching us, close waiting jobs whose execution is
+  over; then admit.
+
+Admission is account-wide and fair (services.admission.admit): every trigger decides over all tiers, so a
+freed slot goes to a tier below its guarantee first, then to the fairest waiting tenant.
 
 No idempotency layer is needed: every effect is a conditional write (token store, take, release), so a
 redelivered message or a concurrent invocation changes nothing twice.
@@ -21,10 +26,10 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json, TypeAdapter
 
-from controlplane.access import jobs
+from controlplane.access.jobs import TokenStored
 from controlplane.domain.models import Tier, utc_now
 from controlplane.observability import bind_job, count, instrumented, logger, unbind_job
-from controlplane.services import admission
+from controlplane.services import admission, reconciling
 from controlplane.services.cancelling import fail_queue_wait
 from controlplane.settings import get_settings
 
@@ -66,12 +71,16 @@ Trigger: TypeAdapter[SlotReleased | Schedule] = TypeAdapter(
 processor = BatchProcessor(event_type=EventType.SQS, model=QueueRecord)
 
 
-def _admit(tier: str) -> dict[str, Any]:
-    report = admission.admit(tier)
+def _admit() -> dict[str, Any]:
+    report = admission.admit()
     if report.admitted or report.dead_tokens:
         logger.info(
             "Admission run",
-            extra={"tier": tier, "admitted": report.admitted, "deadTokens": report.dead_tokens},
+            extra={
+                "admitted": report.admitted,
+                "deadTokens": report.dead_tokens,
+                "why": report.stopped_because,
+            },
         )
     return {
         "admitted": report.admitted,
@@ -88,17 +97,21 @@ def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[s
         message: QueueMessage = record.body
         bind_job(tenant_id=message.tenant_id, job_id=message.job_id, tier=message.tier.value)
         try:
-            stored, status = jobs.store_queue_token(
-                message.job_id, tier=message.tier.value, task_token=message.task_token, now=utc_now()
+            stored, status = admission.enqueue(
+                message.job_id,
+                tenant_id=message.tenant_id,
+                tier=message.tier.value,
+                task_token=message.task_token,
+                now=utc_now(),
             )
-            if stored is jobs.TokenStored.STORED:
+            if stored is TokenStored.STORED:
                 tiers_with_new_jobs.add(message.tier.value)
-            elif stored is jobs.TokenStored.CANCELLED:
+            elif stored is TokenStored.CANCELLED:
                 # Cancelled before its token reached us: fail the wait (JobCancelled); the state machine
                 # records CANCELLED. Never stored, so no admission can take a slot for it.
                 fail_queue_wait(message.job_id, message.task_token)
                 logger.info("Queued job was cancelled; its wait is failed")
-            elif stored is jobs.TokenStored.WRONG_TIER:
+            elif stored is TokenStored.WRONG_TIER:
                 # Retrying cannot fix a message on the wrong queue; the wait times out and the job EXPIRES.
                 logger.error("Queue message names another tier than the job", extra={"jobTier": status})
                 count("QueueMessagesMisrouted", tier=message.tier.value)
@@ -110,13 +123,14 @@ def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[s
     response = process_partial_response(
         event=event, record_handler=store_token, processor=processor, context=context
     )
-    for tier in sorted(tiers_with_new_jobs):
+    if tiers_with_new_jobs:
         try:
-            _admit(tier)
+            _admit()
         except Exception:
             # The tokens are stored: the scheduled sweep admits these jobs within a minute.
-            logger.exception("Admission after enqueue failed", extra={"tier": tier})
-            count("AdmissionErrors", tier=tier)
+            logger.exception("Admission after enqueue failed", extra={"tiers": sorted(tiers_with_new_jobs)})
+            for tier in sorted(tiers_with_new_jobs):
+                count("AdmissionErrors", tier=tier)
     return dict(response)
 
 
@@ -127,23 +141,27 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     trigger = Trigger.validate_python(event)
     if isinstance(trigger, SlotReleased):
         logger.append_keys(releasedJobId=trigger.job_id)
-        return {"tiers": {trigger.tier.value: _admit(trigger.tier.value)}}
+        # Admission is account-wide: the freed slot may go back to a tier that lent it, or to another tier.
+        return {"admission": _admit()}
 
     results: dict[str, Any] = {}
     failed: list[str] = []
     for tier in Tier:
         try:
             reclaimed = admission.reclaim(tier.value)
+            recovered = reconciling.recover_lost_completions(tier.value)
             sweep = admission.sweep_waiting_room(tier.value, start_key=_waiting_room_cursors.get(tier.value))
             _waiting_room_cursors[tier.value] = sweep.next_key
             results[tier.value] = {
                 "reclaimed": reclaimed,
                 "closedWaiting": sweep.closed,
-                **_admit(tier.value),
+                "rejoinedBacklog": sweep.rejoined,
+                "recoveredCompletions": recovered.recovered,
             }
         except Exception:
             logger.exception("Sweep of a tier failed", extra={"tier": tier.value})
             failed.append(tier.value)
+    admitted = _admit()
     if failed:
         raise RuntimeError(f"the sweep failed for tier(s) {', '.join(failed)}; see the log for each error")
-    return {"tiers": results}
+    return {"tiers": results, "admission": admitted}

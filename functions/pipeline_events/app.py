@@ -14,16 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlplane.access import jobs, pipelines
-from controlplane.domain.models import format_timestamp, utc_now
-from controlplane.domain.pipeline_outcome import (
-    is_our_pipeline,
-    is_terminal_pipeline_status,
-    outcome_from_status,
-)
+from controlplane.access import pipelines
+from controlplane.domain.models import format_timestamp
+from controlplane.domain.pipeline_outcome import is_our_pipeline, is_terminal_pipeline_status
 from controlplane.domain.uploads import is_job_id
-from controlplane.observability import bind_job, count, instrumented, logger
-from controlplane.services.rendezvous import resume_if_ready
+from controlplane.observability import bind_job, instrumented, logger
+from controlplane.services.rendezvous import record_pipeline_outcome
 from controlplane.settings import get_settings
 
 settings = get_settings()
@@ -74,26 +70,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     bind_job(job_id=job_id)
 
     reason = _failure_reason(detail.pipeline_execution_arn) if status == "Failed" else None
-    # A tenant's cancel is made durable on the job before its pipeline is stopped: read it to say so.
-    cancelled = status == "Stopped" and bool((jobs.get(job_id) or {}).get("cancelRequestedAt"))
-    outcome = outcome_from_status(
+    recorded = record_pipeline_outcome(
+        job_id,
         status,
         pipeline_execution_arn=detail.pipeline_execution_arn,
         at=format_timestamp(change.time),
         failure_reason=reason,
-        cancelled_by_tenant=cancelled,
+        claimant=f"pipeline_events:{context.aws_request_id}",
     )
-    if outcome is None:  # is_terminal_pipeline_status() said otherwise; kept for the type checker
-        return {"ignored": f"non-terminal status {status}"}
-    item = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
-    if item is None:
+    if recorded is None:
         logger.warning("Ignored: no such job")
         return {"ignored": "no such job"}
-    bind_job(tenant_id=item.get("tenantId"), tier=item.get("tier"))
-    count(f"Pipelines{outcome.status.value.title()}", tier=item.get("tier"))
-    resumed = resume_if_ready(item, claimant=f"pipeline_events:{context.aws_request_id}")
+    outcome = recorded.outcome
     logger.info(
         "Pipeline outcome recorded",
-        extra={"outcome": outcome.status.value, "reason": outcome.reason, "resumed": resumed},
+        extra={"outcome": outcome.status.value, "reason": outcome.reason, "resumed": recorded.resumed},
     )
-    return {"jobId": job_id, "outcome": outcome.status.value, "resumed": resumed}
+    return {"jobId": job_id, "outcome": outcome.status.value, "resumed": recorded.resumed}

@@ -1,9 +1,11 @@
 """seed_tiers: CloudFormation custom resource writing the tiers' deploy-time defaults.
 
-Create/Update write every tier with if_not_exists on every tunable attribute (``running`` starts at 0),
-so a limit changed at run time survives redeploys. Delete does nothing: the table is retained and so is
-its data. Every request is answered on ResponseURL, FAILED with the reason on any error and also shortly
-before the function would time out, so a stack never waits an hour for a response.
+Create/Update write the account item (``accountCap``) and every tier with if_not_exists on every tunable
+attribute (``running`` and the fair clock start at 0), so a limit changed at run time survives redeploys.
+The tiers' guaranteed slots must fit in the account cap, or the request fails naming both. Delete does
+nothing: the table is retained and so is its data. Every request is answered on ResponseURL, FAILED with
+the reason on any error and also shortly before the function would time out, so a stack never waits an
+hour for a response.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     CloudFormationCustomResourceUpdateModel,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from controlplane.access import cloudformation, tiers
 from controlplane.domain.models import Tier, TierSettings, utc_now
@@ -50,6 +52,7 @@ class TierDefaults(BaseModel):
 
     QueueUrl: str
     ConcurrencyLimit: int
+    BorrowingLimit: int = 0
     TrainingInstanceType: str
     TrainingInstanceCount: int
     ProcessingInstanceType: str
@@ -63,6 +66,7 @@ class TierDefaults(BaseModel):
         return TierSettings(
             tier=tier,
             concurrency_limit=self.ConcurrencyLimit,
+            borrowing_limit=self.BorrowingLimit,
             queue_url=self.QueueUrl,
             training_instance_type=self.TrainingInstanceType,
             training_instance_count=self.TrainingInstanceCount,
@@ -78,7 +82,18 @@ class TierDefaults(BaseModel):
 class TierSettingsProperties(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    AccountCap: int = Field(ge=1)
     Tiers: dict[Tier, TierDefaults]
+
+    @model_validator(mode="after")
+    def _guarantees_fit_the_cap(self) -> TierSettingsProperties:
+        guaranteed = sum(defaults.ConcurrencyLimit for defaults in self.Tiers.values())
+        if guaranteed > self.AccountCap:
+            raise ValueError(
+                f"the tiers' ConcurrencyLimit (guaranteed slots) add up to {guaranteed}, above AccountCap "
+                f"{self.AccountCap}: raise AccountConcurrencyCap or lower a tier's ConcurrencyLimit"
+            )
+        return self
 
 
 def physical_resource_id(event: Mapping[str, Any]) -> str:
@@ -98,6 +113,7 @@ def _apply(event: Mapping[str, Any]) -> dict[str, str]:
         return {}
     properties = TierSettingsProperties.model_validate(request.resource_properties or {})
     now = utc_now()
+    tiers.seed_account(properties.AccountCap, now=now)
     for tier, defaults in properties.Tiers.items():
         tiers.seed(defaults.settings(tier), now=now)
     names = ",".join(tier.value for tier in properties.Tiers)

@@ -49,7 +49,7 @@ def _cancel(deployed: Deployed, key: str, job_id: str) -> Any:
 
 def test_a_queued_job_is_cancelled_and_never_starts(deployed: Deployed) -> None:
     tenant, key = _tenant(deployed)
-    before = set_tier(deployed, "basic", concurrencyLimit=0)  # nobody is admitted
+    before = set_tier(deployed, "basic", concurrencyLimit=0, borrowingLimit=0)  # nobody is admitted
     try:
         upload(deployed, tenant.tenant_id, "queued.csv", valid_csv(tenant))
         queued = wait_for_job(deployed, tenant.tenant_id, in_waiting_room, "waiting for a slot")

@@ -96,7 +96,7 @@ def pipeline_status(deployed: Deployed, pipeline_execution_arn: str) -> str:
 @contextmanager
 def one_slot(deployed: Deployed, tier: str) -> Iterator[int]:
     """The tier limited to a single slot (restored afterwards); yields how many it ran before."""
-    before = set_tier(deployed, tier, concurrencyLimit=1)
+    before = set_tier(deployed, tier, concurrencyLimit=1, borrowingLimit=0)
     try:
         yield running(deployed, tier)
     finally:
@@ -140,7 +140,7 @@ def test_stopping_a_queued_build_fails_its_job_and_takes_it_out_of_the_waiting_r
     deployed: Deployed, new_tenant: Any
 ) -> None:
     tenant = new_tenant("premium")
-    before = set_tier(deployed, "premium", concurrencyLimit=0)  # nobody is admitted
+    before = set_tier(deployed, "premium", concurrencyLimit=0, borrowingLimit=0)  # nobody is admitted
     try:
         upload(deployed, tenant.tenant_id, "queued.csv", valid_csv(tenant))
         queued = wait_for_job(deployed, tenant.tenant_id, in_waiting_room, "waiting for a slot")

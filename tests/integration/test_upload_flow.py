@@ -146,7 +146,10 @@ def test_three_times_more_uploads_than_slots_never_exceed_the_limit_and_all_fini
     deployed: Deployed, new_tenant: Any
 ) -> None:
     tenant = new_tenant("basic")
-    limit = int(tier_item(deployed, "basic")["concurrencyLimit"]["N"])
+    settings = tier_item(deployed, "basic")
+    guaranteed = int(settings["concurrencyLimit"]["N"])
+    # The tier's limit: its guaranteed slots plus what it may borrow from other tiers' idle guarantees.
+    limit = guaranteed + int(settings["borrowingLimit"]["N"])
     for n in range(3 * limit):
         upload(deployed, tenant.tenant_id, f"burst-{n}.csv", valid_csv(tenant, seed=n))
 
@@ -161,7 +164,7 @@ def test_three_times_more_uploads_than_slots_never_exceed_the_limit_and_all_fini
 
 def test_a_tier_limit_change_takes_effect_without_redeploy(deployed: Deployed, new_tenant: Any) -> None:
     tenant = new_tenant("standard")
-    before = set_tier(deployed, "standard", concurrencyLimit=1)
+    before = set_tier(deployed, "standard", concurrencyLimit=1, borrowingLimit=0)
     try:
         for n in range(3):
             upload(deployed, tenant.tenant_id, f"narrow-{n}.csv", valid_csv(tenant, seed=n))
@@ -209,7 +212,7 @@ def test_a_job_that_waits_longer_than_its_tier_allows_expires_and_never_starts(
     deployed: Deployed, new_tenant: Any
 ) -> None:
     tenant = new_tenant("premium")
-    before = set_tier(deployed, "premium", concurrencyLimit=0, queueWaitSeconds=2)
+    before = set_tier(deployed, "premium", concurrencyLimit=0, borrowingLimit=0, queueWaitSeconds=2)
     try:
         upload(deployed, tenant.tenant_id, "waits.csv", valid_csv(tenant))
         (job,) = wait_for_jobs(deployed, tenant.tenant_id, 1, timeout=60)

@@ -237,6 +237,40 @@ def test_unhandled_exception_is_a_lambda_function_error(cloud: LocalCloud, stack
     assert "[ERROR] FixtureExplosionError: boom, as requested" in log
 
 
+def test_a_failing_asynchronous_invocation_ends_in_its_on_failure_destination(
+    cloud: LocalCloud, stack: Stack
+) -> None:
+    name = stack.ref("AsyncFailingFunction")
+    queue_arn = stack.attribute("AsyncFailuresQueue", "Arn")
+    config = cloud.client("lambda").get_function_event_invoke_config(FunctionName=name)
+    assert config["MaximumRetryAttempts"] == 1
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
+    event = {"explode": True, "id": str(uuid.uuid4())}
+
+    response = cloud.client("lambda").invoke(
+        FunctionName=name, InvocationType="Event", Payload=json.dumps(event)
+    )
+    assert response["StatusCode"] == 202
+
+    sqs = cloud.client("sqs")
+
+    def delivered() -> list[dict[str, Any]]:
+        return sqs.receive_message(QueueUrl=stack.ref("AsyncFailuresQueue"), WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+
+    (message,) = wait_for(delivered, timeout=15, what="the failed event in the on-failure destination")
+    record = json.loads(message["Body"])
+    assert record["requestPayload"] == event
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # the first attempt and one retry
+    assert record["requestContext"]["functionArn"].startswith(stack.attribute("AsyncFailingFunction", "Arn"))
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorType"] == "FixtureExplosionError"
+    log = stack.functions["AsyncFailingFunction"].log_path.read_text()
+    assert log.count("START RequestId") == 2
+
+
 def test_missing_code_directory_fails_at_invoke_time(cloud: LocalCloud, stack: Stack) -> None:
     function_error, payload = _invoke(cloud, stack.ref("MissingCodeFunction"), {})
 

@@ -137,3 +137,45 @@ def test_every_slot_release_path_goes_through_the_release_state(asl: dict[str, A
             state = states[name]
             assert state["Type"] not in TERMINAL_TYPES, f"{start!r} can end at {name!r} without releasing"
             stack.extend(_targets(state))
+
+
+def test_release_gives_back_every_counter_the_take_charged(asl: dict[str, Any]) -> None:
+    """The take (controlplane.access.slots) charges the tier, the account and the tenant's share; the release
+    must give back all three in the transaction whose lease delete makes it happen once."""
+    items = asl["States"]["Release the job's slot"]["Parameters"]["TransactItems"]
+    assert "Delete" in items[0]
+    assert items[0]["Delete"]["ConditionExpression"] == "attribute_exists(jobId)"
+    updates = [item["Update"] for item in items[1:]]
+    decremented = {
+        (update["TableName"], json.dumps(update["Key"], sort_keys=True))
+        for update in updates
+        if "#running" in update["UpdateExpression"]
+    }
+    assert decremented == {
+        ("${TiersTableName}", json.dumps({"tier": {"S.$": "$.registration.plan.tier"}})),
+        ("${TiersTableName}", json.dumps({"tier": {"S": "account"}})),
+        (
+            "${FairShareTableName}",
+            json.dumps(
+                {
+                    "shareId": {
+                        "S.$": "States.Format('{}#{}', $.registration.plan.tier, $.registration.job.tenantId)"
+                    }
+                }
+            ),
+        ),
+    }
+
+
+def test_every_way_out_of_the_waiting_room_leaves_both_waiting_room_indexes(asl: dict[str, Any]) -> None:
+    """A job leaves the tier-queue and share-queue indexes together, or admission could pick a job that is
+    no longer waiting (or miss one that is)."""
+    removals = 0
+    for name, state in asl["States"].items():
+        expression = state.get("Parameters", {}).get("UpdateExpression", "")
+        if "#queueTier" in expression or "#queueShare" in expression:
+            removed = expression.split(" REMOVE ", 1)[1] if " REMOVE " in expression else ""
+            assert "#queueTier" in removed, name
+            assert "#queueShare" in removed, name
+            removals += 1
+    assert removals == 6

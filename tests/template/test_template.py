@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,17 @@ def test_tier_defaults_cover_every_tier_setting(template: dict[str, Any], resour
     seeded = resources["TierSettings"]["Properties"]["Tiers"]
     for tier, values in defaults.items():
         assert set(values) <= set(seeded[tier]), f"{tier}: a default is not seeded"
+        assert values["BorrowingLimit"] >= 0
+
+
+def test_the_default_guarantees_fit_the_default_account_cap(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """seed_tiers refuses guarantees above the cap; the defaults must deploy."""
+    defaults = template["Mappings"]["TierDefaults"]
+    cap = template["Parameters"]["AccountConcurrencyCap"]
+    assert sum(values["ConcurrencyLimit"] for values in defaults.values()) <= cap["Default"]
+    assert resources["TierSettings"]["Properties"]["AccountCap"] == {"Ref": "AccountConcurrencyCap"}
 
 
 def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -196,3 +208,155 @@ def test_the_status_api_is_behind_the_key_authorizer(resources: dict[str, Any]) 
     assert authorizer["Identity"]["Headers"] == ["Authorization"]
     events = resources["ApiFunction"]["Properties"]["Events"].values()
     assert all(e["Type"] == "Api" and "Auth" not in e["Properties"] for e in events)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def test_the_gate_may_describe_only_the_shared_pipelines_executions(resources: dict[str, Any]) -> None:
+    """The sweep recovers lost pipeline completions with DescribePipelineExecution, scoped to executions."""
+    granting = [
+        s
+        for s in _statements(resources["GateFunction"])
+        if "sagemaker:DescribePipelineExecution" in _actions(s)
+    ]
+    assert len(granting) == 1
+    (statement,) = granting
+    assert statement["Effect"] == "Allow"
+    resource = statement["Resource"]["Fn::Sub"]
+    assert resource.endswith(":pipeline/${AWS::StackName}-tenant-training/execution/*")
+    assert resource.startswith("arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:")
+
+
+def test_failed_event_invocations_are_kept_in_an_encrypted_dead_letter_queue(
+    resources: dict[str, Any],
+) -> None:
+    """EventBridge's DeadLetterConfig covers delivery only; a failing asynchronous invocation is retried by
+    Lambda and then sent to the on-failure destination instead of being dropped."""
+    for name in ("PipelineEventsFunction", "ExecutionEventsFunction"):
+        function = resources[name]
+        config = function["Properties"]["EventInvokeConfig"]
+        assert config["MaximumRetryAttempts"] == 2, name
+        on_failure = config["DestinationConfig"]["OnFailure"]
+        assert on_failure["Type"] == "SQS", name
+        (queue, attribute) = on_failure["Destination"]["Fn::GetAtt"]
+        assert attribute == "Arn"
+        assert resources[queue]["Type"] == "AWS::SQS::Queue"
+        assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True, queue
+        # The same queue as the rule's delivery DLQ: one place to look for a lost event of this kind.
+        (rule,) = [e for e in function["Properties"]["Events"].values() if e["Type"] == "EventBridgeRule"]
+        assert rule["Properties"]["DeadLetterConfig"]["Arn"] == on_failure["Destination"]
+        sends = [s for s in _statements(function) if "sqs:SendMessage" in _actions(s)]
+        assert [s["Resource"] for s in sends] == [on_failure["Destination"]], name
+        assert all(s["Effect"] == "Allow" for s in sends)
+
+
+# ---------------------------------------------------------------- offboarding: only one function may delete
+
+_DELETING = re.compile(
+    r"^(s3:Delete\w*|s3:ListBucketVersions|iam:Delete\w*|iam:ListRolePolicies|sagemaker:Delete\w*|"
+    r"sagemaker:ListModelPackages|dynamodb:DeleteItem|dynamodb:BatchWriteItem)$"
+)
+
+
+def _statement_actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return list(action) if isinstance(action, list) else [action]
+
+
+def test_the_api_function_holds_no_deletion_permission_and_may_only_invoke_offboard_tenants(
+    resources: dict[str, Any],
+) -> None:
+    statements = _statements(resources["ApiFunction"])
+    deleting = [a for s in statements for a in _statement_actions(s) if _DELETING.match(a)]
+    assert deleting == []
+    invoking = [s for s in statements if any(a.startswith("lambda:") for a in _statement_actions(s))]
+    assert invoking == [
+        {
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": {"Fn::GetAtt": ["OffboardTenantsFunction", "Arn"]},
+        }
+    ]
+    variables = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["OFFBOARD_TENANTS_FUNCTION_NAME"] == {"Ref": "OffboardTenantsFunction"}
+
+
+def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dict[str, Any]) -> None:
+    function = resources["OffboardTenantsFunction"]
+    (event,) = function["Properties"]["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(1 hour)"
+    assert json.loads(event["Properties"]["Input"]) == {"trigger": "schedule"}
+
+    granted: dict[str, list[Any]] = {}
+    for statement in _statements(function):
+        assert statement["Effect"] == "Allow"
+        resources_of = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for action in _statement_actions(statement):
+            granted.setdefault(action, []).extend(resources_of)
+    # Exactly these actions: reading what to delete, deleting it; nothing that creates, writes or cancels.
+    assert set(granted) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+        "states:DescribeExecution",
+        "s3:ListBucketVersions",
+        "s3:DeleteObjectVersion",
+        "iam:ListRolePolicies",
+        "iam:DeleteRolePolicy",
+        "iam:DeleteRole",
+        "sagemaker:DeleteModelPackageGroup",
+        "sagemaker:DeleteModelPackage",
+        "sagemaker:ListModelPackages",
+    }
+    subs = {
+        action: [r.get("Fn::Sub", r) if isinstance(r, dict) else r for r in found]
+        for action, found in granted.items()
+    }
+    assert subs["dynamodb:GetItem"] == [{"Fn::GetAtt": ["TenantsTable", "Arn"]}]
+    assert sorted(subs["dynamodb:Query"]) == [
+        "${ApiKeysTable.Arn}/index/tenant-keys",
+        "${FairShareTable.Arn}/index/tenant-shares",
+        "${JobsTable.Arn}/index/tenant-jobs",
+        "${TenantsTable.Arn}/index/offboarding-due",
+    ]
+    assert subs["s3:DeleteObjectVersion"] == [
+        "${UploadsBucket.Arn}/tenants/*",
+        "${ArtifactsBucket.Arn}/tenants/*",
+    ]
+    for action in ("iam:ListRolePolicies", "iam:DeleteRolePolicy", "iam:DeleteRole"):
+        assert [str(r).endswith(":role${TenantRolePath}mlaas-tenant-*") for r in subs[action]] == [True]
+    assert [
+        str(r).endswith(":model-package-group/*-models") for r in subs["sagemaker:DeleteModelPackageGroup"]
+    ] == [True]
+    assert [str(r).endswith(":model-package/*-models/*") for r in subs["sagemaker:DeleteModelPackage"]] == [
+        True
+    ]
+    (listing,) = [s for s in _statements(function) if "s3:ListBucketVersions" in _statement_actions(s)]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "tenants/*"}}
+    # Only this function deletes tenants' things.
+    holders = {
+        name
+        for name, resource in _of_type(resources, "AWS::Serverless::Function").items()
+        for statement in _statements(resource)
+        if any(
+            a in {"s3:DeleteObjectVersion", "iam:DeleteRole", "sagemaker:DeleteModelPackageGroup"}
+            for a in _statement_actions(statement)
+        )
+    }
+    assert holders == {"OffboardTenantsFunction"}
+
+
+def test_the_tenants_table_has_the_sparse_offboarding_due_index(resources: dict[str, Any]) -> None:
+    properties = resources["TenantsTable"]["Properties"]
+    (index,) = [i for i in properties["GlobalSecondaryIndexes"] if i["IndexName"] == "offboarding-due"]
+    assert index["KeySchema"] == [
+        {"AttributeName": "offboardingDue", "KeyType": "HASH"},
+        {"AttributeName": "deleteAfter", "KeyType": "RANGE"},
+    ]
+    types = {d["AttributeName"]: d["AttributeType"] for d in properties["AttributeDefinitions"]}
+    assert types["offboardingDue"] == types["deleteAfter"] == "S"

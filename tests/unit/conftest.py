@@ -49,6 +49,7 @@ ENVIRONMENT = {
     "TENANTS_TABLE_NAME": "test-tenants",
     "TIERS_TABLE_NAME": "test-tiers",
     "SLOT_LEASES_TABLE_NAME": "test-slot-leases",
+    "FAIR_SHARE_TABLE_NAME": "test-fair-share",
     "UPLOADS_BUCKET_NAME": "test-uploads-bucket",
     "ARTIFACTS_BUCKET_NAME": "test-artifacts-bucket",
     # Mixed case on purpose: SageMaker reports pipeline ARNs lowercased.
@@ -59,12 +60,14 @@ ENVIRONMENT = {
     "API_KEYS_TABLE_NAME": "test-api-keys",
     "TENANT_ROLE_PATH": "/mlaas-tenants/",
     "TENANT_ROLE_BOUNDARY_ARN": f"arn:aws:iam::{ACCOUNT}:policy/MLaaS-Test-tenant-role-boundary",
+    "OFFBOARD_TENANTS_FUNCTION_NAME": "MLaaS-Test-OffboardTenantsFunction",
 }
 TABLE_ENV = {
     "JobsTable": "JOBS_TABLE_NAME",
     "TenantsTable": "TENANTS_TABLE_NAME",
     "TiersTable": "TIERS_TABLE_NAME",
     "SlotLeasesTable": "SLOT_LEASES_TABLE_NAME",
+    "FairShareTable": "FAIR_SHARE_TABLE_NAME",
     "ApiKeysTable": "API_KEYS_TABLE_NAME",
 }
 
@@ -172,6 +175,7 @@ def tier_defaults(tier: str) -> dict[str, Any]:
     return {
         "tier": tier,
         "concurrencyLimit": int(defaults["ConcurrencyLimit"]),
+        "borrowingLimit": int(defaults["BorrowingLimit"]),
         "queueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/test-{tier}-queue",
         "trainingInstanceType": defaults["TrainingInstanceType"],
         "trainingInstanceCount": int(defaults["TrainingInstanceCount"]),
@@ -182,6 +186,11 @@ def tier_defaults(tier: str) -> dict[str, Any]:
         "useSpotInstances": defaults["UseSpotInstances"] == "true",
         "maxRuntimeSeconds": int(defaults["MaxRuntimeSeconds"]),
     }
+
+
+def account_cap_default() -> int:
+    """The template's AccountConcurrencyCap default, as seed_tiers would write it."""
+    return int(load_template()["Parameters"]["AccountConcurrencyCap"]["Default"])
 
 
 @pytest.fixture
@@ -197,6 +206,7 @@ def aws() -> Iterator[None]:
         for bucket in (ENVIRONMENT["UPLOADS_BUCKET_NAME"], ENVIRONMENT["ARTIFACTS_BUCKET_NAME"]):
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        tiers.seed_account(account_cap_default(), now="2024-05-01T00:00:00.000Z")
         for tier in ("basic", "standard", "premium"):
             tiers.seed(TierSettings.model_validate(tier_defaults(tier)), now="2024-05-01T00:00:00.000Z")
         yield
@@ -343,9 +353,67 @@ def queued_job(
         "createdAt": queued_at,
         "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:MLaaS-Test-training-job:{job_id}",
         "timeline": [],
+        "queueShare": f"{tier}#{tenant_id}",
     }
     table("JOBS_TABLE_NAME").put_item(Item=item)
+    # ... and its tenant's share in the tier's backlog, as the gate's enqueue transaction leaves it.
+    table("FAIR_SHARE_TABLE_NAME").update_item(
+        Key={"shareId": f"{tier}#{tenant_id}"},
+        UpdateExpression=(
+            "SET backlogTier = :tier, tier = :tier, tenantId = :tenant, tag = if_not_exists(tag, :zero), "
+            "backlogSince = if_not_exists(backlogSince, :at), #running = if_not_exists(#running, :zero), "
+            "version = if_not_exists(version, :zero) + :one"
+        ),
+        ExpressionAttributeNames={"#running": "running"},
+        ExpressionAttributeValues={
+            ":tier": tier,
+            ":tenant": tenant_id,
+            ":zero": 0,
+            ":one": 1,
+            ":at": queued_at,
+        },
+    )
     return item
+
+
+def set_tier_limits(table: Callable[[str], Any], tier: str, guaranteed: int, borrowing: int = 0) -> None:
+    """A tier's guaranteed slots and how many more it may borrow (none unless a test is about borrowing)."""
+    table("TIERS_TABLE_NAME").update_item(
+        Key={"tier": tier},
+        UpdateExpression="SET concurrencyLimit = :g, borrowingLimit = :b",
+        ExpressionAttributeValues={":g": guaranteed, ":b": borrowing},
+    )
+
+
+def set_account_cap(table: Callable[[str], Any], cap: int) -> None:
+    table("TIERS_TABLE_NAME").update_item(
+        Key={"tier": "account"}, UpdateExpression="SET accountCap = :c", ExpressionAttributeValues={":c": cap}
+    )
+
+
+def take_slot(job: Any, *, now: str) -> Any:
+    """slots.take for ``job`` with the decision the scheduler would make if the job's tenant were chosen:
+    the same reads as the gate (capacity, the share), the same charge (one slot-unit)."""
+    from controlplane.access import fair_share, slots, tiers  # noqa: PLC0415 - see pytest_configure
+    from controlplane.domain.fair_share import capacity_from_items  # noqa: PLC0415
+    from controlplane.domain.scheduling import Admit, WaitingJob  # noqa: PLC0415
+
+    account, items = tiers.capacity_items()
+    capacity = capacity_from_items(account, items)
+    assert capacity is not None
+    share = fair_share.get(job.tier, job.tenant_id)
+    tier_item = capacity.tiers[job.tier]
+    start = max(share.tag, float(tier_item.get("fairClock", 0)))
+    decision = Admit(
+        tier=job.tier,
+        tenant_id=job.tenant_id,
+        job=WaitingJob(job.job_id, 0.0),
+        borrowed=int(tier_item.get("running", 0)) >= int(tier_item.get("concurrencyLimit", 0)),
+        tenant_usage=share.usage + 1.0,
+        tenant_tag=start + 1.0 / share.weight,
+        tier_clock=start,
+    )
+    return slots.take(job, decision=decision, share=share, capacity=capacity, now=now)
 
 
 def job_id_for(number: int) -> str:

@@ -235,6 +235,7 @@ TENANT_ROUTES = [("GET", "/jobs", None, None), ("GET", "/jobs/job-1", "/jobs/{jo
 OPERATOR_ROUTES = [
     ("GET", "/tiers", None, None, None),
     ("PATCH", "/tiers/basic", "/tiers/{tier}", {"tier": "basic"}, {"concurrencyLimit": 3}),
+    ("PATCH", "/account", None, None, {"accountCap": 99}),
     (
         "POST",
         "/tenants",
@@ -323,12 +324,44 @@ def test_patch_tier_changes_tunables(
         caller=OPERATOR,
         resource="/tiers/{tier}",
         path_parameters={"tier": "basic"},
-        body={"concurrencyLimit": 5, "useSpotInstances": False},
+        body={"concurrencyLimit": 4, "borrowingLimit": 0, "useSpotInstances": False},
     )
     assert status == 200
-    assert (body["concurrencyLimit"], body["useSpotInstances"]) == (5, False)
+    assert (body["concurrencyLimit"], body["borrowingLimit"], body["useSpotInstances"]) == (4, 0, False)
     item = table("TIERS_TABLE_NAME").get_item(Key={"tier": "basic"})["Item"]
-    assert (item["concurrencyLimit"], item["running"]) == (5, 0)
+    assert (item["concurrencyLimit"], item["borrowingLimit"], item["running"]) == (4, 0, 0)
+
+
+def test_guarantees_never_exceed_the_account_cap(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
+) -> None:
+    raise_basic = {"resource": "/tiers/{tier}", "path_parameters": {"tier": "basic"}}
+    status, body = api("PATCH", "/tiers/basic", caller=OPERATOR, body={"concurrencyLimit": 5}, **raise_basic)
+    assert status == 409
+    assert "would add up to 17, above the account cap of 16" in body["message"]
+    assert table("TIERS_TABLE_NAME").get_item(Key={"tier": "basic"})["Item"]["concurrencyLimit"] == 2
+
+    status, body = api("PATCH", "/account", caller=OPERATOR, resource="/account", body={"accountCap": 13})
+    assert status == 409
+    assert "would add up to 14, above the account cap of 13" in body["message"]
+
+    status, body = api("PATCH", "/account", caller=OPERATOR, resource="/account", body={"accountCap": 17})
+    assert (status, body) == (200, {"accountCap": 17, "running": 0, "guaranteed": 14})
+    status, body = api("PATCH", "/tiers/basic", caller=OPERATOR, body={"concurrencyLimit": 5}, **raise_basic)
+    assert status == 200
+    status, body = api("GET", "/tiers", caller=OPERATOR, resource="/tiers")
+    assert body["account"] == {"accountCap": 17, "running": 0, "guaranteed": 17}
+    assert [(tier["tier"], tier["borrowingLimit"]) for tier in body["items"]] == [
+        ("basic", 2),
+        ("standard", 4),
+        ("premium", 4),
+    ]
+
+
+def test_an_invalid_account_cap_names_the_field(api: Callable[..., tuple[int, Any]]) -> None:
+    status, body = api("PATCH", "/account", caller=OPERATOR, resource="/account", body={"accountCap": 0})
+    assert status == 422
+    assert "accountCap" in json.dumps(body)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from bench.stack import (
     cost_per_1000_jobs,
     dynamodb_request_units,
     make_uploads,
+    max_concurrent,
     percentile,
     running_at,
     shares,
@@ -149,3 +150,16 @@ def test_uploads_follow_tier_limits_and_interleave_tiers() -> None:
     assert tiers == {"basic": 4, "standard": 8, "premium": 16}
     assert {u.tenant.tier for u in uploads[:7]} == {"basic", "standard", "premium"}
     assert len({u.key for u in uploads}) == 28
+
+
+def test_max_concurrent_counts_slots_held_at_once_and_frees_before_taking_at_the_same_instant() -> None:
+    jobs = [
+        {"admittedAt": "2024-05-01T00:00:00Z", "slotReleasedAt": "2024-05-01T00:00:10Z"},
+        {"admittedAt": "2024-05-01T00:00:05Z", "slotReleasedAt": "2024-05-01T00:00:20Z"},
+        # Takes the slot freed at the same instant:
+        {"admittedAt": "2024-05-01T00:00:10Z", "slotReleasedAt": "2024-05-01T00:00:15Z"},
+        {"admittedAt": "2024-05-01T00:00:12Z"},  # still holds its slot
+        {"status": "REJECTED"},  # never admitted
+    ]
+    assert max_concurrent(jobs) == 3
+    assert max_concurrent([]) == 0

@@ -14,9 +14,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job
+from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job, take_slot
 
-from controlplane.access import jobs, pipelines, slots
+from controlplane.access import jobs, pipelines
 from controlplane.domain.admission import TakeOutcome, queued_job_from_item
 from controlplane.domain.pipeline_outcome import CANCELLED_BY_TENANT
 from controlplane.services.cancelling import CANCEL_ERROR, CANCEL_REASON
@@ -78,7 +78,7 @@ def test_a_queued_job_has_its_wait_failed_with_job_cancelled_and_is_never_admitt
     # A racing admission (the gate read the waiting room before the cancel) cannot take a slot for it.
     candidate = queued_job_from_item(item(table, job_id_for(1)))
     assert candidate is not None
-    assert slots.take(candidate, now="2024-05-01T00:00:01.000Z") is TakeOutcome.NOT_QUEUED
+    assert take_slot(candidate, now="2024-05-01T00:00:01.000Z") is TakeOutcome.NOT_QUEUED
     assert int(table("TIERS_TABLE_NAME").get_item(Key={"tier": "basic"})["Item"]["running"]) == 0
     assert sagemaker.stops == []
     # Asking again is harmless (same cancelRequestedAt).

@@ -45,10 +45,16 @@ def test_operator_commands(api: Callable[..., tuple[int, Any]], stepfunctions: A
     assert text.splitlines()[0].split() == ["tenant", "tier", "status", "threshold", "created"]
     assert text.splitlines()[1].split()[:3] == ["initech", "basic", "ACTIVE"]
     code, text = run(api, OPERATOR, "tier-limit", "basic", "5")
+    assert code == 1  # 5 + 4 + 8 guaranteed would exceed the account cap of 16
+    code, text = run(api, OPERATOR, "account-cap", "20")
     assert code == 0
-    assert text.splitlines()[1].split()[:2] == ["basic", "5"]
+    assert text.strip() == "account: cap 20, running 0, guaranteed 14"
+    code, text = run(api, OPERATOR, "tier-limit", "basic", "5", "--borrow", "1")
+    assert code == 0
+    assert text.splitlines()[1].split()[:3] == ["basic", "5", "1"]
     code, text = run(api, OPERATOR, "tiers")
-    assert len(text.splitlines()) == 4
+    assert len(text.splitlines()) == 5
+    assert text.splitlines()[-1] == "account: cap 20, running 0, guaranteed 17"
     code, text = run(api, OPERATOR, "offboard", "initech")
     assert code == 0
     assert "data kept until" in text

@@ -13,7 +13,6 @@ from controlplane.domain.admission import (
     QueuedJob,
     TakeOutcome,
     classify_take_failure,
-    free_slots,
     lease_is_leaked,
     order_candidates,
     queued_job_from_item,
@@ -280,11 +279,18 @@ def test_queued_job_from_index_item() -> None:
 @pytest.mark.parametrize(
     ("codes", "outcome"),
     [
-        (["ConditionalCheckFailed", None, None], TakeOutcome.TIER_FULL),
-        (["ConditionalCheckFailed", None, "ConditionalCheckFailed"], TakeOutcome.TIER_FULL),
-        ([None, "ConditionalCheckFailed", None], TakeOutcome.NOT_QUEUED),
-        ([None, None, "ConditionalCheckFailed"], TakeOutcome.NOT_QUEUED),
-        ([None, "TransactionConflict", None], TakeOutcome.RETRY),
+        # Items: account, tier, lease, job, share.
+        (["ConditionalCheckFailed", None, None, None, None], TakeOutcome.ACCOUNT_FULL),
+        (
+            ["ConditionalCheckFailed", "ConditionalCheckFailed", None, "ConditionalCheckFailed", None],
+            TakeOutcome.ACCOUNT_FULL,
+        ),
+        ([None, "ConditionalCheckFailed", None, None, None], TakeOutcome.STALE),
+        ([None, None, None, None, "ConditionalCheckFailed"], TakeOutcome.STALE),
+        ([None, "ConditionalCheckFailed", None, "ConditionalCheckFailed", None], TakeOutcome.NOT_QUEUED),
+        ([None, None, "ConditionalCheckFailed", None, None], TakeOutcome.NOT_QUEUED),
+        ([None, None, None, "ConditionalCheckFailed", None], TakeOutcome.NOT_QUEUED),
+        ([None, "TransactionConflict", None, None, None], TakeOutcome.RETRY),
         ([], TakeOutcome.RETRY),
     ],
 )
@@ -292,9 +298,7 @@ def test_take_cancellations(codes: list[str | None], outcome: TakeOutcome) -> No
     assert classify_take_failure(codes) is outcome
 
 
-def test_free_slots_and_leaks() -> None:
-    assert free_slots(2, 0) == 2
-    assert free_slots(2, 3) == 0
+def test_leaks() -> None:
     assert lease_is_leaked(None)
     assert lease_is_leaked("ABORTED")
     assert lease_is_leaked("TIMED_OUT")

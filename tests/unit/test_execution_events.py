@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job
+from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job, take_slot
 
 from controlplane.access import pipelines, slots
 from controlplane.domain.admission import queued_job_from_item
@@ -110,7 +110,7 @@ def building_job(table: Callable[[str], Any], job_id: str = JOB_ID) -> None:
     """RUNNING: admitted (slot and lease taken), pipeline started, the await's task token parked."""
     holder = queued_job_from_item(waiting_job(table, job_id))
     assert holder is not None
-    slots.take(holder, now=format_timestamp(datetime.now(UTC)))
+    take_slot(holder, now=format_timestamp(datetime.now(UTC)))
     table("JOBS_TABLE_NAME").update_item(
         Key={"jobId": job_id},
         UpdateExpression=(

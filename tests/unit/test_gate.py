@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job
+from conftest import (
+    FakeStepFunctions,
+    LambdaContext,
+    job_id_for,
+    load_event,
+    queued_job,
+    set_tier_limits,
+    take_slot,
+)
 
-from controlplane.access import executions, slots
+from controlplane.access import executions
 from controlplane.domain.admission import queued_job_from_item
 from controlplane.domain.models import format_timestamp
 from controlplane.services import admission
@@ -55,7 +63,7 @@ def just_queued(table: Callable[[str], Any], job_id: str, queued_at: str, tier: 
     """A job as the state machine leaves it before the gate sees its message: QUEUED, no token yet."""
     item = queued_job(table, job_id, tier=tier, queued_at=queued_at)
     table("JOBS_TABLE_NAME").update_item(
-        Key={"jobId": job_id}, UpdateExpression="REMOVE queueTier, queueTaskToken"
+        Key={"jobId": job_id}, UpdateExpression="REMOVE queueTier, queueShare, queueTaskToken"
     )
     assert item
 
@@ -69,11 +77,7 @@ def running(table: Callable[[str], Any], tier: str = "basic") -> int:
 
 
 def set_limit(table: Callable[[str], Any], limit: int) -> None:
-    table("TIERS_TABLE_NAME").update_item(
-        Key={"tier": "basic"},
-        UpdateExpression="SET concurrencyLimit = :l",
-        ExpressionAttributeValues={":l": limit},
-    )
+    set_tier_limits(table, "basic", limit)
 
 
 def test_sample_batch_stores_tokens_and_admits_in_order(
@@ -98,6 +102,7 @@ def test_sample_batch_stores_tokens_and_admits_in_order(
 def test_admission_is_oldest_first_and_stops_at_the_limit(
     gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
 ) -> None:
+    set_limit(table, 2)
     ids = [job_id_for(number) for number in range(4)]
     for number, job_id in enumerate(ids):
         just_queued(table, job_id, f"2024-05-14T09:0{4 - number}:00.000Z")  # newest first in the batch
@@ -156,15 +161,16 @@ def test_dead_token_releases_the_slot_and_the_next_job_is_admitted(
     assert "queueTaskToken" not in job(table, ids[0])
 
 
-def test_slot_released_trigger_admits_for_that_tier(
+def test_slot_released_trigger_admits_across_tiers(
     gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
 ) -> None:
     queued_job(table, job_id_for(1), tier="standard")
-    queued_job(table, job_id_for(2), tier="basic")
+    queued_job(table, job_id_for(2), tier="basic", tenant_id="globex")
     event = load_event("gate_slot_released.json") | {"tier": "standard"}
     result = gate(event)
-    assert result["tiers"]["standard"]["admitted"] == [job_id_for(1)]
-    assert [token for token, _ in stepfunctions.sent] == [f"token-{job_id_for(1)}"]
+    # The freed slot's tier does not limit the run: every tier with a free slot admits.
+    assert sorted(result["admission"]["admitted"]) == [job_id_for(1), job_id_for(2)]
+    assert {token for token, _ in stepfunctions.sent} == {f"token-{job_id_for(1)}", f"token-{job_id_for(2)}"}
 
 
 def test_unknown_trigger_is_refused(gate: Callable[..., dict[str, Any]]) -> None:
@@ -181,7 +187,7 @@ def test_schedule_reclaims_leaked_slots_and_admits(
     holders = [queued_job_from_item(queued_job(table, job_id_for(number))) for number in range(2)]
     for holder in holders:
         assert holder is not None
-        slots.take(holder, now=format_timestamp(datetime.now(UTC)))
+        take_slot(holder, now=format_timestamp(datetime.now(UTC)))
     assert holders[0] is not None
     stepfunctions.statuses[holders[0].execution_arn] = "ABORTED"  # aborted by an operator: never released
     queued_job(table, job_id_for(7), queued_at="2024-05-14T09:00:00.000Z")
@@ -189,7 +195,7 @@ def test_schedule_reclaims_leaked_slots_and_admits(
 
     result = gate(load_event("gate_schedule.json"))
     assert result["tiers"]["basic"]["reclaimed"] == [job_id_for(0)]
-    assert result["tiers"]["basic"]["admitted"] == [job_id_for(7)]
+    assert result["admission"]["admitted"] == [job_id_for(7)]
     assert set(result["tiers"]) == {"basic", "standard", "premium"}
     assert running(table) == 2
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
@@ -204,7 +210,7 @@ def test_schedule_reclaims_slots_of_executions_that_no_longer_exist(
 ) -> None:
     holder = queued_job_from_item(queued_job(table, job_id_for(1)))
     assert holder is not None
-    slots.take(holder, now=format_timestamp(datetime.now(UTC)))
+    take_slot(holder, now=format_timestamp(datetime.now(UTC)))
     stepfunctions.statuses[holder.execution_arn] = None
     assert gate({"trigger": "schedule"})["tiers"]["basic"]["reclaimed"] == [job_id_for(1)]
     assert running(table) == 0
@@ -216,7 +222,7 @@ def test_schedule_redelivers_an_admission_an_invocation_died_before_sending(
     holder = queued_job_from_item(queued_job(table, job_id_for(1)))
     assert holder is not None
     long_ago = format_timestamp(datetime.now(UTC) - timedelta(minutes=10))
-    slots.take(holder, now=long_ago)  # ...and the invocation died before SendTaskSuccess
+    take_slot(holder, now=long_ago)  # ...and the invocation died before SendTaskSuccess
     gate({"trigger": "schedule"})
     assert stepfunctions.outputs_for(holder.task_token) == [{"admittedAt": long_ago, "tier": "basic"}]
     assert "queueTaskToken" not in job(table, job_id_for(1))
@@ -237,7 +243,7 @@ def fresh_cursors(load_app: Callable[[str], ModuleType]) -> None:
 def take(table: Callable[[str], Any], number: int, *, at: datetime | None = None) -> str:
     holder = queued_job_from_item(queued_job(table, job_id_for(number)))
     assert holder is not None
-    slots.take(holder, now=format_timestamp(at or datetime.now(UTC)))
+    take_slot(holder, now=format_timestamp(at or datetime.now(UTC)))
     return holder.execution_arn
 
 
@@ -251,10 +257,11 @@ def test_schedule_closes_the_job_of_a_reclaimed_slot_with_the_executions_ending(
     stepfunctions.errors[failed] = ("States.Runtime", "The JSONPath '$.plan' could not be found")
     queued_job(table, job_id_for(3), queued_at="2024-05-14T09:00:00.000Z")  # waiting, its execution alive
 
-    result = gate({"trigger": "schedule"})["tiers"]["basic"]
+    output = gate({"trigger": "schedule"})
+    result = output["tiers"]["basic"]
 
     assert sorted(result["reclaimed"]) == [job_id_for(1), job_id_for(2)]
-    assert result["admitted"] == [job_id_for(3)]
+    assert output["admission"]["admitted"] == [job_id_for(3)]
     first, second = job(table, job_id_for(1)), job(table, job_id_for(2))
     assert first["status"] == second["status"] == "FAILED"
     assert first["reasons"] == [

@@ -1,10 +1,12 @@
-"""Offboarding (DELETE /tenants/{tenantId}): suspend, cancel open jobs, then (immediate=true) nothing of the
-tenant remains (object versions in both buckets, model versions and group, role and its policies, API
-keys, job and tenant records) while another tenant is untouched."""
+"""Offboarding (DELETE /tenants/{tenantId}): suspend, cancel open jobs, then (immediate=true, through the
+offboard_tenants function) nothing of the tenant remains (object versions in both buckets, model versions
+and group, role and its policies, API keys, job and tenant records) while another tenant is untouched."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,6 +33,25 @@ def model_package_deletion(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         SageMakerResponse, "delete_model_package_group", patches.delete_model_package_group, raising=False
     )
+
+
+@pytest.fixture(autouse=True)
+def offboard_function(
+    monkeypatch: pytest.MonkeyPatch, load_app: Callable[[str], ModuleType], context: Any
+) -> list[tuple[str, Any]]:
+    """The API's synchronous Lambda invoke, answered by the offboard_tenants handler in this process (as
+    JSON, as Lambda would); records each (function name, payload)."""
+    from controlplane.access import functions  # noqa: PLC0415 - see conftest.pytest_configure
+
+    calls: list[tuple[str, Any]] = []
+
+    def invoke(function_name: str, payload: Any) -> Any:
+        calls.append((function_name, payload))
+        handler = load_app("offboard_tenants").lambda_handler
+        return json.loads(json.dumps(handler(json.loads(json.dumps(payload)), context)))
+
+    monkeypatch.setattr(functions, "invoke", invoke)
+    return calls
 
 
 def onboard(api: Callable[..., tuple[int, Any]], tenant_id: str) -> None:
@@ -69,7 +90,10 @@ def versions(bucket: str, tenant_id: str) -> int:
 
 
 def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_only(
-    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+    api: Callable[..., tuple[int, Any]],
+    table: Callable[[str], Any],
+    stepfunctions: FakeStepFunctions,
+    offboard_function: list[tuple[str, Any]],
 ) -> None:
     onboard(api, "initech")
     onboard(api, "initech-2")  # a tenant id that starts with the other: its prefix must not match
@@ -86,6 +110,9 @@ def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_onl
     tenant = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "initech"})["Item"]
     assert tenant["status"] == "SUSPENDED"
     assert tenant["offboarding"]["deleteAfter"] == body["deleteAfter"]
+    # In the sparse index the hourly sweep queries (offboard_tenants).
+    assert (tenant["offboardingDue"], tenant["deleteAfter"]) == ("due", body["deleteAfter"])
+    assert offboard_function == []  # nothing is deleted by default
     assert versions(BUCKETS[0], "initech") == 4  # kept for the grace period
     resume = api(
         "PATCH",
@@ -106,8 +133,17 @@ def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_onl
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":c": "CANCELLED"},
     )
+    # CANCELLED, but its execution still runs (a validation could still copy the dataset): still ending.
+    status, body = offboard(api, "initech", immediate="true")
+    assert status == 409, body
+    assert "still ending" in body["message"]
+    stepfunctions.statuses[waiting["executionArn"]] = "SUCCEEDED"
     status, body = offboard(api, "initech", immediate="true")
     assert status == 200, body
+    assert offboard_function[-1] == (
+        "MLaaS-Test-OffboardTenantsFunction",
+        {"trigger": "immediate", "tenantId": "initech"},
+    )
     assert body["deleted"] is True
     assert body["removed"] == {
         "uploadObjectVersions": 4,
@@ -118,6 +154,7 @@ def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_onl
         "roles": 1,
         "apiKeys": 1,
         "jobs": 2,
+        "fairShares": 1,
         "tenants": 1,
     }
     for bucket in BUCKETS:

@@ -20,6 +20,7 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/jobs/{jobId}",
         "/jobs/{jobId}/cancel",
         "/tiers",
+        "/account",
         "/tiers/{tier}",
         "/tenants",
         "/tenants/{tenantId}",

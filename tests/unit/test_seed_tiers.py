@@ -97,7 +97,11 @@ def test_create_writes_every_tier_and_answers(
     assert seed()["Status"] == "SUCCESS"
     basic = tier_item(table, "basic")
     assert basic["concurrencyLimit"] == 2
+    assert basic["borrowingLimit"] == 2
     assert basic["running"] == 0
+    assert basic["fairClock"] == 0
+    account = tier_item(table, "account")
+    assert (account["accountCap"], account["running"]) == (16, 0)
     assert basic["useSpotInstances"] is True
     assert basic["queueUrl"].endswith("mlaas-test-BasicQueue-4Xc9RkQmLw2B")
     assert tier_item(table, "premium")["useSpotInstances"] is False
@@ -169,6 +173,27 @@ def test_invalid_properties_answer_failed_with_the_reason(
     assert response["Status"] == "FAILED"
     assert "ConcurrencyLimit" in response["Reason"]
     assert response["PhysicalResourceId"] == "mlaas-test-TierSettings"
+
+
+def test_guarantees_above_the_account_cap_answer_failed_naming_both(
+    seed: Callable[..., dict[str, Any]], cloudformation: CloudFormation
+) -> None:
+    properties = load_event("cfn_tier_settings_create.json")["ResourceProperties"]
+    properties["AccountCap"] = "10"  # basic 2 + standard 4 + premium 8 = 14 guaranteed
+    assert seed(ResourceProperties=properties)["Status"] == "FAILED"
+    [response] = cloudformation.responses
+    assert "add up to 14, above AccountCap 10" in response["Reason"]
+
+
+def test_a_redeploy_keeps_an_account_cap_changed_at_run_time(
+    seed: Callable[..., dict[str, Any]], table: Callable[[str], Any]
+) -> None:
+    seed()
+    table("TIERS_TABLE_NAME").update_item(
+        Key={"tier": "account"}, UpdateExpression="SET accountCap = :c", ExpressionAttributeValues={":c": 40}
+    )
+    seed("Update")
+    assert tier_item(table, "account")["accountCap"] == 40
 
 
 def test_unknown_tier_answers_failed(

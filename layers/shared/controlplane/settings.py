@@ -13,6 +13,7 @@ from functools import cache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controlplane.domain.errors import ConfigurationError
+from controlplane.domain.scheduling import FairSharePolicy
 
 _NAME = r"^[A-Za-z0-9_.-]{3,255}$"
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -27,6 +28,10 @@ class Settings(BaseModel):
     tenants_table_name: str = Field(alias="TENANTS_TABLE_NAME", pattern=_NAME)
     tiers_table_name: str = Field(alias="TIERS_TABLE_NAME", pattern=_NAME)
     slot_leases_table_name: str = Field(alias="SLOT_LEASES_TABLE_NAME", pattern=_NAME)
+    fair_share_table_name: str = Field(alias="FAIR_SHARE_TABLE_NAME", pattern=_NAME)
+    # The fair-share policy's knobs (template parameters FairShareHalfLifeSeconds, FairShareMaxUsageDebt).
+    fair_share_half_life_seconds: float = Field(default=21600.0, alias="FAIR_SHARE_HALF_LIFE_SECONDS", gt=0)
+    fair_share_max_usage_debt: float = Field(default=2.0, alias="FAIR_SHARE_MAX_USAGE_DEBT", ge=0)
     uploads_bucket_name: str = Field(alias="UPLOADS_BUCKET_NAME", pattern=_BUCKET)
     artifacts_bucket_name: str = Field(alias="ARTIFACTS_BUCKET_NAME", pattern=_BUCKET)
     pipeline_name: str = Field(alias="PIPELINE_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
@@ -34,6 +39,11 @@ class Settings(BaseModel):
     state_machine_arn: str = Field(
         alias="STATE_MACHINE_ARN", pattern=r"^arn:[a-z-]+:states:[a-z0-9-]+:\d{12}:stateMachine:.+$"
     )
+
+    def fair_share_policy(self) -> FairSharePolicy:
+        return FairSharePolicy(
+            half_life_seconds=self.fair_share_half_life_seconds, max_usage_debt=self.fair_share_max_usage_debt
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -76,6 +86,10 @@ class ApiSettings(BaseModel):
     )
     tenant_role_boundary_arn: str | None = Field(
         default=None, alias="TENANT_ROLE_BOUNDARY_ARN", pattern=r"^arn:[a-z-]+:iam::\d{12}:policy/.+$"
+    )
+    # The API only: the function it asks to delete a tenant now (DELETE /tenants/{id}?immediate=true).
+    offboard_tenants_function_name: str | None = Field(
+        default=None, alias="OFFBOARD_TENANTS_FUNCTION_NAME", pattern=r"^[A-Za-z0-9_:.-]{1,170}$"
     )
 
     @classmethod

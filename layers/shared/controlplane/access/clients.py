@@ -19,6 +19,9 @@ from botocore.config import Config
 # the validator, which has 300 s, get a longer read timeout between chunks).
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=5)
 _S3_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=30)
+# Synchronous invocations (the API asking offboard_tenants to delete a tenant) wait for the function's work,
+# bounded by API Gateway's 29 s; not retried (a retry would run the work again while the first may go on).
+_LAMBDA_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=28)
 
 
 _LOCK = threading.Lock()
@@ -39,7 +42,7 @@ def client(service: str) -> Any:
         return found
     with _LOCK:
         if service not in _CLIENTS:
-            config = _S3_CONFIG if service == "s3" else _CONFIG
+            config = {"s3": _S3_CONFIG, "lambda": _LAMBDA_CONFIG}.get(service, _CONFIG)
             _CLIENTS[service] = _session().client(service, config=config)  # type: ignore[call-overload]
         return _CLIENTS[service]
 

@@ -3,6 +3,7 @@
 Access patterns (key conditions as in template.yaml):
 - get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
 - a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
+- a tenant's waiting jobs in a tier ..... index share-queue: queueShare = :tier#tenant, ascending queuedAt
 - close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
 - cancel (API) ........................... jobId = :j IF status IN (RECEIVED, VALIDATED) -> CANCELLED, else
                                            IF status IN (QUEUED, ADMITTED, RUNNING) -> SET cancelRequestedAt
@@ -34,6 +35,7 @@ from controlplane.domain.models import (
 from controlplane.settings import get_settings
 
 TIER_QUEUE_INDEX: Final = "tier-queue"
+SHARE_QUEUE_INDEX: Final = "share-queue"
 _APPEND_TIMELINE: Final = "#timeline = list_append(if_not_exists(#timeline, :empty), :entry)"
 
 
@@ -143,38 +145,71 @@ class TokenStored(StrEnum):
     NOT_QUEUED = "NOT_QUEUED"  # admitted already, closed, or gone: nothing to wait for
     WRONG_TIER = "WRONG_TIER"
     CANCELLED = "CANCELLED"  # the tenant cancelled it before its token was stored: fail the wait
+    SHARE_CHANGED = "SHARE_CHANGED"  # the tenant's share changed since it was read: read it and try again
 
 
-def store_queue_token(job_id: str, *, tier: str, task_token: str, now: str) -> tuple[TokenStored, str | None]:
-    """Put a QUEUED job in its tier's waiting room (the sparse tier-queue index) with its task token.
-    Returns the outcome and the job's status when it was not stored."""
-    try:
-        client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression="SET #queueTaskToken = :token, #queueTier = :tier, #updatedAt = :now",
-            ConditionExpression=(
+def store_queue_token(
+    job_id: str, *, tier: str, task_token: str, now: str, share_id: str, share_update: Mapping[str, Any]
+) -> tuple[TokenStored, str | None]:
+    """Put a QUEUED job in its tier's waiting room (the sparse tier-queue and share-queue indexes) with its
+    task token, in one transaction with ``share_update`` (controlplane.access.fair_share.enqueue_update),
+    so a waiting job's tenant is always in the tier's backlog. Returns the outcome and the job's status
+    (or tier) when it was not stored."""
+    job_update = {
+        "Update": {
+            "TableName": _table(),
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "UpdateExpression": (
+                "SET #queueTaskToken = :token, #queueTier = :tier, #queueShare = :share, #updatedAt = :now"
+            ),
+            "ConditionExpression": (
                 "#status = :queued AND #tier = :tier AND attribute_not_exists(#cancelRequestedAt)"
             ),
-            ExpressionAttributeNames=_names(
-                "queueTaskToken", "queueTier", "updatedAt", "status", "tier", "cancelRequestedAt"
+            "ExpressionAttributeNames": _names(
+                "queueTaskToken",
+                "queueTier",
+                "queueShare",
+                "updatedAt",
+                "status",
+                "tier",
+                "cancelRequestedAt",
             ),
-            ExpressionAttributeValues=dynamo.values(
-                {":token": task_token, ":tier": tier, ":now": now, ":queued": JobStatus.QUEUED.value}
+            "ExpressionAttributeValues": dynamo.values(
+                {
+                    ":token": task_token,
+                    ":tier": tier,
+                    ":share": share_id,
+                    ":now": now,
+                    ":queued": JobStatus.QUEUED.value,
+                }
             ),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
+        }
+    }
+    try:
+        client("dynamodb").transact_write_items(TransactItems=[job_update, dict(share_update)])
     except ClientError as error:
-        if not dynamo.is_condition_failure(error):
+        code = dynamo.error_code(error)
+        if code == "TransactionConflictException":
+            return TokenStored.SHARE_CHANGED, None
+        if code != "TransactionCanceledException":
             raise
-        old = dynamo.old_item(error)
-        status = None if old is None else str(old.get("status"))
-        if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
-            return TokenStored.CANCELLED, status
-        if old is not None and status == JobStatus.QUEUED.value:
-            return TokenStored.WRONG_TIER, str(old.get("tier"))
-        return TokenStored.NOT_QUEUED, status
+        job_code, share_code = [*dynamo.cancellation_codes(error), None, None][:2]
+        if job_code == "ConditionalCheckFailed":
+            return _why_not_stored(job_id)
+        if share_code == "ConditionalCheckFailed":
+            return TokenStored.SHARE_CHANGED, None
+        raise
     return TokenStored.STORED, None
+
+
+def _why_not_stored(job_id: str) -> tuple[TokenStored, str | None]:
+    old = get(job_id)
+    status = None if old is None else str(old.get("status"))
+    if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
+        return TokenStored.CANCELLED, status
+    if old is not None and status == JobStatus.QUEUED.value:
+        return TokenStored.WRONG_TIER, str(old.get("tier"))
+    return TokenStored.NOT_QUEUED, status
 
 
 def clear_queue_token(job_id: str, task_token: str) -> None:
@@ -212,6 +247,20 @@ def waiting(
     response = client("dynamodb").query(**request)
     items = [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
     return items, response.get("LastEvaluatedKey")
+
+
+def share_waiting(share_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """A tenant's oldest waiting jobs in a tier (index share-queue; eventually consistent, like waiting())."""
+    response = client("dynamodb").query(
+        TableName=_table(),
+        IndexName=SHARE_QUEUE_INDEX,
+        KeyConditionExpression="#queueShare = :share",
+        ExpressionAttributeNames=_names("queueShare"),
+        ExpressionAttributeValues=dynamo.values({":share": share_id}),
+        ScanIndexForward=True,
+        Limit=limit,
+    )
+    return [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
 
 
 def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:
@@ -370,7 +419,7 @@ def close_for_ended_execution(
         Key=dynamo.to_item({"jobId": job_id}),
         UpdateExpression=(
             f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
-            f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueTaskToken, #pipelineTaskToken"
+            f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueShare, #queueTaskToken, #pipelineTaskToken"
         ),
         ConditionExpression=(
             f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
@@ -382,6 +431,7 @@ def close_for_ended_execution(
             "finishedAt",
             "timeline",
             "queueTier",
+            "queueShare",
             "queueTaskToken",
             "pipelineTaskToken",
             "executionArn",

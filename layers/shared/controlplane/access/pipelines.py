@@ -1,10 +1,12 @@
-"""SageMaker pipelines: why an execution failed, whether it still runs, stopping it."""
+"""SageMaker pipelines: how an execution stands, why it failed, whether it still runs, stopping it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from controlplane.access.clients import client
+from controlplane.domain.reconciling import PipelineExecutionState
 
 # Statuses in which StopPipelineExecution has something to stop.
 STOPPABLE_STATUSES: Final = frozenset({"Executing"})
@@ -15,6 +17,18 @@ def failure_reason(pipeline_execution_arn: str) -> str | None:
     response = client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=pipeline_execution_arn)
     reason = response.get("FailureReason")
     return str(reason) if reason else None
+
+
+def describe(pipeline_execution_arn: str) -> PipelineExecutionState:
+    """Status, FailureReason (the field failure_reason() reads) and LastModifiedTime in one call."""
+    response = client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=pipeline_execution_arn)
+    reason = response.get("FailureReason")
+    modified = response.get("LastModifiedTime")
+    return PipelineExecutionState(
+        status=str(response["PipelineExecutionStatus"]),
+        failure_reason=str(reason) if reason else None,
+        last_modified=modified if isinstance(modified, datetime) else None,
+    )
 
 
 def status(pipeline_execution_arn: str) -> str:

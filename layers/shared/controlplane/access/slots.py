@@ -1,12 +1,14 @@
 """Tier slots: one DynamoDB transaction to take, one to release (docs/contracts.md, "Slot leases").
 
-Take = {tier ``running < concurrencyLimit`` -> +1; put lease if absent; job QUEUED -> ADMITTED}.
-Release = {delete lease if present; tier ``running`` -1; job ``slotReleasedAt``}: a second release is
-cancelled, so each taken slot is given back exactly once, whoever releases it (the state machine, the gate,
-the leak reclaimer, or execution_events when an execution ends without releasing it).
+Take = {account ``running < accountCap`` -> +1; tier ``running < concurrencyLimit + borrowingLimit`` (limits
+and fair clock as read) -> +1; put lease if absent; job QUEUED -> ADMITTED; tenant share as read -> charged}.
+Release = {delete lease if present; tier, account and share ``running`` -1; job ``slotReleasedAt``}: a second
+release is cancelled, so each taken slot is given back exactly once, whoever releases it (the state machine,
+the gate, the leak reclaimer, or execution_events when an execution ends without releasing it).
 
 Access patterns of the SlotLeases table:
-- take / release a job's slot ....... jobId = :j (put IF attribute_not_exists, delete IF attribute_exists)
+- take / release a job's slot ....... jobId = :j (put IF attribute_not_exists, delete IF attribute_exists;
+                                      release reads the lease first, for its tenant)
 - a tier's held slots (reconciler) ... index tier-leases: tier = :tier
 """
 
@@ -18,10 +20,12 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from controlplane.access import dynamo
+from controlplane.access import dynamo, fair_share
 from controlplane.access.clients import client
 from controlplane.domain.admission import QueuedJob, TakeOutcome, classify_take_failure
+from controlplane.domain.fair_share import ACCOUNT_KEY, Capacity, Share
 from controlplane.domain.models import STATE_QUEUE_WAIT, JobStatus, TimelineEntry, utc_now
+from controlplane.domain.scheduling import Admit
 from controlplane.observability import logger
 from controlplane.settings import get_settings
 
@@ -34,24 +38,57 @@ def _pause(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.05 * 2**attempt))
 
 
-def take(job: QueuedJob, *, now: str) -> TakeOutcome:
-    """Give ``job`` a slot of its tier, or say why not. Never exceeds the tier's limit: the counter's
-    condition and increment are one atomic write, in the same transaction as the lease and the job."""
+def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, now: str) -> TakeOutcome:
+    """Give ``job`` the slot ``decision`` chose, or say why not, in one transaction:
+
+    1. the account item: ``running < accountCap`` -> +1 (the account cap, across tiers);
+    2. the tier item: ``running < concurrencyLimit + borrowingLimit`` with both limits and ``fairClock`` as
+       read -> +1 and the new clock (never above the tier's limit; one admission per tier at a time);
+    3. the lease, put if absent; 4. the job, QUEUED with this token -> ADMITTED (once per job);
+    5. the tenant's share, as read (``version``) and below its cap -> +1, usage and tag charged.
+    """
     settings = get_settings()
+    tier_item = capacity.tiers[job.tier]
+    guaranteed = int(tier_item.get("concurrencyLimit", 0))
+    borrowing = int(tier_item.get("borrowingLimit", 0))
     entry = TimelineEntry(status=JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT)
     items: list[dict[str, Any]] = [
         {
             "Update": {
                 "TableName": settings.tiers_table_name,
-                "Key": dynamo.to_item({"tier": job.tier}),
+                "Key": dynamo.to_item({"tier": ACCOUNT_KEY}),
                 "UpdateExpression": "SET #running = #running + :one",
-                "ConditionExpression": "attribute_exists(#tier) AND #running < #limit",
+                "ConditionExpression": "#running < #cap",
+                "ExpressionAttributeNames": {"#running": "running", "#cap": "accountCap"},
+                "ExpressionAttributeValues": dynamo.values({":one": 1}),
+            }
+        },
+        {
+            "Update": {
+                "TableName": settings.tiers_table_name,
+                "Key": dynamo.to_item({"tier": job.tier}),
+                "UpdateExpression": "SET #running = #running + :one, #clock = :clock",
+                "ConditionExpression": (
+                    "attribute_exists(#tier) AND #running < :max AND #limit = :guaranteed "
+                    "AND #borrowing = :borrowing AND #clock = :seenClock"
+                ),
                 "ExpressionAttributeNames": {
                     "#running": "running",
                     "#limit": "concurrencyLimit",
+                    "#borrowing": "borrowingLimit",
+                    "#clock": "fairClock",
                     "#tier": "tier",
                 },
-                "ExpressionAttributeValues": dynamo.values({":one": 1}),
+                "ExpressionAttributeValues": dynamo.values(
+                    {
+                        ":one": 1,
+                        ":max": guaranteed + borrowing,
+                        ":guaranteed": guaranteed,
+                        ":borrowing": borrowing,
+                        ":clock": decision.tier_clock,
+                        ":seenClock": float(tier_item.get("fairClock", 0)),
+                    }
+                ),
             }
         },
         {
@@ -64,6 +101,7 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
                         "tenantId": job.tenant_id,
                         "executionArn": job.execution_arn,
                         "acquiredAt": now,
+                        "borrowed": decision.borrowed,
                     }
                 ),
                 "ConditionExpression": "attribute_not_exists(jobId)",
@@ -73,11 +111,12 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
             "Update": {
                 "TableName": settings.jobs_table_name,
                 "Key": dynamo.to_item({"jobId": job.job_id}),
-                # Leaving the sparse tier-queue index (REMOVE queueTier) is what takes the job out of the
-                # waiting room. The token stays until the admission is delivered (see the gate).
+                # Leaving the sparse tier-queue and share-queue indexes (REMOVE queueTier, queueShare) is what
+                # takes the job out of the waiting room. The token stays until the admission is delivered.
                 "UpdateExpression": (
                     "SET #status = :admitted, #admittedAt = :now, #updatedAt = :now, "
-                    "#timeline = list_append(if_not_exists(#timeline, :empty), :entry) REMOVE #queueTier"
+                    "#timeline = list_append(if_not_exists(#timeline, :empty), :entry) "
+                    "REMOVE #queueTier, #queueShare"
                 ),
                 # A cancel request made durable first (cancelRequestedAt) is never admitted.
                 "ConditionExpression": (
@@ -90,6 +129,7 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
                     "#updatedAt": "updatedAt",
                     "#timeline": "timeline",
                     "#queueTier": "queueTier",
+                    "#queueShare": "queueShare",
                     "#queueTaskToken": "queueTaskToken",
                     "#cancelRequestedAt": "cancelRequestedAt",
                 },
@@ -105,6 +145,7 @@ def take(job: QueuedJob, *, now: str) -> TakeOutcome:
                 ),
             }
         },
+        fair_share.take_update(share, decision, now=now),
     ]
     for attempt in range(_TRANSACTION_ATTEMPTS):
         try:
@@ -156,6 +197,21 @@ def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: st
             "ExpressionAttributeValues": dynamo.values({":one": 1, ":zero": 0}),
         }
     }
+    # The account and share counters follow the tier counter; the lease delete is what makes it once.
+    account: dict[str, Any] = {
+        "Update": {
+            "TableName": settings.tiers_table_name,
+            "Key": dynamo.to_item({"tier": ACCOUNT_KEY}),
+            "UpdateExpression": "ADD #running :minusOne",
+            "ExpressionAttributeNames": {"#running": "running"},
+            "ExpressionAttributeValues": dynamo.values({":minusOne": -1}),
+        }
+    }
+    held = _lease(job_id)
+    if held is None:
+        return False
+    tenant_id = str(held.get("tenantId") or "")
+    counters = [counter, account] + ([fair_share.release_update(tier, tenant_id)] if tenant_id else [])
     # The end of the interval [admittedAt, slotReleasedAt] during which the job held a slot. Conditional, so
     # that a lease whose job is gone is still released instead of creating a stub job item.
     stamp: dict[str, Any] | None = {
@@ -169,7 +225,7 @@ def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: st
         }
     }
     for attempt in range(_TRANSACTION_ATTEMPTS):
-        items = [lease, counter] + ([stamp] if stamp else [])
+        items = [lease, *counters] + ([stamp] if stamp else [])
         try:
             client("dynamodb").transact_write_items(TransactItems=items)
         except ClientError as error:
@@ -179,7 +235,8 @@ def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: st
                 continue
             if code != "TransactionCanceledException":
                 raise
-            lease_code, tier_code, job_code = [*dynamo.cancellation_codes(error), None, None, None][:3]
+            codes = [*dynamo.cancellation_codes(error), *([None] * len(items))][: len(items)]
+            lease_code, tier_code, job_code = codes[0], codes[1], codes[-1] if stamp else None
             if lease_code == "ConditionalCheckFailed":
                 return False
             if job_code == "ConditionalCheckFailed":
@@ -187,7 +244,9 @@ def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: st
                 stamp = None
                 continue
             if tier_code == "ConditionalCheckFailed":
-                return _drop_lease_of_drifted_counter(job_id, tier, [lease] + ([stamp] if stamp else []))
+                return _drop_lease_of_drifted_counter(
+                    job_id, tier, [lease, *counters[1:]] + ([stamp] if stamp else [])
+                )
             _pause(attempt)
             continue
         return True
@@ -214,6 +273,15 @@ def _drop_lease_of_drifted_counter(job_id: str, tier: str, items: list[dict[str,
             return False
         raise
     return True
+
+
+def _lease(job_id: str) -> dict[str, Any] | None:
+    response = client("dynamodb").get_item(
+        TableName=get_settings().slot_leases_table_name,
+        Key=dynamo.to_item({"jobId": job_id}),
+        ConsistentRead=True,
+    )
+    return dynamo.from_item(response.get("Item"))
 
 
 def leases(tier: str) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ Access patterns:
 - onboard a tenant ................ tenantId = :t IF attribute_not_exists(tenantId)
 - change a tenant ................. tenantId = :t IF attribute_exists(tenantId)
 - list tenants by id .............. index tenants-by-id: listing = "TENANT" (every tenant item carries it)
+- offboarded tenants due .......... index offboarding-due: offboardingDue = "due" AND deleteAfter <= :now
+                                    (sparse: only offboarded tenants carry offboardingDue; keys only)
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from botocore.exceptions import ClientError
 
 from controlplane.access import dynamo
 from controlplane.access.clients import client
+from controlplane.domain.offboarding import (
+    DELETE_AFTER_ATTRIBUTE,
+    OFFBOARDING_DUE,
+    OFFBOARDING_DUE_ATTRIBUTE,
+    OFFBOARDING_DUE_INDEX,
+)
 from controlplane.settings import get_settings
 
 LISTING_INDEX: Final = "tenants-by-id"
@@ -70,3 +78,27 @@ def list_page(
     response = client("dynamodb").query(**request)
     items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
     return items, dynamo.from_item(response.get("LastEvaluatedKey"))
+
+
+def due_for_deletion(now: str, *, limit: int = 100) -> list[str]:
+    """Offboarded tenants whose grace period ended at or before ``now``, the longest overdue first (at most
+    ``limit``). A Query on the sparse offboarding-due index: tenants not offboarded are never read."""
+    found: list[str] = []
+    request: dict[str, Any] = {
+        "TableName": get_settings().tenants_table_name,
+        "IndexName": OFFBOARDING_DUE_INDEX,
+        "KeyConditionExpression": "#due = :due AND #deleteAfter <= :now",
+        "ExpressionAttributeNames": {
+            "#due": OFFBOARDING_DUE_ATTRIBUTE,
+            "#deleteAfter": DELETE_AFTER_ATTRIBUTE,
+        },
+        "ExpressionAttributeValues": dynamo.values({":due": OFFBOARDING_DUE, ":now": now}),
+    }
+    while len(found) < limit:
+        request["Limit"] = limit - len(found)
+        response = client("dynamodb").query(**request)
+        found += [str(item["tenantId"]["S"]) for item in response.get("Items", [])]
+        if not response.get("LastEvaluatedKey"):
+            break
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return found

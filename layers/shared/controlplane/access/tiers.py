@@ -1,4 +1,6 @@
-"""The Tiers table. Access patterns: get a tier's settings and counter ... tier = :tier
+"""The Tiers table. Access patterns:
+- get a tier's settings and counter ............ tier = :tier
+- the account cap and counter, and every tier .. BatchGetItem tier IN ("account", basic, standard, premium)
 (taking a slot lives in controlplane.access.slots)."""
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from typing import Any
 
 from controlplane.access import dynamo
 from controlplane.access.clients import client
-from controlplane.domain.models import TierSettings
+from controlplane.domain.fair_share import ACCOUNT_KEY
+from controlplane.domain.models import Tier, TierSettings
 from controlplane.settings import get_settings
 
 
@@ -27,7 +30,7 @@ def seed(settings: TierSettings, *, now: str) -> None:
     queue (a replaced queue would otherwise strand every job sent to the old URL).
     """
     attributes = settings.model_dump(mode="json", by_alias=True, exclude={"tier", "queue_url"})
-    attributes |= {"running": 0, "createdAt": now}
+    attributes |= {"running": 0, "fairClock": 0, "createdAt": now}
     names = {f"#{name}": name for name in attributes} | {"#queueUrl": "queueUrl", "#updatedAt": "updatedAt"}
     values = {f":{name}": value for name, value in attributes.items()} | {
         ":queueUrl": settings.queue_url,
@@ -42,6 +45,46 @@ def seed(settings: TierSettings, *, now: str) -> None:
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=dynamo.values(values),
     )
+
+
+def seed_account(account_cap: int, *, now: str) -> None:
+    """Create the account item (``accountCap``, ``running`` 0) unless it exists: a cap changed at run time
+    survives redeploys, like the tiers' tunables."""
+    client("dynamodb").update_item(
+        TableName=get_settings().tiers_table_name,
+        Key=dynamo.to_item({"tier": ACCOUNT_KEY}),
+        UpdateExpression=(
+            "SET #cap = if_not_exists(#cap, :cap), #running = if_not_exists(#running, :zero), "
+            "#createdAt = if_not_exists(#createdAt, :now), #updatedAt = :now"
+        ),
+        ExpressionAttributeNames={
+            "#cap": "accountCap",
+            "#running": "running",
+            "#createdAt": "createdAt",
+            "#updatedAt": "updatedAt",
+        },
+        ExpressionAttributeValues=dynamo.values({":cap": account_cap, ":zero": 0, ":now": now}),
+    )
+
+
+def capacity_items() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """The account item and every tier item, in one strongly consistent BatchGetItem."""
+    table = get_settings().tiers_table_name
+    keys = [{"tier": ACCOUNT_KEY}, *({"tier": tier.value} for tier in Tier)]
+    request: dict[str, Any] = {table: {"Keys": [dynamo.to_item(key) for key in keys], "ConsistentRead": True}}
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(5):
+        response = client("dynamodb").batch_get_item(RequestItems=request)
+        for raw in response.get("Responses", {}).get(table, []):
+            item = dynamo.from_item(raw)
+            if item:
+                found[str(item["tier"])] = item
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            break
+    else:
+        raise RuntimeError("the tiers could not be read: keys stayed unprocessed after 5 attempts")
+    return found.pop(ACCOUNT_KEY, None), found
 
 
 def update(tier: str, changes: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:

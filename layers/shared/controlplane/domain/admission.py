@@ -28,9 +28,10 @@ CONDITION_FAILED: Final = "ConditionalCheckFailed"
 
 class TakeOutcome(StrEnum):
     TAKEN = "TAKEN"
-    TIER_FULL = "TIER_FULL"  # the tier counter is at its limit (or the tier is gone): stop admitting
+    ACCOUNT_FULL = "ACCOUNT_FULL"  # the account cap is reached: stop admitting until a slot frees
+    STALE = "STALE"  # the tier or the tenant's share changed since the snapshot (or is full): read again
     NOT_QUEUED = "NOT_QUEUED"  # the job left the waiting room or already holds a lease: skip it
-    RETRY = "RETRY"  # contention or throttling: worth trying the same job again shortly
+    RETRY = "RETRY"  # contention or throttling: worth trying again shortly
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,6 @@ class QueuedJob:
 
 @dataclass(slots=True)
 class AdmissionReport:
-    tier: str
     admitted: list[str] = field(default_factory=list)
     dead_tokens: list[str] = field(default_factory=list)
     skipped: int = 0
@@ -72,18 +72,16 @@ def order_candidates(jobs: Iterable[QueuedJob]) -> list[QueuedJob]:
     return sorted(jobs, key=lambda job: (job.queued_at, job.job_id))
 
 
-def free_slots(concurrency_limit: int, running: int) -> int:
-    return max(0, concurrency_limit - running)
-
-
 def classify_take_failure(codes: Sequence[str | None]) -> TakeOutcome:
     """Read the CancellationReasons of the take transaction, whose items are, in order:
-    the tier counter, the slot lease, the job."""
-    tier_code, lease_code, job_code = [*codes, None, None, None][:3]
-    if tier_code == CONDITION_FAILED:
-        return TakeOutcome.TIER_FULL
+    the account counter, the tier counter, the slot lease, the job, the tenant's share."""
+    account_code, tier_code, lease_code, job_code, share_code = [*codes, None, None, None, None, None][:5]
+    if account_code == CONDITION_FAILED:
+        return TakeOutcome.ACCOUNT_FULL
     if CONDITION_FAILED in (lease_code, job_code):
         return TakeOutcome.NOT_QUEUED
+    if CONDITION_FAILED in (tier_code, share_code):
+        return TakeOutcome.STALE
     return TakeOutcome.RETRY
 
 

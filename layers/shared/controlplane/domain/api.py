@@ -105,7 +105,10 @@ class JobPage(ResponseModel):
 
 class TierView(ResponseModel):
     tier: Tier
-    concurrency_limit: int
+    concurrency_limit: int = Field(description="Guaranteed slots: the tier gets them whenever it has work")
+    borrowing_limit: int = Field(
+        default=0, description="Slots beyond the guarantee it may borrow from other tiers' idle guarantees"
+    )
     running: int
     queued: int = Field(description="Jobs waiting in the tier's queue (tier-queue index)")
     training_instance_type: str | None = None
@@ -119,14 +122,28 @@ class TierView(ResponseModel):
     updated_at: str | None = None
 
 
+class AccountView(ResponseModel):
+    account_cap: int = Field(description="Most pipelines running at once across all tiers")
+    running: int
+    guaranteed: int = Field(description="The tiers' guaranteed slots, summed (never above the cap)")
+
+
 class TierList(ResponseModel):
     items: list[TierView]
+    account: AccountView | None = None
+
+
+class AccountPatch(ApiModel):
+    """The account cap (SageMaker's concurrent pipeline executions); never below the tiers' guarantees."""
+
+    account_cap: int = Field(ge=1, le=10000)
 
 
 class TierPatch(ApiModel):
     """Run-time tunables of a tier; at least one. (queueUrl and the running counter are not tunable.)"""
 
     concurrency_limit: int | None = Field(default=None, ge=0, le=1000)
+    borrowing_limit: int | None = Field(default=None, ge=0, le=1000)
     training_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     training_instance_count: int | None = Field(default=None, ge=1, le=1)
     processing_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -161,6 +178,16 @@ class TenantCreate(ApiModel):
     tier: Tier
     contract: ContractInput
     metric_threshold: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False)
+    fair_share_weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Share of its tier's slots relative to others",
+    )
+    max_running_jobs: int | None = Field(
+        default=None, ge=1, le=1000, description="Per-tenant cap; none by default"
+    )
 
 
 class TenantPatch(ApiModel):
@@ -169,11 +196,15 @@ class TenantPatch(ApiModel):
     tier: Tier | None = None
     status: TenantStatus | None = None
     metric_threshold: float | None = Field(default=None, ge=-1e6, le=1e6, allow_inf_nan=False)
+    fair_share_weight: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    max_running_jobs: int | None = Field(default=None, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _something_to_change(self) -> TenantPatch:
         if not self.changes():
-            raise ValueError("name at least one of tier, status, metricThreshold")
+            raise ValueError(
+                "name at least one of tier, status, metricThreshold, fairShareWeight, maxRunningJobs"
+            )
         return self
 
     def changes(self) -> dict[str, Any]:
@@ -195,6 +226,8 @@ class TenantView(ResponseModel):
     model_package_group_name: str
     metric_threshold: float
     contract: ContractView
+    fair_share_weight: float = 1.0
+    max_running_jobs: int | None = None
     created_at: str | None = None
     updated_at: str | None = None
 

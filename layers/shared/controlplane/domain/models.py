@@ -173,7 +173,11 @@ class TierSettings(CamelModel):
     """A tier's limits and instance choices (Tiers table item, minus the ``running`` counter)."""
 
     tier: Tier
+    # Guaranteed slots: the tier gets them whenever it has work (see controlplane.domain.scheduling).
     concurrency_limit: int = Field(ge=0)
+    # Slots beyond the guarantee the tier may borrow from other tiers' idle guarantees (or the account's
+    # unguaranteed remainder): the tier never runs more than concurrency_limit + borrowing_limit.
+    borrowing_limit: int = Field(default=0, ge=0)
     queue_url: str = Field(min_length=1)
     training_instance_type: str = Field(pattern=r"^ml\.")
     training_instance_count: int = Field(ge=1)

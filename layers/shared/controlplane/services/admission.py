@@ -1,26 +1,27 @@
 """The gate's admission loop and its safety nets: the leaked-slot reclaimer and the waiting-room sweep.
 
 Safe under any number of concurrent gates: the only thing that grants a slot is the take transaction,
-whose condition on the tier counter makes "never above concurrencyLimit" a property of DynamoDB, and whose
-condition on the job (QUEUED with this token) makes every admission happen once.
+whose conditions on the account and tier counters make "never above the cap or the tier's limit" a property
+of DynamoDB, and whose condition on the job (QUEUED with this token) makes every admission happen once.
+Which job gets a free slot is the fair-share decision (controlplane.domain.scheduling).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from controlplane.access import executions, jobs, slots, tiers
+from controlplane.access import executions, fair_share, jobs, slots, tenants, tiers
+from controlplane.access.jobs import TokenStored
 from controlplane.domain.admission import (
     MAX_ATTEMPTS_PER_RUN,
     WAITING_ROOM_CHECKS_PER_RUN,
     AdmissionReport,
     QueuedJob,
     TakeOutcome,
-    free_slots,
     lease_is_leaked,
     order_candidates,
     queued_job_from_item,
@@ -28,52 +29,168 @@ from controlplane.domain.admission import (
 )
 from controlplane.domain.errors import TaskTokenDeadError
 from controlplane.domain.execution_end import ExecutionEnd, execution_is_over
-from controlplane.domain.models import utc_now
+from controlplane.domain.fair_share import (
+    BACKLOG_SETTLE,
+    DEFAULT_WEIGHT,
+    SNAPSHOT_TENANTS_PER_TIER,
+    Capacity,
+    Share,
+    capacity_from_items,
+    may_unmark_backlog,
+    on_enqueue,
+    share_id,
+    snapshot,
+)
+from controlplane.domain.models import format_timestamp, utc_now
+from controlplane.domain.scheduling import Admit, Blocked, decide
 from controlplane.observability import bind_job, count, logger, unbind_job
 from controlplane.services.closing import close_build
+from controlplane.settings import get_settings
 
-PAGE_SIZE: Final = 25
+# Waiting jobs of the chosen tenant read per head lookup (a few, in case the index still shows admitted ones).
+HEAD_LOOKAHEAD: Final = 5
+ENQUEUE_ATTEMPTS: Final = 4
 
 
-def admit(tier: str) -> AdmissionReport:
-    """Admit the tier's oldest waiting jobs until it is full or nobody waits."""
-    report = AdmissionReport(tier=tier)
-    tier_item = tiers.get(tier)
-    if tier_item is None:
-        report.stopped_because = "the tier has no settings"
-        logger.error("Cannot admit: tier has no settings", extra={"tier": tier})
-        return report
-    if free_slots(int(tier_item.get("concurrencyLimit", 0)), int(tier_item.get("running", 0))) == 0:
-        report.stopped_because = "the tier is full"
-        return report
+@dataclass(slots=True)
+class _State:
+    """What one admission run believes: the capacity items and the backlogged shares it read, kept up to
+    date in memory after each successful take (a failed take means it was stale: it is read again)."""
 
+    capacity: Capacity
+    shares: dict[str, Share]
+
+    def after(self, decision: Admit, share: Share, *, now: str) -> _State:
+        tiers_now = dict(self.capacity.tiers)
+        tier_item = dict(tiers_now[decision.tier])
+        tier_item["running"] = int(tier_item.get("running", 0)) + 1
+        tier_item["fairClock"] = decision.tier_clock
+        tiers_now[decision.tier] = tier_item
+        capacity = replace(self.capacity, account_running=self.capacity.account_running + 1, tiers=tiers_now)
+        charged = replace(
+            share,
+            running=share.running + 1,
+            usage=decision.tenant_usage,
+            usage_at=now,
+            tag=decision.tenant_tag,
+            version=share.version + 1,
+        )
+        return _State(capacity=capacity, shares=self.shares | {share.share_id: charged})
+
+
+def _read_state() -> _State | None:
+    account, tier_items = tiers.capacity_items()
+    capacity = capacity_from_items(account, tier_items)
+    if capacity is None:
+        return None
+    shares: dict[str, Share] = {}
+    for tier in capacity.tiers:
+        for share in fair_share.backlog(tier, limit=SNAPSHOT_TENANTS_PER_TIER):
+            shares[share.share_id] = share
+    return _State(capacity=capacity, shares=shares)
+
+
+def admit() -> AdmissionReport:
+    """Admit waiting jobs across all tiers, one fair-share decision at a time, until the account, the tiers
+    or the tenants with waiting jobs are at their limits or nobody waits (controlplane.domain.scheduling).
+
+    Each decision is made on a snapshot (account and tier items, each tier's lowest-tag backlogged shares)
+    and carried out by the take transaction, whose conditions re-check everything the decision read:
+    a concurrent gate or operator change makes it fail as STALE, and the run reads again.
+    """
+    report = AdmissionReport()
+    policy = get_settings().fair_share_policy()
+    state: _State | None = None
+    passed_over: set[str] = set()  # shares found with no waiting job during this run
+    skipped_jobs: set[str] = set()  # jobs the take found out of the waiting room (the index lags the table)
     attempts = 0
-    start_key = None
     while attempts < MAX_ATTEMPTS_PER_RUN:
-        page, start_key = jobs.waiting(tier, limit=PAGE_SIZE, start_key=start_key)
-        candidates = order_candidates(job for job in map(queued_job_from_item, page) if job is not None)
-        report.skipped += len(page) - len(candidates)
-        for job in candidates:
-            attempts += 1
-            outcome = slots.take(job, now=(admitted_at := utc_now()))
-            if outcome is TakeOutcome.TIER_FULL:
-                report.stopped_because = "the tier is full"
+        if state is None:
+            state = _read_state()
+            if state is None:
+                report.stopped_because = "the account has no settings (deploy seeds it)"
+                logger.error("Cannot admit: the account item is missing from the tiers table")
                 return report
-            if outcome is TakeOutcome.RETRY:
-                report.stopped_because = "contention on the tier; the next trigger continues"
-                return report
-            if outcome is TakeOutcome.NOT_QUEUED:
-                report.skipped += 1
-            elif not _deliver(job, admitted_at, report):
+        moment = datetime.now(UTC)
+        candidates = [share for key, share in state.shares.items() if key not in passed_over]
+        decision = decide(snapshot(state.capacity, candidates, moment, policy))
+        if isinstance(decision, Blocked):
+            report.stopped_because = decision.value
+            return report
+        attempts += 1
+        share = state.shares[share_id(decision.tier, decision.tenant_id)]
+        job = _head_job(share, skipped_jobs)
+        if job is None:
+            _leave_backlog(share, moment)
+            passed_over.add(share.share_id)
+            continue
+        outcome = slots.take(
+            job, decision=decision, share=share, capacity=state.capacity, now=(at := utc_now())
+        )
+        if outcome is TakeOutcome.TAKEN:
+            state = state.after(decision, share, now=at)
+            if decision.borrowed:
+                count("SlotsBorrowed", tier=decision.tier)
+            if not _deliver(job, at, report):
                 report.stopped_because = "an admission could not be delivered; the sweep redelivers it"
                 return report
-            if attempts >= MAX_ATTEMPTS_PER_RUN:
-                break
-        if not start_key:
-            report.stopped_because = "no more jobs are waiting"
+        elif outcome is TakeOutcome.ACCOUNT_FULL:
+            report.stopped_because = "the account cap is reached"
             return report
+        elif outcome is TakeOutcome.NOT_QUEUED:
+            report.skipped += 1
+            skipped_jobs.add(job.job_id)
+        else:  # STALE or RETRY: someone else admitted or changed a limit; decide again on fresh reads.
+            state = None
     report.stopped_because = f"attempt limit ({MAX_ATTEMPTS_PER_RUN}) reached; the next trigger continues"
     return report
+
+
+def enqueue(
+    job_id: str, *, tenant_id: str, tier: str, task_token: str, now: str
+) -> tuple[TokenStored, str | None]:
+    """Store a queued job's task token (it enters the waiting room) and mark its tenant's share of the tier
+    backlogged, in one transaction; retried when the share changed under us. Returns the outcome and, when
+    not stored, the job's status (or tier)."""
+    policy = get_settings().fair_share_policy()
+    tenant = tenants.get(tenant_id) or {}
+    weight = float(tenant.get("fairShareWeight") or DEFAULT_WEIGHT)
+    cap = int(tenant["maxRunningJobs"]) if tenant.get("maxRunningJobs") is not None else None
+    for _ in range(ENQUEUE_ATTEMPTS):
+        share = replace(fair_share.get(tier, tenant_id), weight=weight)
+        tier_item = tiers.get(tier) or {}
+        placed = on_enqueue(share, tier_clock=float(tier_item.get("fairClock", 0)), now=now, policy=policy)
+        stored, detail = jobs.store_queue_token(
+            job_id,
+            tier=tier,
+            task_token=task_token,
+            now=now,
+            share_id=share.share_id,
+            share_update=fair_share.enqueue_update(share, placed, weight=weight, cap=cap, now=now),
+        )
+        if stored is not TokenStored.SHARE_CHANGED:
+            return stored, detail
+    raise RuntimeError(
+        f"the fair share of tenant {tenant_id} in tier {tier} kept changing ({ENQUEUE_ATTEMPTS} attempts); "
+        "the queue message is retried"
+    )
+
+
+def _head_job(share: Share, skipped: set[str]) -> QueuedJob | None:
+    """The share's oldest waiting job (share-queue index), or None when it has none."""
+    page = jobs.share_waiting(share.share_id, limit=HEAD_LOOKAHEAD)
+    waiting = order_candidates(job for job in map(queued_job_from_item, page) if job is not None)
+    return next((job for job in waiting if job.job_id not in skipped), None)
+
+
+def _leave_backlog(share: Share, moment: datetime) -> None:
+    """Nothing of the tenant waits any more (admitted, cancelled or expired): take it out of the backlog
+    index, unless a job was enqueued for it too recently for the index to show it yet."""
+    if not may_unmark_backlog(share, moment):
+        return
+    settled = format_timestamp(moment - BACKLOG_SETTLE)
+    if fair_share.unmark_backlog(share, settled_before=settled):
+        logger.debug("Share left the backlog", extra={"shareId": share.share_id})
 
 
 def _deliver(job: QueuedJob, admitted_at: str, report: AdmissionReport) -> bool:
@@ -179,6 +296,8 @@ class WaitingRoomSweep:
     tier: str
     closed: list[str] = field(default_factory=list)
     checked: int = 0
+    # Shares (tier#tenant) that had a live waiting job but were not in the backlog, put back.
+    rejoined: list[str] = field(default_factory=list)
     # Where the next sweep continues (None: from the oldest), so a long waiting room is covered in turns.
     next_key: dict[str, Any] | None = None
 
@@ -187,7 +306,8 @@ def sweep_waiting_room(
     tier: str, *, start_key: dict[str, Any] | None = None, limit: int = WAITING_ROOM_CHECKS_PER_RUN
 ) -> WaitingRoomSweep:
     """Safety net over the tier's waiting room (the tier-queue index, never a Scan): close the jobs whose
-    execution is over, so they reach a terminal status and admission never takes a slot for them.
+    execution is over, so they reach a terminal status and admission never takes a slot for them, and
+    make sure the tenants of the live ones are in the tier's backlog, so admission can reach them.
 
     At most ``limit`` entries are looked at (one DescribeExecution each), from ``start_key`` on. A wait that
     timed out is left alone: its execution still runs, and the state machine records EXPIRED itself.
@@ -195,6 +315,7 @@ def sweep_waiting_room(
     sweep = WaitingRoomSweep(tier=tier)
     key = start_key
     examined = 0
+    live_shares: set[tuple[str, str]] = set()
     while examined < limit:
         page_start = key
         page, key = jobs.waiting(tier, limit=limit - examined, start_key=key)
@@ -212,6 +333,7 @@ def sweep_waiting_room(
                 sweep.next_key = page_start
                 return sweep
             if not execution_is_over(end.status):
+                live_shares.add((job.tier, job.tenant_id))
                 continue
             closing = close_build(job.job_id, execution_arn=job.execution_arn, end=end, detected_by="sweep")
             if closing.closed:
@@ -219,4 +341,31 @@ def sweep_waiting_room(
         if not key or not page:
             break
     sweep.next_key = key or None
+    sweep.rejoined = [
+        f"{tier_name}#{tenant}" for tier_name, tenant in sorted(live_shares) if _rejoin(tier_name, tenant)
+    ]
     return sweep
+
+
+def _rejoin(tier: str, tenant_id: str) -> bool:
+    """Put a tenant that has a live waiting job back in its tier's backlog if it is not there (it left on a
+    stale read of the share-queue index): without this its jobs would wait until they expire."""
+    share = fair_share.get(tier, tenant_id)
+    if share.backlogged:
+        return False
+    tier_item = tiers.get(tier) or {}
+    now = utc_now()
+    placed = on_enqueue(
+        share,
+        tier_clock=float(tier_item.get("fairClock", 0)),
+        now=now,
+        policy=get_settings().fair_share_policy(),
+    )
+    if not fair_share.rejoin_backlog(share, placed, now=now):
+        return False  # it changed meanwhile: an enqueue marked it, or the next sweep looks again
+    count("SharesRejoinedBacklog", tier=tier)
+    logger.warning(
+        "A tenant with a waiting job was back in its tier's backlog",
+        extra={"tier": tier, "tenantId": tenant_id},
+    )
+    return True

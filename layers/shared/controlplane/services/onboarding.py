@@ -50,10 +50,13 @@ def onboard(request: TenantCreate, *, now: str) -> Onboarded:
         "roleArn": role_arn,
         "modelPackageGroupName": group,
         "metricThreshold": request.metric_threshold,
+        "fairShareWeight": request.fair_share_weight,
         "contract": request.contract.model_dump(mode="json", by_alias=True, exclude_none=True),
         "createdAt": now,
         "updatedAt": now,
     }
+    if request.max_running_jobs is not None:
+        item["maxRunningJobs"] = request.max_running_jobs
     if not tenants.create(item):
         raise TenantExistsError(tenant_id)
     key = api_keys.new_key()

@@ -1,16 +1,59 @@
 """Resume a build's execution exactly once, from whichever side (await_pipeline or pipeline_events)
-finds both the task token and the pipeline outcome on the job."""
+finds both the task token and the pipeline outcome on the job; and record a pipeline's terminal status on
+its job (pipeline_events, and the gate's sweep for completion events that were lost)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.access import executions, jobs
 from controlplane.domain.errors import TaskTokenDeadError
-from controlplane.domain.models import utc_now
-from controlplane.domain.pipeline_outcome import resume_decision
-from controlplane.observability import count, logger
+from controlplane.domain.models import PipelineOutcome, utc_now
+from controlplane.domain.pipeline_outcome import outcome_from_status, resume_decision
+from controlplane.observability import bind_job, count, logger
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOutcome:
+    outcome: PipelineOutcome  # the outcome this call derived from the status
+    item: dict[str, Any]  # the job right after the update
+    recorded: bool  # this call's outcome is the one on the job (the first recorded one wins)
+    resumed: bool  # this call resumed the execution
+
+
+def record_pipeline_outcome(
+    job_id: str,
+    status: str,
+    *,
+    pipeline_execution_arn: str,
+    at: str,
+    failure_reason: str | None,
+    claimant: str,
+) -> RecordedOutcome | None:
+    """Record a terminal pipeline status on the job and resume its execution when its token is there.
+    None when there is no such job; ValueError for a status that is not terminal."""
+    # A tenant's cancel is made durable on the job before its pipeline is stopped: read it to say so.
+    cancelled = status == "Stopped" and bool((jobs.get(job_id) or {}).get("cancelRequestedAt"))
+    outcome = outcome_from_status(
+        status,
+        pipeline_execution_arn=pipeline_execution_arn,
+        at=at,
+        failure_reason=failure_reason,
+        cancelled_by_tenant=cancelled,
+    )
+    if outcome is None:
+        raise ValueError(f"pipeline status {status} is not terminal")
+    item = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
+    if item is None:
+        return None
+    bind_job(tenant_id=item.get("tenantId"), tier=item.get("tier"))
+    count(f"Pipelines{outcome.status.value.title()}", tier=item.get("tier"))
+    resumed = resume_if_ready(item, claimant=claimant)
+    return RecordedOutcome(
+        outcome=outcome, item=item, recorded=item.get("pipelineOutcome") == outcome.wire(), resumed=resumed
+    )
 
 
 def resume_if_ready(item: Mapping[str, Any] | None, *, claimant: str) -> bool:
