@@ -197,6 +197,23 @@ def test_the_sweep_puts_a_tenant_with_a_live_waiting_job_back_in_the_backlog(
     assert admission.sweep_waiting_room("basic").rejoined == []
 
 
+def test_slots_given_back_by_dead_admissions_are_offered_again_in_the_same_run(
+    table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    set_account_cap(table, 2)
+    set_tier_limits(table, "basic", 0)
+    set_tier_limits(table, "premium", 2)
+    ended = [enqueue(table, "ann", tier="premium", minute=number) for number in range(2)]
+    live = enqueue(table, "ann", tier="premium", minute=5)
+    for job_id in ended:  # their executions were aborted while they waited: nothing takes the admission
+        stepfunctions.statuses[f"{EXECUTION_PREFIX}:{job_id}"] = "ABORTED"
+        stepfunctions.dead.add(f"token-{job_id}")
+    report = admission.admit()
+    assert report.dead_tokens == ended
+    assert report.admitted == [live]  # not "the tier is full": both slots were given back
+    assert running(table, "premium") == 1
+
+
 class _FrozenDatetime:
     """Stands in for the datetime class in services.admission: now() is fixed."""
 

@@ -84,8 +84,12 @@ def _read_state() -> _State | None:
     if capacity is None:
         return None
     shares: dict[str, Share] = {}
-    for tier in capacity.tiers:
-        for share in fair_share.backlog(tier, limit=SNAPSHOT_TENANTS_PER_TIER):
+    if capacity.account_running >= capacity.account_cap:
+        return _State(capacity=capacity, shares=shares)  # nothing can be admitted: no need to read backlogs
+    for tier in capacity.tier_states():
+        if tier.running >= tier.max_running:
+            continue  # a full tier admits nobody this run: its backlog is not read
+        for share in fair_share.backlog(tier.name, limit=SNAPSHOT_TENANTS_PER_TIER):
             shares[share.share_id] = share
     return _State(capacity=capacity, shares=shares)
 
@@ -115,7 +119,7 @@ def admit() -> AdmissionReport:
         candidates = [share for key, share in state.shares.items() if key not in passed_over]
         decision = decide(snapshot(state.capacity, candidates, moment, policy))
         if isinstance(decision, Blocked):
-            report.stopped_because = decision.value
+            report.stopped_because = _explain(decision, state.capacity)
             return report
         attempts += 1
         share = state.shares[share_id(decision.tier, decision.tenant_id)]
@@ -131,9 +135,12 @@ def admit() -> AdmissionReport:
             state = state.after(decision, share, now=at)
             if decision.borrowed:
                 count("SlotsBorrowed", tier=decision.tier)
+            dead_before = len(report.dead_tokens)
             if not _deliver(job, at, report):
                 report.stopped_because = "an admission could not be delivered; the sweep redelivers it"
                 return report
+            if len(report.dead_tokens) > dead_before:
+                state = None  # nobody waited for it and the slot was given back: the counts changed again
         elif outcome is TakeOutcome.ACCOUNT_FULL:
             report.stopped_because = "the account cap is reached"
             return report
@@ -144,6 +151,18 @@ def admit() -> AdmissionReport:
             state = None
     report.stopped_because = f"attempt limit ({MAX_ATTEMPTS_PER_RUN}) reached; the next trigger continues"
     return report
+
+
+def _explain(blocked: Blocked, capacity: Capacity) -> str:
+    """Why the run stopped. Backlogs of full tiers are not read (nor any when the account is full), so
+    "nothing waits" is narrowed to what was actually looked at."""
+    if blocked is not Blocked.NOTHING_WAITS:
+        return blocked.value
+    if capacity.account_running >= capacity.account_cap:
+        return Blocked.ACCOUNT_FULL.value
+    if any(tier.running >= tier.max_running for tier in capacity.tier_states()):
+        return "no job is waiting in a tier that has a free slot"
+    return blocked.value
 
 
 def enqueue(
