@@ -155,17 +155,16 @@ def _onboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         contract["featureColumns"] = [
             name.strip() for name in args.feature_columns.split(",") if name.strip()
         ]
-    created = call(
-        send,
-        "POST",
-        "/tenants",
-        body={
-            "tenantId": args.tenant_id,
-            "tier": args.tier,
-            "metricThreshold": args.metric_threshold,
-            "contract": contract,
-        },
-    )
+    body: dict[str, Any] = {
+        "tenantId": args.tenant_id,
+        "tier": args.tier,
+        "metricThreshold": args.metric_threshold,
+        "contract": contract,
+        "fairShareWeight": args.fair_share_weight,
+    }
+    if args.max_running_jobs is not None:
+        body["maxRunningJobs"] = args.max_running_jobs
+    created = call(send, "POST", "/tenants", body=body)
     print(table([created["tenant"]], TENANT_COLUMNS), file=out)
     print(f"API key (shown once): {created['apiKey']}", file=out)
     return 0
@@ -247,6 +246,10 @@ def parser() -> argparse.ArgumentParser:
     onboard.add_argument("--min-rows", type=int, default=50)
     onboard.add_argument("--metric-threshold", type=float, required=True)
     onboard.add_argument("--feature-columns", help="comma-separated; default: every other column")
+    onboard.add_argument(
+        "--fair-share-weight", type=float, default=1.0, help="its share of the tier (default 1)"
+    )
+    onboard.add_argument("--max-running-jobs", type=int, help="at most this many of its jobs run at once")
     onboard.set_defaults(run=_onboard)
 
     commands.add_parser("tenants", help="every tenant (operator)").set_defaults(run=_tenants)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -136,3 +137,17 @@ def test_table_formats_missing_values_lists_and_long_text() -> None:
     _header, row = text.splitlines()
     assert row.split()[:2] == ["-", "x;"]
     assert row.endswith("…")
+
+
+def test_onboard_sets_the_tenants_fair_share(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
+) -> None:
+    code, text = run(
+        api,
+        OPERATOR,
+        *("onboard", "hooli", "--tier", "standard", "--target-column", "y", "--problem-type", "regression"),
+        *("--metric-threshold", "0.5", "--fair-share-weight", "2.5", "--max-running-jobs", "3"),
+    )
+    assert code == 0, text
+    item = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "hooli"})["Item"]
+    assert (item["fairShareWeight"], item["maxRunningJobs"]) == (Decimal("2.5"), 3)
