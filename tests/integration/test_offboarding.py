@@ -40,23 +40,23 @@ def _footprint(deployed: Deployed, tenant_id: str) -> dict[str, Any]:
     outputs = deployed.outputs
     groups = deployed.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
     roles = deployed.client("iam").list_roles()["Roles"]
-    jobs = deployed.client("dynamodb").query(
-        TableName=outputs["JobsTableName"],
-        IndexName="tenant-jobs",
-        KeyConditionExpression="tenantId = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        Select="COUNT",
-    )["Count"]
+
+    def count(table: str, index: str) -> int:
+        return int(
+            deployed.client("dynamodb").query(
+                TableName=outputs[table],
+                IndexName=index,
+                KeyConditionExpression="tenantId = :t",
+                ExpressionAttributeValues={":t": {"S": tenant_id}},
+                Select="COUNT",
+            )["Count"]
+        )
+
+    jobs = count("JobsTableName", "tenant-jobs")
+    shares = count("FairShareTableName", "tenant-shares")
     tenant = deployed.client("dynamodb").get_item(
         TableName=outputs["TenantsTableName"], Key={"tenantId": {"S": tenant_id}}
     )
-    shares = deployed.client("dynamodb").query(
-        TableName=outputs["FairShareTableName"],
-        IndexName="tenant-shares",
-        KeyConditionExpression="tenantId = :t",
-        ExpressionAttributeValues={":t": {"S": tenant_id}},
-        Select="COUNT",
-    )["Count"]
     return {
         "uploads": _versions(deployed, outputs["UploadsBucketName"], tenant_id),
         "artifacts": _versions(deployed, outputs["ArtifactsBucketName"], tenant_id),

@@ -376,6 +376,38 @@ def queued_job(
     return item
 
 
+def enqueue_via_gate(
+    table: Callable[[str], Any],
+    job_id: str,
+    *,
+    tier: str,
+    tenant_id: str,
+    queued_at: str,
+    now: str | None = None,
+) -> None:
+    """A job as the state machine queues it (QUEUED, no token yet), then its queue message handled by the
+    gate's enqueue path (token stored, tenant's share marked backlogged, one transaction)."""
+    from controlplane.access.jobs import TokenStored  # noqa: PLC0415 - see pytest_configure
+    from controlplane.services import admission  # noqa: PLC0415
+
+    table("JOBS_TABLE_NAME").put_item(
+        Item={
+            "jobId": job_id,
+            "tenantId": tenant_id,
+            "tier": tier,
+            "status": "QUEUED",
+            "queuedAt": queued_at,
+            "createdAt": queued_at,
+            "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:MLaaS-Test-training-job:{job_id}",
+            "timeline": [],
+        }
+    )
+    stored, _ = admission.enqueue(
+        job_id, tenant_id=tenant_id, tier=tier, task_token=f"token-{job_id}", now=now or queued_at
+    )
+    assert stored is TokenStored.STORED
+
+
 def set_tier_limits(table: Callable[[str], Any], tier: str, guaranteed: int, borrowing: int = 0) -> None:
     """A tier's guaranteed slots and how many more it may borrow (none unless a test is about borrowing)."""
     table("TIERS_TABLE_NAME").update_item(

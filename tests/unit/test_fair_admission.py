@@ -10,7 +10,15 @@ from itertools import count
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, REGION, FakeStepFunctions, job_id_for, set_account_cap, set_tier_limits
+from conftest import (
+    ACCOUNT,
+    REGION,
+    FakeStepFunctions,
+    enqueue_via_gate,
+    job_id_for,
+    set_account_cap,
+    set_tier_limits,
+)
 
 from controlplane.access import fair_share, jobs, slots
 from controlplane.domain.fair_share import BACKLOG_SETTLE
@@ -26,26 +34,8 @@ def enqueue(table: Callable[[str], Any], tenant: str, tier: str = "basic", *, mi
     """A job as the state machine queues it, then its queue message handled as the gate does."""
     job_id = job_id_for(next(_numbers))
     queued_at = format_timestamp(datetime(2024, 5, 14, 9, tzinfo=UTC) + timedelta(minutes=minute))
-    table("JOBS_TABLE_NAME").put_item(
-        Item={
-            "jobId": job_id,
-            "tenantId": tenant,
-            "tier": tier,
-            "status": "QUEUED",
-            "queuedAt": queued_at,
-            "createdAt": queued_at,
-            "executionArn": f"{EXECUTION_PREFIX}:{job_id}",
-            "timeline": [],
-        }
-    )
-    stored, _ = admission.enqueue(
-        job_id,
-        tenant_id=tenant,
-        tier=tier,
-        task_token=f"token-{job_id}",
-        now=format_timestamp(datetime.now(UTC)),
-    )
-    assert stored is jobs.TokenStored.STORED
+    now = format_timestamp(datetime.now(UTC))  # when the gate stores the token: the share's lastEnqueuedAt
+    enqueue_via_gate(table, job_id, tier=tier, tenant_id=tenant, queued_at=queued_at, now=now)
     return job_id
 
 

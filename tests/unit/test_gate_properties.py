@@ -27,6 +27,7 @@ from conftest import (
     ACCOUNT,
     REGION,
     FakeStepFunctions,
+    enqueue_via_gate,
     job_id_for,
     set_account_cap,
     set_tier_limits,
@@ -112,22 +113,7 @@ def test_gate_invariants_hold_in_every_interleaving(
             self.number += 1
             job_id = job_id_for(self.number)
             queued_at = format_timestamp(datetime(2024, 5, 14, tzinfo=UTC) + timedelta(seconds=self.number))
-            table("JOBS_TABLE_NAME").put_item(
-                Item={
-                    "jobId": job_id,
-                    "tenantId": tenant,
-                    "tier": tier,
-                    "status": "QUEUED",
-                    "queuedAt": queued_at,
-                    "createdAt": queued_at,
-                    "executionArn": f"{EXECUTION_PREFIX}:{job_id}",
-                    "timeline": [],
-                }
-            )
-            stored, _ = admission.enqueue(
-                job_id, tenant_id=tenant, tier=tier, task_token=f"token-{job_id}", now=queued_at
-            )
-            assert stored.value == "STORED"
+            enqueue_via_gate(table, job_id, tier=tier, tenant_id=tenant, queued_at=queued_at)
             self.jobs[job_id] = (tier, tenant)
 
         @rule()
