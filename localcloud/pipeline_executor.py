@@ -53,9 +53,10 @@ from typing import Any, Final, Literal
 
 from localcloud.pipeline_runner import (
     TERMINAL_STATUSES,
-    ExecutionNotStoppableError,
     PipelineExecutionStore,
     StatusChange,
+    TrackedExecution,
+    stop_is_pending,
 )
 
 LOGGER = logging.getLogger("localcloud.pipeline_executor")
@@ -945,7 +946,13 @@ class ExecutingPipelineRunner:
         display_name: str | None,
         parameters: Mapping[str, str],
     ) -> None:
-        tracked = _Tracked(pipeline_arn, execution_arn, display_name, _now(), dict(parameters))
+        tracked = _Tracked(
+            pipeline_arn=pipeline_arn,
+            execution_arn=execution_arn,
+            display_name=display_name,
+            start_time=_now(),
+            parameters=dict(parameters),
+        )
         with self._lock:
             self._executions[execution_arn] = tracked
         # Recorded before the execution is queued: DescribePipelineExecution says Executing at once.
@@ -955,11 +962,9 @@ class ExecutingPipelineRunner:
     def stop_requested(self, execution_arn: str) -> None:
         with self._lock:
             tracked = self._executions.get(execution_arn)
-            if tracked is None or tracked.status in TERMINAL_STATUSES:
-                status = tracked.status if tracked else "unknown"
-                raise ExecutionNotStoppableError(f"pipeline execution {execution_arn} is {status}")
-            if tracked.status == "Stopping":
+            if stop_is_pending(tracked, execution_arn):
                 return
+            assert tracked is not None  # stop_is_pending raised otherwise
             tracked.cancel.set()
             self._transition(tracked, "Stopping", None)
 
@@ -1020,23 +1025,6 @@ class ExecutingPipelineRunner:
 
 
 @dataclass
-class _Tracked:
-    pipeline_arn: str
-    execution_arn: str
-    display_name: str | None
-    start_time: datetime
-    parameters: dict[str, str]
-    status: str = "Executing"
+class _Tracked(TrackedExecution):
+    parameters: dict[str, str] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
-
-    def change(self, previous: str | None, reason: str | None) -> StatusChange:
-        return StatusChange(
-            pipeline_arn=self.pipeline_arn,
-            execution_arn=self.execution_arn,
-            display_name=self.display_name,
-            current_status=self.status,
-            previous_status=previous,
-            start_time=self.start_time,
-            end_time=_now() if self.status in TERMINAL_STATUSES else None,
-            failure_reason=reason,
-        )

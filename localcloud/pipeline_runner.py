@@ -84,12 +84,40 @@ class _Outcome:
 
 
 @dataclass
-class _Execution:
+class TrackedExecution:
+    """What both runners keep per execution: enough to describe it and to announce its changes."""
+
     pipeline_arn: str
     execution_arn: str
     display_name: str | None
     start_time: datetime
     status: str = "Executing"
+
+    def change(self, previous: str | None, reason: str | None) -> StatusChange:
+        """The change to the current status (ended now, when the status is terminal)."""
+        return StatusChange(
+            pipeline_arn=self.pipeline_arn,
+            execution_arn=self.execution_arn,
+            display_name=self.display_name,
+            current_status=self.status,
+            previous_status=previous,
+            start_time=self.start_time,
+            end_time=datetime.now(UTC) if self.status in TERMINAL_STATUSES else None,
+            failure_reason=reason,
+        )
+
+
+def stop_is_pending(execution: TrackedExecution | None, execution_arn: str) -> bool:
+    """StopPipelineExecution's precondition, shared by both runners: raises ExecutionNotStoppableError
+    when the execution is unknown or over; True when it is already stopping (nothing more to do)."""
+    if execution is None or execution.status in TERMINAL_STATUSES:
+        status = execution.status if execution else "unknown"
+        raise ExecutionNotStoppableError(f"pipeline execution {execution_arn} is {status}")
+    return execution.status == "Stopping"
+
+
+@dataclass
+class _Execution(TrackedExecution):
     drop_completion: bool = False
 
 
@@ -196,7 +224,7 @@ class SimulatedPipelineRunner:
             outcome.status if outcome.status != "Executing" else "only when stopped",
         )
         # Recorded before any later transition is scheduled, so the events keep their order.
-        self._store.record(self._change(execution, None, None, None))
+        self._store.record(execution.change(None, None))
         with self._changed:
             now = time.monotonic()
             if outcome.status == "Stopped":
@@ -212,11 +240,7 @@ class SimulatedPipelineRunner:
 
     def stop_requested(self, execution_arn: str) -> None:
         with self._changed:
-            execution = self._executions.get(execution_arn)
-            if execution is None or execution.status in TERMINAL_STATUSES:
-                status = execution.status if execution else "unknown"
-                raise ExecutionNotStoppableError(f"pipeline execution {execution_arn} is {status}")
-            if execution.status == "Stopping":
+            if stop_is_pending(self._executions.get(execution_arn), execution_arn):
                 return
             self._schedule(time.monotonic(), execution_arn, "Stopping", None)
             self._schedule(time.monotonic() + self._stop_delay_seconds, execution_arn, "Stopped", None)
@@ -259,9 +283,8 @@ class SimulatedPipelineRunner:
         if not allowed:
             return None  # e.g. the planned success of an execution that was stopped meanwhile
         execution.status = transition.status
-        ended = datetime.now(UTC) if transition.status in TERMINAL_STATUSES else None
-        change = self._change(execution, previous, ended, transition.reason)
-        if ended is not None and execution.drop_completion:
+        change = execution.change(previous, transition.reason)
+        if change.end_time is not None and execution.drop_completion:
             LOGGER.warning(
                 "SIMULATED lost event: %s ended %s unannounced",
                 execution.execution_arn,
@@ -269,21 +292,6 @@ class SimulatedPipelineRunner:
             )
             return dataclasses.replace(change, announce=False)
         return change
-
-    @staticmethod
-    def _change(
-        execution: _Execution, previous: str | None, end_time: datetime | None, reason: str | None
-    ) -> StatusChange:
-        return StatusChange(
-            pipeline_arn=execution.pipeline_arn,
-            execution_arn=execution.execution_arn,
-            display_name=execution.display_name,
-            current_status=execution.status,
-            previous_status=previous,
-            start_time=execution.start_time,
-            end_time=end_time,
-            failure_reason=reason,
-        )
 
     def close(self) -> None:
         with self._changed:
