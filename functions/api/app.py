@@ -43,7 +43,7 @@ from controlplane.domain.api import (
 )
 from controlplane.domain.api_keys import Role
 from controlplane.domain.errors import JobClosedError, JobNotFoundError
-from controlplane.domain.fair_share import ACCOUNT_KEY, guarantees_fit
+from controlplane.domain.fair_share import ACCOUNT_KEY, guarantees, guarantees_fit
 from controlplane.domain.models import JobStatus, TenantStatus, Tier, utc_now
 from controlplane.domain.offboarding import DeletionOutcome, DeletionResult, ImmediateDeletion
 from controlplane.domain.uploads import JOB_ID_PATTERN
@@ -170,7 +170,7 @@ def _tier_view(tier: str, item: dict[str, Any]) -> TierView:
 
 
 def _account_view(account: dict[str, Any], tier_items: dict[str, dict[str, Any]]) -> AccountView:
-    guaranteed = sum(int(item.get("concurrencyLimit", 0)) for item in tier_items.values())
+    guaranteed = sum(guarantees(tier_items).values())
     return AccountView.model_validate(account | {"guaranteed": guaranteed})
 
 
@@ -193,9 +193,8 @@ def patch_tier(tier: Annotated[Tier, Path()], patch: TierPatch) -> TierView:
     _operator()
     if patch.concurrency_limit is not None:
         account, tier_items = tiers.capacity_items()
-        guarantees = {name: int(item.get("concurrencyLimit", 0)) for name, item in tier_items.items()}
-        guarantees[tier.value] = patch.concurrency_limit
-        problem = guarantees_fit(int(account["accountCap"]), guarantees) if account else None
+        planned = guarantees(tier_items) | {tier.value: patch.concurrency_limit}
+        problem = guarantees_fit(int(account["accountCap"]), planned) if account else None
         if problem:
             raise _conflict(f"{problem}: raise the account cap first (PATCH /account)")
     item = tiers.update(tier.value, patch.changes(), now=utc_now())
@@ -213,8 +212,7 @@ def patch_account(patch: AccountPatch) -> AccountView:
     account, tier_items = tiers.capacity_items()
     if account is None:
         raise NotFoundError("the account has no settings yet (deploying the stack seeds them)")
-    guarantees = {name: int(item.get("concurrencyLimit", 0)) for name, item in tier_items.items()}
-    problem = guarantees_fit(patch.account_cap, guarantees)
+    problem = guarantees_fit(patch.account_cap, guarantees(tier_items))
     if problem:
         raise _conflict(f"{problem}: lower a tier's concurrencyLimit first")
     updated = tiers.update(ACCOUNT_KEY, {"accountCap": patch.account_cap}, now=utc_now())

@@ -228,17 +228,16 @@ def clear_queue_token(job_id: str, task_token: str) -> None:
             raise
 
 
-def waiting(
-    tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None
+def _oldest_first(
+    index: str, attribute: str, value: str, *, limit: int, start_key: Mapping[str, Any] | None = None
 ) -> tuple[list[dict[str, Any]], Any]:
-    """One page of the tier's waiting room, oldest first (index reads are eventually consistent: callers
-    must tolerate entries that were admitted a moment ago)."""
+    """One page of a sparse waiting-room index, oldest first, and where the next page starts."""
     request: dict[str, Any] = {
         "TableName": _table(),
-        "IndexName": TIER_QUEUE_INDEX,
-        "KeyConditionExpression": "#queueTier = :tier",
-        "ExpressionAttributeNames": _names("queueTier"),
-        "ExpressionAttributeValues": dynamo.values({":tier": tier}),
+        "IndexName": index,
+        "KeyConditionExpression": f"#{attribute} = :value",
+        "ExpressionAttributeNames": _names(attribute),
+        "ExpressionAttributeValues": dynamo.values({":value": value}),
         "ScanIndexForward": True,
         "Limit": limit,
     }
@@ -249,18 +248,17 @@ def waiting(
     return items, response.get("LastEvaluatedKey")
 
 
+def waiting(
+    tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], Any]:
+    """One page of the tier's waiting room, oldest first (index reads are eventually consistent: callers
+    must tolerate entries that were admitted a moment ago)."""
+    return _oldest_first(TIER_QUEUE_INDEX, "queueTier", tier, limit=limit, start_key=start_key)
+
+
 def share_waiting(share_id: str, *, limit: int) -> list[dict[str, Any]]:
     """A tenant's oldest waiting jobs in a tier (index share-queue; eventually consistent, like waiting())."""
-    response = client("dynamodb").query(
-        TableName=_table(),
-        IndexName=SHARE_QUEUE_INDEX,
-        KeyConditionExpression="#queueShare = :share",
-        ExpressionAttributeNames=_names("queueShare"),
-        ExpressionAttributeValues=dynamo.values({":share": share_id}),
-        ScanIndexForward=True,
-        Limit=limit,
-    )
-    return [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
+    return _oldest_first(SHARE_QUEUE_INDEX, "queueShare", share_id, limit=limit)[0]
 
 
 def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:

@@ -199,6 +199,11 @@ def snapshot(capacity: Capacity, shares: Iterable[Share], now: datetime, policy:
     )
 
 
+def guarantees(tier_items: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Each tier's guaranteed slots (``concurrencyLimit``), from the tier items."""
+    return {name: int(_number(item, "concurrencyLimit")) for name, item in tier_items.items()}
+
+
 def guarantees_fit(account_cap: int, guarantees: Mapping[str, int]) -> str | None:
     """Why a set of guarantees cannot be accepted under ``account_cap``, or None when they fit."""
     total = sum(guarantees.values())
