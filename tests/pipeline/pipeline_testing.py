@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import importlib.util
 import json
 import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +26,18 @@ from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_DIR = ROOT / "pipeline"
+
+
+def load_provisioner() -> ModuleType:
+    """functions/provision_pipeline/app.py as a module (every function's module is named app)."""
+    spec = importlib.util.spec_from_file_location(
+        "provision_pipeline_app", ROOT / "functions/provision_pipeline/app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _dataset_rows(kind: str, rows: int, seed: int) -> tuple[list[str], list[list[str]]]:

@@ -7,7 +7,6 @@ parameter values as the state machine sends them (all strings).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
@@ -15,12 +14,11 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from pipeline_testing import in_process_aws, write_dataset
+from pipeline_testing import in_process_aws, load_provisioner, write_dataset
 
 from localcloud.pipeline_executor import ExecutingPipelineRunner, PipelineExecutor
 from localcloud.pipeline_runner import ExecutionNotStoppableError, StatusChange
@@ -32,17 +30,6 @@ JOB_PREFIX = f"tenants/{TENANT}/jobs/{JOB}/"
 PIPELINE = "mlaas-test-tenant-training"
 ROLE = "arn:aws:iam::123456789012:role/mlaas-tenants/mlaas-tenant-acme"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-
-
-def load_provisioner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "provision_pipeline_app", ROOT / "functions/provision_pipeline/app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 PROVISIONER = load_provisioner()

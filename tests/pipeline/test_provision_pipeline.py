@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from pipeline_testing import in_process_aws
+from pipeline_testing import in_process_aws, load_provisioner
+
+from tests.support.cfn_response import ResponseUrlServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "pipeline"
@@ -24,52 +22,18 @@ BUCKET = "mlaas-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/mlaas-pipeline-execution"
 
 
-def load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "provision_pipeline_app", ROOT / "functions/provision_pipeline/app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+app = load_provisioner()
 
 
-app = load_app()
-
-
-class CloudFormation:
+class CloudFormation(ResponseUrlServer):
     """Stands in for the presigned S3 ResponseURL (loopback HTTP) and records the responses."""
-
-    def __init__(self) -> None:
-        self.responses: list[dict[str, Any]] = []
-        self.content_types: list[str | None] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.content_types.append(self.headers.get("Content-Type"))
-                outer.responses.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
 
     def event(
         self, request_type: str, properties: dict[str, Any], physical_id: str | None = None
     ) -> dict[str, Any]:
-        host, port = self.server.server_address[:2]
         event = {
             "RequestType": request_type,
-            "ResponseURL": f"http://{host!s}:{port}/response?X-Amz-Signature=abc",
+            "ResponseURL": self.url_for("/response?X-Amz-Signature=abc"),
             "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/mlaas/guid",
             "RequestId": f"request-{len(self.responses)}",
             "LogicalResourceId": "TrainingPipeline",
@@ -79,10 +43,6 @@ class CloudFormation:
         if physical_id is not None:
             event["PhysicalResourceId"] = physical_id
         return event
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Context:

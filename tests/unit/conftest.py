@@ -302,6 +302,39 @@ def stepfunctions(monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
     return fake
 
 
+@dataclass
+class FakePipelines:
+    """SageMaker's DescribePipelineExecution status and StopPipelineExecution, as the access module sees them;
+    ``fail_with`` makes DescribePipelineExecution fail with that error code."""
+
+    statuses: dict[str, str] = field(default_factory=dict)
+    stops: list[tuple[str, str]] = field(default_factory=list)
+    fail_with: str | None = None
+
+    def status(self, arn: str) -> str:
+        if self.fail_with:
+            from botocore.exceptions import ClientError  # noqa: PLC0415 - see pytest_configure
+
+            raise ClientError(
+                {"Error": {"Code": self.fail_with, "Message": "no"}}, "DescribePipelineExecution"
+            )
+        return self.statuses.get(arn, "Executing")
+
+    def stop(self, arn: str, *, client_request_token: str) -> None:
+        self.stops.append((arn, client_request_token))
+        self.statuses[arn] = "Stopping"
+
+
+@pytest.fixture
+def sagemaker(monkeypatch: pytest.MonkeyPatch) -> FakePipelines:
+    from controlplane.access import pipelines  # noqa: PLC0415 - see pytest_configure
+
+    fake = FakePipelines()
+    monkeypatch.setattr(pipelines, "status", fake.status)
+    monkeypatch.setattr(pipelines, "stop", fake.stop)
+    return fake
+
+
 @pytest.fixture
 def load_app() -> Callable[[str], ModuleType]:
     """Import functions/<name>/app.py (each function folder is its own module; all are named app)."""

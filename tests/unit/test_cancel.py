@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job, take_slot
+from conftest import (
+    FakePipelines,
+    FakeStepFunctions,
+    LambdaContext,
+    job_id_for,
+    load_event,
+    queued_job,
+    take_slot,
+)
 
-from controlplane.access import jobs, pipelines
+from controlplane.access import jobs
 from controlplane.domain.admission import TakeOutcome, queued_job_from_item
 from controlplane.domain.pipeline_outcome import CANCELLED_BY_TENANT
 from controlplane.services.cancelling import CANCEL_ERROR, CANCEL_REASON
@@ -27,26 +34,6 @@ api = test_api.api  # the status API fixture (an API Gateway proxy event per cal
 
 pytestmark = pytest.mark.usefixtures("aws")
 PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlaas-test-tenant-training/execution/p1"
-
-
-@dataclass
-class FakePipelines:
-    statuses: dict[str, str] = field(default_factory=dict)
-    stops: list[tuple[str, str]] = field(default_factory=list)
-
-    def status(self, arn: str) -> str:
-        return self.statuses.get(arn, "Executing")
-
-    def stop(self, arn: str, *, client_request_token: str) -> None:
-        self.stops.append((arn, client_request_token))
-
-
-@pytest.fixture
-def sagemaker(monkeypatch: pytest.MonkeyPatch) -> FakePipelines:
-    fake = FakePipelines()
-    monkeypatch.setattr(pipelines, "status", fake.status)
-    monkeypatch.setattr(pipelines, "stop", fake.stop)
-    return fake
 
 
 def cancel(api: Callable[..., tuple[int, Any]], job_id: str, caller: dict[str, str]) -> tuple[int, Any]:

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
-from conftest import FakeStepFunctions, LambdaContext, job_id_for, load_event, queued_job, take_slot
+from conftest import (
+    FakePipelines,
+    FakeStepFunctions,
+    LambdaContext,
+    job_id_for,
+    load_event,
+    queued_job,
+    take_slot,
+)
 
-from controlplane.access import pipelines, slots
+from controlplane.access import slots
 from controlplane.domain.admission import queued_job_from_item
 from controlplane.domain.models import format_timestamp
 from controlplane.domain.uploads import derive_job_id
@@ -27,32 +33,6 @@ JOB_ID = derive_job_id(
 )
 PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlaas-test-tenant-training/execution/p1"
 ABORT_REASON = "the build's execution was aborted (stopped by an operator) before it finished"
-
-
-@dataclass
-class FakePipelines:
-    statuses: dict[str, str] = field(default_factory=dict)
-    stops: list[tuple[str, str]] = field(default_factory=list)
-    fail_with: str | None = None
-
-    def status(self, arn: str) -> str:
-        if self.fail_with:
-            raise ClientError(
-                {"Error": {"Code": self.fail_with, "Message": "no"}}, "DescribePipelineExecution"
-            )
-        return self.statuses.get(arn, "Executing")
-
-    def stop(self, arn: str, *, client_request_token: str) -> None:
-        self.stops.append((arn, client_request_token))
-        self.statuses[arn] = "Stopping"
-
-
-@pytest.fixture
-def sagemaker(monkeypatch: pytest.MonkeyPatch) -> FakePipelines:
-    fake = FakePipelines()
-    monkeypatch.setattr(pipelines, "status", fake.status)
-    monkeypatch.setattr(pipelines, "stop", fake.stop)
-    return fake
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -12,43 +9,17 @@ import pytest
 from conftest import LambdaContext, load_event
 
 from controlplane.access import tiers
+from tests.support.cfn_response import ResponseUrlServer
 
 pytestmark = pytest.mark.usefixtures("aws")
 
 
-class CloudFormation:
+class CloudFormation(ResponseUrlServer):
     """Stands in for the presigned S3 URL CloudFormation waits on (loopback HTTP)."""
-
-    def __init__(self) -> None:
-        self.responses: list[dict[str, Any]] = []
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append((self.command, self.path, dict(self.headers)))
-                outer.responses.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/cfn-response/TierSettings?X-Amz-Signature=abc%2Fdef&X-Amz-Expires=7200"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.url_for("/cfn-response/TierSettings?X-Amz-Signature=abc%2Fdef&X-Amz-Expires=7200")
 
 
 @pytest.fixture
