@@ -22,7 +22,7 @@ import numpy as np
 from bench.decision_timing import measure
 from bench.simulation import FairGate, FifoGate, Meter, Scenario, Workload, draw_workload, simulate
 from bench.stack_options import stack_arguments
-from controlplane.domain.scheduling import FairSharePolicy
+from controlplane.admission.scheduling import FairSharePolicy
 
 OUTPUT: Final = Path("build/bench.json")
 FAIRNESS_TARGET: Final = 0.95

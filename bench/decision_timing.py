@@ -19,7 +19,7 @@ from typing import Final
 import numpy as np
 
 from bench.simulation import FairGate, Scenario, Workload
-from controlplane.domain.scheduling import (
+from controlplane.admission.scheduling import (
     FairSharePolicy,
     Snapshot,
     TenantState,

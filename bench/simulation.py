@@ -1,6 +1,6 @@
 """Discrete-event simulation of the tier gate: the fair-share scheduler against a plain FIFO per tier.
 
-The fair gate is the scheduling core's policy (controlplane.domain.scheduling) kept incrementally: one
+The fair gate is the scheduling core's policy (controlplane.admission.scheduling) kept incrementally: one
 heap of eligible tenants per tier keyed by (fair tag, head queued at, tenant), a deque of waiting jobs
 per tenant, usage decayed only when read. Each decision is O(tiers + log tenants), where decide() on a
 full snapshot is O(tenants); ``verify=True`` checks every decision against decide() (small runs only).
@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from controlplane.domain.scheduling import (
+from controlplane.admission.scheduling import (
     Admit,
     FairSharePolicy,
     Snapshot,

@@ -12,7 +12,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.domain import api_keys
+from controlplane.api import keys as api_keys
 
 
 def create_operator_key(clients: Any, outputs: dict[str, str]) -> str:

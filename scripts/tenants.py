@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.domain import tenant_access
+from controlplane.tenants import access_policy as tenant_access
 from scripts.sample_data import SampleTenant
 
 TENANT_ROLE_PATH = "/mlaas-tenants/"
@@ -58,7 +58,7 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     item = {
         "tenantId": {"S": tenant.tenant_id},
-        "listing": {"S": "TENANT"},  # the tenants-by-id index (controlplane.access.tenants)
+        "listing": {"S": "TENANT"},  # the tenants-by-id index (controlplane.tenants.store)
         "tier": {"S": tenant.tier},
         "status": {"S": "ACTIVE"},
         "roleArn": {"S": role["Arn"]},

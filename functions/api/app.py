@@ -2,7 +2,7 @@
 
 Tenant routes take the tenant id from the authorizer's context only, never from the request; another
 tenant's job answers exactly as a missing one (404). Operator routes refuse tenant credentials (403).
-Requests are validated against the models in controlplane.domain.api (422 naming the field);
+Requests are validated against the models in controlplane.api.models (422 naming the field);
 docs/openapi.json is generated from these routes (make openapi).
 """
 
@@ -20,8 +20,10 @@ from aws_lambda_powertools.event_handler.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from controlplane.access import functions, jobs, tenants, tiers
-from controlplane.domain.api import (
+from controlplane.admission import tier_store as tiers
+from controlplane.admission.fair_share import ACCOUNT_KEY, guarantees, guarantees_fit
+from controlplane.api.keys import Role
+from controlplane.api.models import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     AccountPatch,
@@ -41,17 +43,20 @@ from controlplane.domain.api import (
     decode_page_token,
     encode_page_token,
 )
-from controlplane.domain.api_keys import Role
-from controlplane.domain.errors import JobClosedError, JobNotFoundError
-from controlplane.domain.fair_share import ACCOUNT_KEY, guarantees, guarantees_fit
-from controlplane.domain.models import JobStatus, TenantStatus, Tier, utc_now
-from controlplane.domain.offboarding import DeletionOutcome, DeletionResult, ImmediateDeletion
-from controlplane.domain.uploads import JOB_ID_PATTERN
+from controlplane.core import functions
+from controlplane.core.errors import JobClosedError, JobNotFoundError
+from controlplane.core.model import Tier, utc_now
+from controlplane.jobs import store as jobs
+from controlplane.jobs.cancelling import cancel_job
+from controlplane.jobs.lifecycle import JobStatus
 from controlplane.observability import bind_job, instrumented, logger
-from controlplane.services.cancelling import cancel_job
-from controlplane.services.offboarding import TenantNotFoundError, begin
-from controlplane.services.onboarding import TenantExistsError, onboard
 from controlplane.settings import get_api_settings, get_settings
+from controlplane.tenants import store as tenants
+from controlplane.tenants.model import TenantStatus
+from controlplane.tenants.offboarding import TenantNotFoundError, begin
+from controlplane.tenants.offboarding_contract import DeletionOutcome, DeletionResult, ImmediateDeletion
+from controlplane.tenants.onboarding import TenantExistsError, onboard
+from controlplane.uploads.keys import JOB_ID_PATTERN
 
 settings = get_settings()
 api_settings = get_api_settings()

@@ -12,9 +12,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from controlplane.access import api_keys as api_key_table
-from controlplane.domain.api_keys import KeyStatus, Role, hash_key, key_from_header
-from controlplane.domain.authorization import allow_policy
+from controlplane.api import key_store as api_key_table
+from controlplane.api.authorization import allow_policy
+from controlplane.api.keys import KeyStatus, Role, hash_key, key_from_header
 from controlplane.observability import count, instrumented, logger
 from controlplane.settings import get_api_settings
 

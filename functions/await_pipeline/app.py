@@ -13,11 +13,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlplane.access import jobs
-from controlplane.domain.models import utc_now
+from controlplane.builds.rendezvous import resume_if_ready
+from controlplane.core.model import utc_now
+from controlplane.jobs import store as jobs
+from controlplane.jobs.cancelling import stop_cancelled_pipeline
 from controlplane.observability import bind_job, instrumented, logger
-from controlplane.services.cancelling import stop_cancelled_pipeline
-from controlplane.services.rendezvous import resume_if_ready
 from controlplane.settings import get_settings
 
 settings = get_settings()

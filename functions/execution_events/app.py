@@ -6,7 +6,7 @@ itself before its Fail states, so most FAILED events find the job closed already
 
 The job id is derived from the execution's input (the S3 "Object Created" event), exactly as register_upload
 derives it. Closing, releasing the slot and stopping the pipeline are conditional (see
-controlplane.services.closing), so a redelivered event changes nothing twice; a freed slot goes to the
+controlplane.jobs.closing), so a redelivered event changes nothing twice; a freed slot goes to the
 tier's next waiting job at once.
 """
 
@@ -22,10 +22,10 @@ from aws_lambda_powertools.utilities.parser.models import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from controlplane.domain.execution_end import UNRECORDED_ENDINGS, ExecutionEnd, job_id_of_upload_event
+from controlplane.admission import gate as admission
+from controlplane.jobs.closing import close_build
+from controlplane.jobs.execution_end import UNRECORDED_ENDINGS, ExecutionEnd, job_id_of_upload_event
 from controlplane.observability import bind_job, count, instrumented, logger
-from controlplane.services import admission
-from controlplane.services.closing import close_build
 from controlplane.settings import get_settings
 
 settings = get_settings()

@@ -26,11 +26,12 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json, TypeAdapter
 
-from controlplane.access.jobs import TokenStored
-from controlplane.domain.models import Tier, utc_now
+from controlplane.admission import gate as admission
+from controlplane.builds import reconciling
+from controlplane.core.model import Tier, utc_now
+from controlplane.jobs.cancelling import fail_queue_wait
+from controlplane.jobs.store import TokenStored
 from controlplane.observability import bind_job, count, instrumented, logger, unbind_job
-from controlplane.services import admission, reconciling
-from controlplane.services.cancelling import fail_queue_wait
 from controlplane.settings import get_settings
 
 settings = get_settings()

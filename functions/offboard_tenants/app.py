@@ -1,6 +1,7 @@
 """offboard_tenants: delete offboarded tenants, the only function that holds the deletion permissions.
 
-Invoked two ways (docs/contracts.md), each parsed by a pydantic model (controlplane.domain.offboarding):
+Invoked two ways (docs/contracts.md), each parsed by a pydantic model
+(controlplane.tenants.offboarding_contract):
 - {"trigger": "schedule"} (every hour): every tenant whose grace period is over (``deleteAfter`` <= now, a
   Query on the Tenants table's sparse ``offboarding-due`` index) is deleted. A tenant whose cancelled jobs are
   still ending, or whose deletion fails, stays due and is tried again on the next run; one tenant never
@@ -19,15 +20,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from controlplane.domain.offboarding import (
+from controlplane.observability import bind_job, count, instrumented, logger
+from controlplane.settings import get_api_settings, get_settings
+from controlplane.tenants import offboarding
+from controlplane.tenants.offboarding_contract import (
     DeletionOutcome,
     DeletionResult,
     ImmediateDeletion,
     OffboardingTrigger,
 )
-from controlplane.observability import bind_job, count, instrumented, logger
-from controlplane.services import offboarding
-from controlplane.settings import get_api_settings, get_settings
 
 settings = get_settings()
 api_settings = get_api_settings()

@@ -11,16 +11,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlplane.access import pipelines
-from controlplane.domain.models import format_timestamp
-from controlplane.domain.pipeline_outcome import is_our_pipeline, is_terminal_pipeline_status
-from controlplane.domain.uploads import is_job_id
+from controlplane.builds import pipeline_store as pipelines
+from controlplane.builds.outcome import is_our_pipeline, is_terminal_pipeline_status
+from controlplane.builds.rendezvous import record_pipeline_outcome
+from controlplane.core.errors import AwsServiceError
+from controlplane.core.model import format_timestamp
 from controlplane.observability import bind_job, instrumented, logger
-from controlplane.services.rendezvous import record_pipeline_outcome
 from controlplane.settings import get_settings
+from controlplane.uploads.keys import is_job_id
 
 settings = get_settings()
 
@@ -47,7 +47,7 @@ class PipelineExecutionStatusChangeEvent(EventBridgeModel):  # type: ignore[misc
 def _failure_reason(pipeline_execution_arn: str) -> str | None:
     try:
         return pipelines.failure_reason(pipeline_execution_arn)
-    except (ClientError, BotoCoreError) as error:
+    except AwsServiceError as error:
         # The outcome matters more than its detail: record FAILED with what we know.
         logger.exception("Could not read the pipeline's failure reason")
         return f"(its failure reason could not be read: {error})"

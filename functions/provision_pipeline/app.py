@@ -14,7 +14,7 @@ pipeline bundle (``pipeline/``: definition.json and steps/) that the template sh
 
 The physical id is the pipeline name: renaming the pipeline creates the new one, after which
 CloudFormation deletes the old one. Every request is answered on ResponseURL, FAILED with the reason
-on any error and also shortly before the function would time out (controlplane.access.cloudformation,
+on any error and also shortly before the function would time out (controlplane.core.custom_resources,
 from the shared layer).
 """
 
@@ -35,7 +35,7 @@ from typing import Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
-from controlplane.access import cloudformation
+from controlplane.core import custom_resources as cloudformation
 
 LOGGER = logging.getLogger("provision_pipeline")
 LOGGER.setLevel(logging.INFO)

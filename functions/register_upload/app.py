@@ -12,9 +12,22 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlplane.access import jobs, tenants, tiers
-from controlplane.domain.models import UNKNOWN_TENANT, UploadedObject, utc_now
-from controlplane.domain.registration import (
+from controlplane.admission import tier_store as tiers
+from controlplane.core.model import utc_now
+from controlplane.jobs import store as jobs
+from controlplane.observability import bind_job, count, instrumented, logger
+from controlplane.settings import get_settings
+from controlplane.tenants import store as tenants
+from controlplane.uploads.keys import (
+    NULL_VERSION_ID,
+    UNKNOWN_TENANT,
+    KeyRejection,
+    UploadKey,
+    derive_job_id,
+    read_event_key,
+)
+from controlplane.uploads.model import UploadedObject
+from controlplane.uploads.registration import (
     decide_registration,
     decision_tenant_id,
     job_ref,
@@ -22,15 +35,6 @@ from controlplane.domain.registration import (
     result_for_existing_job,
     result_for_new_job,
 )
-from controlplane.domain.uploads import (
-    NULL_VERSION_ID,
-    KeyRejection,
-    UploadKey,
-    derive_job_id,
-    read_event_key,
-)
-from controlplane.observability import bind_job, count, instrumented, logger
-from controlplane.settings import get_settings
 
 settings = get_settings()  # Fail the cold start, naming the variable, when the configuration is wrong.
 

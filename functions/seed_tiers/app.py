@@ -21,8 +21,10 @@ from aws_lambda_powertools.utilities.parser.models import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from controlplane.access import cloudformation, tiers
-from controlplane.domain.models import Tier, TierSettings, utc_now
+from controlplane.admission import tier_store as tiers
+from controlplane.admission.tiers import TierSettings
+from controlplane.core import custom_resources as cloudformation
+from controlplane.core.model import Tier, utc_now
 from controlplane.observability import instrumented, logger
 from controlplane.settings import get_settings
 

@@ -11,13 +11,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from controlplane.access import jobs, objects
-from controlplane.domain.errors import IsolationError, JobClosedError, ObjectVersionNotFoundError
-from controlplane.domain.models import BuildPlan, CamelModel, JobRef, TenantContract, Tier, utc_now
-from controlplane.domain.registration import model_output_uri, split_s3_uri, training_data_uri
-from controlplane.domain.validation import DatasetRules, ValidationReport, validate_upload
+from controlplane.core.errors import IsolationError, JobClosedError, ObjectVersionNotFoundError
+from controlplane.core.model import CamelModel, Tier, utc_now
+from controlplane.jobs import store as jobs
+from controlplane.jobs.lifecycle import JobRef
 from controlplane.observability import bind_job, count, instrumented, logger, tracer
 from controlplane.settings import get_settings
+from controlplane.tenants.model import TenantContract
+from controlplane.uploads import object_store as objects
+from controlplane.uploads.model import BuildPlan
+from controlplane.uploads.registration import model_output_uri, split_s3_uri, training_data_uri
+from controlplane.uploads.validation import DatasetRules, ValidationReport, validate_upload
 
 settings = get_settings()
 

@@ -140,8 +140,8 @@ def test_every_slot_release_path_goes_through_the_release_state(asl: dict[str, A
 
 
 def test_release_gives_back_every_counter_the_take_charged(asl: dict[str, Any]) -> None:
-    """The take (controlplane.access.slots) charges the tier, the account and the tenant's share; the release
-    must give back all three in the transaction whose lease delete makes it happen once."""
+    """The take (controlplane.admission.slot_store) charges the tier, the account and the tenant's share; the
+    release must give back all three in the transaction whose lease delete makes it happen once."""
     items = asl["States"]["Release the job's slot"]["Parameters"]["TransactItems"]
     assert "Delete" in items[0]
     assert items[0]["Delete"]["ConditionExpression"] == "attribute_exists(jobId)"

@@ -196,8 +196,9 @@ def account_cap_default() -> int:
 @pytest.fixture
 def aws() -> Iterator[None]:
     """In-process AWS with the template's tables, both buckets (versioned) and seeded tiers."""
-    from controlplane.access import clients, tiers  # noqa: PLC0415 - see pytest_configure
-    from controlplane.domain.models import TierSettings  # noqa: PLC0415
+    from controlplane.admission import tier_store as tiers  # noqa: PLC0415 - see pytest_configure
+    from controlplane.admission.tiers import TierSettings  # noqa: PLC0415
+    from controlplane.core import clients  # noqa: PLC0415 - see pytest_configure
 
     with mock_aws():
         clients.reset()
@@ -266,7 +267,7 @@ class FakeStepFunctions:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send_task_success(self, task_token: str, output: dict[str, Any]) -> None:
-        from controlplane.domain.errors import TaskTokenDeadError  # noqa: PLC0415 - see pytest_configure
+        from controlplane.core.errors import TaskTokenDeadError  # noqa: PLC0415 - see pytest_configure
 
         with self.lock:
             if task_token in self.dead:
@@ -281,7 +282,7 @@ class FakeStepFunctions:
         return self.statuses.get(execution_arn, "RUNNING")
 
     def execution_end(self, execution_arn: str) -> Any:
-        from controlplane.domain.execution_end import ExecutionEnd  # noqa: PLC0415 - see pytest_configure
+        from controlplane.jobs.execution_end import ExecutionEnd  # noqa: PLC0415 - see pytest_configure
 
         error, cause = self.errors.get(execution_arn, (None, None))
         return ExecutionEnd(status=self.execution_status(execution_arn), error=error, cause=cause)
@@ -292,7 +293,7 @@ class FakeStepFunctions:
 
 @pytest.fixture
 def stepfunctions(monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
-    from controlplane.access import executions  # noqa: PLC0415 - see pytest_configure
+    from controlplane.jobs import execution_store as executions  # noqa: PLC0415 - see pytest_configure
 
     fake = FakeStepFunctions()
     monkeypatch.setattr(executions, "send_task_success", fake.send_task_success)
@@ -313,11 +314,9 @@ class FakePipelines:
 
     def status(self, arn: str) -> str:
         if self.fail_with:
-            from botocore.exceptions import ClientError  # noqa: PLC0415 - see pytest_configure
+            from controlplane.core.errors import AwsServiceError  # noqa: PLC0415 - see pytest_configure
 
-            raise ClientError(
-                {"Error": {"Code": self.fail_with, "Message": "no"}}, "DescribePipelineExecution"
-            )
+            raise AwsServiceError("DescribePipelineExecution", self.fail_with, "no")
         return self.statuses.get(arn, "Executing")
 
     def stop(self, arn: str, *, client_request_token: str) -> None:
@@ -327,7 +326,7 @@ class FakePipelines:
 
 @pytest.fixture
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> FakePipelines:
-    from controlplane.access import pipelines  # noqa: PLC0415 - see pytest_configure
+    from controlplane.builds import pipeline_store as pipelines  # noqa: PLC0415 - see pytest_configure
 
     fake = FakePipelines()
     monkeypatch.setattr(pipelines, "status", fake.status)
@@ -420,8 +419,8 @@ def enqueue_via_gate(
 ) -> None:
     """A job as the state machine queues it (QUEUED, no token yet), then its queue message handled by the
     gate's enqueue path (token stored, tenant's share marked backlogged, one transaction)."""
-    from controlplane.access.jobs import TokenStored  # noqa: PLC0415 - see pytest_configure
-    from controlplane.services import admission  # noqa: PLC0415
+    from controlplane.admission import gate as admission  # noqa: PLC0415
+    from controlplane.jobs.store import TokenStored  # noqa: PLC0415 - see pytest_configure
 
     table("JOBS_TABLE_NAME").put_item(
         Item={
@@ -459,9 +458,11 @@ def set_account_cap(table: Callable[[str], Any], cap: int) -> None:
 def take_slot(job: Any, *, now: str) -> Any:
     """slots.take for ``job`` with the decision the scheduler would make if the job's tenant were chosen:
     the same reads as the gate (capacity, the share), the same charge (one slot-unit)."""
-    from controlplane.access import fair_share, slots, tiers  # noqa: PLC0415 - see pytest_configure
-    from controlplane.domain.fair_share import capacity_from_items  # noqa: PLC0415
-    from controlplane.domain.scheduling import Admit, WaitingJob  # noqa: PLC0415
+    from controlplane.admission import share_store as fair_share  # noqa: PLC0415 - see pytest_configure
+    from controlplane.admission import slot_store as slots  # noqa: PLC0415
+    from controlplane.admission import tier_store as tiers  # noqa: PLC0415
+    from controlplane.admission.fair_share import capacity_from_items  # noqa: PLC0415
+    from controlplane.admission.scheduling import Admit, WaitingJob  # noqa: PLC0415
 
     account, items = tiers.capacity_items()
     capacity = capacity_from_items(account, items)

@@ -9,13 +9,15 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from conftest import aws_client
 
-from controlplane.access import clients, dynamo, executions, objects, pipelines
-from controlplane.domain.errors import ObjectVersionNotFoundError, TaskTokenDeadError
-from controlplane.domain.execution_end import ExecutionEnd
+from controlplane.builds import pipeline_store as pipelines
+from controlplane.core import clients, dynamo
+from controlplane.core.errors import AwsServiceError, ObjectVersionNotFoundError, TaskTokenDeadError
+from controlplane.jobs import execution_store as executions
+from controlplane.jobs.execution_end import ExecutionEnd
+from controlplane.uploads import object_store as objects
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def test_dead_tokens_map_to_one_domain_error(stubbed: Any, code: str) -> None:
 
 def test_other_errors_are_not_mistaken_for_dead_tokens(stubbed: Any) -> None:
     stubbed("stepfunctions").add_client_error("send_task_failure", service_error_code="ThrottlingException")
-    with pytest.raises(ClientError):
+    with pytest.raises(AwsServiceError):
         executions.send_task_failure("token", error="E", cause="c")
 
 

@@ -403,7 +403,7 @@ NEW_TENANT = {
 def test_onboarding_creates_role_group_record_and_a_hashed_key(
     api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
 ) -> None:
-    from controlplane.domain.api_keys import hash_key  # noqa: PLC0415
+    from controlplane.api.keys import hash_key  # noqa: PLC0415
 
     status, body = api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT)
     assert status == 201, body

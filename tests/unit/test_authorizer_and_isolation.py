@@ -29,8 +29,8 @@ def authorize(aws: None, load_app: Callable[[str], ModuleType]) -> Callable[[str
 
 
 def _store(role: str, tenant_id: str | None = None, status: str = "ACTIVE") -> str:
-    from controlplane.access import api_keys as table  # noqa: PLC0415
-    from controlplane.domain.api_keys import Role, hash_key, new_key  # noqa: PLC0415
+    from controlplane.api import key_store as table  # noqa: PLC0415
+    from controlplane.api.keys import Role, hash_key, new_key  # noqa: PLC0415
 
     key = new_key()
     table.put(hash_key(key), role=Role(role), tenant_id=tenant_id, now="2024-05-01T00:00:00.000Z")
@@ -123,7 +123,7 @@ BUCKET = "test-artifacts-bucket"
 
 
 def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
-    from controlplane.domain.tenant_access import tenant_role_policy  # noqa: PLC0415
+    from controlplane.tenants.access_policy import tenant_role_policy  # noqa: PLC0415
 
     policy = tenant_role_policy("acme", BUCKET)
     own = f"arn:aws:s3:::{BUCKET}/tenants/acme/jobs/job-1"
@@ -155,7 +155,7 @@ def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
 
 
 def test_the_onboarding_helper_uses_the_layers_policy() -> None:
-    from controlplane.domain.tenant_access import tenant_role_policy  # noqa: PLC0415
+    from controlplane.tenants.access_policy import tenant_role_policy  # noqa: PLC0415
     from scripts import tenants  # noqa: PLC0415
 
     assert tenants.tenant_role_policy("acme", "up", BUCKET) == tenant_role_policy("acme", BUCKET)

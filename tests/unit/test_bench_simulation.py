@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.__main__ import summarise
 from bench.simulation import FairGate, FifoGate, Scenario, draw_workload, simulate
-from controlplane.domain.scheduling import FairSharePolicy
+from controlplane.admission.scheduling import FairSharePolicy
 
 SMALL = Scenario(
     tenants=200,

@@ -23,10 +23,10 @@ from conftest import (
     take_slot,
 )
 
-from controlplane.access import jobs
-from controlplane.domain.admission import TakeOutcome, queued_job_from_item
-from controlplane.domain.pipeline_outcome import CANCELLED_BY_TENANT
-from controlplane.services.cancelling import CANCEL_ERROR, CANCEL_REASON
+from controlplane.admission.decisions import TakeOutcome, queued_job_from_item
+from controlplane.builds.outcome import CANCELLED_BY_TENANT
+from controlplane.jobs import store as jobs
+from controlplane.jobs.cancelling import CANCEL_ERROR, CANCEL_REASON
 from tests.unit import test_api
 from tests.unit.test_api import put_job, tenant
 

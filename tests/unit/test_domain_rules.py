@@ -9,7 +9,7 @@ import pytest
 from conftest import tenant_item, tier_defaults
 from pydantic import ValidationError
 
-from controlplane.domain.admission import (
+from controlplane.admission.decisions import (
     QueuedJob,
     TakeOutcome,
     classify_take_failure,
@@ -18,25 +18,19 @@ from controlplane.domain.admission import (
     queued_job_from_item,
     should_redeliver_admission,
 )
-from controlplane.domain.errors import RegistrationConflictError
-from controlplane.domain.models import (
-    TERMINAL_STATUSES,
-    JobStatus,
-    Tenant,
-    TenantContract,
-    Tier,
-    UploadedObject,
-    can_transition,
-    format_timestamp,
-    is_terminal,
-)
-from controlplane.domain.pipeline_outcome import (
+from controlplane.builds.outcome import (
     is_our_pipeline,
     outcome_from_status,
     pipeline_name_from_arn,
     resume_decision,
 )
-from controlplane.domain.registration import (
+from controlplane.core.errors import RegistrationConflictError
+from controlplane.core.model import Tier, format_timestamp
+from controlplane.jobs.lifecycle import TERMINAL_STATUSES, JobStatus, can_transition, is_terminal
+from controlplane.tenants.model import Tenant, TenantContract
+from controlplane.uploads.keys import KeyRejection, UploadKey, derive_job_id
+from controlplane.uploads.model import UploadedObject
+from controlplane.uploads.registration import (
     Accepted,
     Outcome,
     Rejected,
@@ -48,7 +42,6 @@ from controlplane.domain.registration import (
     result_for_new_job,
     split_s3_uri,
 )
-from controlplane.domain.uploads import KeyRejection, UploadKey, derive_job_id
 
 UPLOAD = UploadedObject(
     bucket="uploads", key="tenants/acme/uploads/a.csv", version_id="v1", size_bytes=10, etag="e"

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import ASL, load_event
 
-from controlplane.domain.execution_end import (
+from controlplane.jobs.execution_end import (
     CAUSE_LIMIT,
     EXECUTION_TIMEOUT_SECONDS,
     UNRECORDED_ENDINGS,
@@ -17,7 +17,7 @@ from controlplane.domain.execution_end import (
     execution_is_over,
     job_id_of_upload_event,
 )
-from controlplane.domain.uploads import derive_job_id
+from controlplane.uploads.keys import derive_job_id
 
 
 def test_the_timeout_in_reasons_is_the_state_machines() -> None:

@@ -20,10 +20,10 @@ from conftest import (
     take_slot,
 )
 
-from controlplane.access import slots
-from controlplane.domain.admission import queued_job_from_item
-from controlplane.domain.models import format_timestamp
-from controlplane.domain.uploads import derive_job_id
+from controlplane.admission import slot_store as slots
+from controlplane.admission.decisions import queued_job_from_item
+from controlplane.core.model import format_timestamp
+from controlplane.uploads.keys import derive_job_id
 
 pytestmark = pytest.mark.usefixtures("aws")
 SAMPLE = load_event("sfn_execution_aborted.json")

@@ -20,10 +20,12 @@ from conftest import (
     set_tier_limits,
 )
 
-from controlplane.access import fair_share, jobs, slots
-from controlplane.domain.fair_share import BACKLOG_SETTLE
-from controlplane.domain.models import format_timestamp
-from controlplane.services import admission
+from controlplane.admission import gate as admission
+from controlplane.admission import share_store as fair_share
+from controlplane.admission import slot_store as slots
+from controlplane.admission.fair_share import BACKLOG_SETTLE
+from controlplane.core.model import format_timestamp
+from controlplane.jobs import store as jobs
 
 pytestmark = pytest.mark.usefixtures("aws")
 _numbers = count(1)

@@ -7,7 +7,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from conftest import (
     FakeStepFunctions,
     LambdaContext,
@@ -18,10 +17,11 @@ from conftest import (
     take_slot,
 )
 
-from controlplane.access import executions
-from controlplane.domain.admission import queued_job_from_item
-from controlplane.domain.models import format_timestamp
-from controlplane.services import admission
+from controlplane.admission import gate as admission
+from controlplane.admission.decisions import queued_job_from_item
+from controlplane.core.errors import AwsServiceError
+from controlplane.core.model import format_timestamp
+from controlplane.jobs import execution_store as executions
 
 pytestmark = pytest.mark.usefixtures("aws")
 BATCH = load_event("gate_sqs_batch.json")
@@ -331,9 +331,7 @@ def test_a_throttled_waiting_room_sweep_stops_and_resumes_from_the_same_page(
     for item in items:
         stepfunctions.statuses[item["executionArn"]] = "ABORTED"
     first = admission.sweep_waiting_room("basic", limit=1)
-    calls = iter(
-        [ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Describe")]
-    )
+    calls = iter([AwsServiceError("DescribeExecution", "ThrottlingException", "slow down")])
 
     def throttled_once(arn: str) -> Any:
         error = next(calls, None)
@@ -383,7 +381,7 @@ def test_a_dead_token_whose_execution_cannot_be_described_keeps_the_lease_for_th
     stepfunctions.dead.add(f"token-{job_id_for(1)}")
 
     def unavailable(arn: str) -> Any:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "later"}}, "DescribeExecution")
+        raise AwsServiceError("DescribeExecution", "ServiceUnavailable", "later")
 
     monkeypatch.setattr(executions, "execution_end", unavailable)
     gate({"Records": [message(job_id_for(1))]})

@@ -44,10 +44,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from controlplane.access import fair_share, slots
-from controlplane.domain.admission import queued_job_from_item
-from controlplane.domain.models import format_timestamp
-from controlplane.services import admission
+from controlplane.admission import gate as admission
+from controlplane.admission import share_store as fair_share
+from controlplane.admission import slot_store as slots
+from controlplane.admission.decisions import queued_job_from_item
+from controlplane.core.model import format_timestamp
 
 pytestmark = pytest.mark.usefixtures("aws")
 TIERS = ("basic", "premium")

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from conftest import ACCOUNT, REGION, FakeStepFunctions, LambdaContext, job_id_for
 
-from controlplane.access import pipelines
-from controlplane.domain.models import format_timestamp
-from controlplane.domain.reconciling import (
+from controlplane.builds import pipeline_store as pipelines
+from controlplane.builds import reconciling
+from controlplane.builds.lost_completions import (
     LOST_COMPLETION_CHECKS_PER_RUN,
     LOST_COMPLETION_GRACE,
     PipelineExecutionState,
@@ -23,7 +23,7 @@ from controlplane.domain.reconciling import (
     select_for_run,
     suspect_from_job,
 )
-from controlplane.services import reconciling
+from controlplane.core.model import format_timestamp
 
 NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
 OLD = format_timestamp(NOW - timedelta(minutes=30))

@@ -30,7 +30,7 @@ def handler(load_app: Callable[[str], ModuleType]) -> Callable[[dict[str, Any]],
 
 
 def _offboard_at(tenant_id: str, moment: datetime) -> None:
-    from controlplane.services import offboarding  # noqa: PLC0415 - see conftest.pytest_configure
+    from controlplane.tenants import offboarding  # noqa: PLC0415 - see conftest.pytest_configure
 
     offboarding.begin(tenant_id, now=moment)
 
@@ -42,7 +42,7 @@ def _exists(table: Callable[[str], Any], tenant_id: str) -> bool:
 def test_the_due_query_finds_only_offboarded_tenants_past_their_grace_period(
     api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
 ) -> None:
-    from controlplane.access import tenants  # noqa: PLC0415
+    from controlplane.tenants import store as tenants  # noqa: PLC0415
 
     for tenant_id in ("overdue", "due-later", "active", "overdue-2"):
         onboard(api, tenant_id)
@@ -97,7 +97,7 @@ def test_one_failing_tenant_does_not_stop_the_others_and_fails_the_invocation(
     handler: Callable[[dict[str, Any]], Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from controlplane.access import offboarding as removal  # noqa: PLC0415
+    from controlplane.tenants import removal_store as removal  # noqa: PLC0415
 
     for tenant_id in ("broken", "fine"):
         onboard(api, tenant_id)

@@ -41,7 +41,7 @@ def offboard_function(
 ) -> list[tuple[str, Any]]:
     """The API's synchronous Lambda invoke, answered by the offboard_tenants handler in this process (as
     JSON, as Lambda would); records each (function name, payload)."""
-    from controlplane.access import functions  # noqa: PLC0415 - see conftest.pytest_configure
+    from controlplane.core import functions  # noqa: PLC0415 - see conftest.pytest_configure
 
     calls: list[tuple[str, Any]] = []
 

@@ -10,12 +10,17 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from conftest import FakeStepFunctions, LambdaContext, load_event
 
-from controlplane.access import executions, pipelines
-from controlplane.domain.errors import JobClosedError, JobNotFoundError, TransitionNotAllowedError
-from controlplane.domain.models import Job, JobStatus
+from controlplane.builds import pipeline_store as pipelines
+from controlplane.core.errors import (
+    AwsServiceError,
+    JobClosedError,
+    JobNotFoundError,
+    TransitionNotAllowedError,
+)
+from controlplane.jobs import execution_store as executions
+from controlplane.jobs.lifecycle import Job, JobStatus
 
 pytestmark = pytest.mark.usefixtures("aws")
 AWAIT = load_event("await_pipeline_input.json")
@@ -247,12 +252,10 @@ def test_transient_send_failure_gives_the_claim_back(
     await_pipeline()
 
     def throttled(token: str, output: dict[str, Any]) -> None:
-        raise ClientError(
-            {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendTaskSuccess"
-        )
+        raise AwsServiceError("SendTaskSuccess", "ThrottlingException", "slow down")
 
     monkeypatch.setattr(executions, "send_task_success", throttled)
-    with pytest.raises(ClientError):
+    with pytest.raises(AwsServiceError):
         pipeline_events(SUCCEEDED)
     monkeypatch.setattr(executions, "send_task_success", stepfunctions.send_task_success)
     assert pipeline_events(SUCCEEDED, request_id="events-retry")["resumed"] is True  # EventBridge's retry

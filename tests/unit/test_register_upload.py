@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from conftest import LambdaContext, load_event
 
-from controlplane.domain.uploads import derive_job_id
 from controlplane.observability import logger
+from controlplane.uploads.keys import derive_job_id
 
 pytestmark = pytest.mark.usefixtures("aws")
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:MLaaS-Test-training-job:first"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from controlplane.domain.scheduling import (
+from controlplane.admission.scheduling import (
     Admit,
     Blocked,
     FairSharePolicy,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import LambdaContext, load_event
 
-from controlplane.access import tiers
+from controlplane.admission import tier_store as tiers
 from tests.support.cfn_response import ResponseUrlServer
 
 pytestmark = pytest.mark.usefixtures("aws")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import ASL, ENVIRONMENT, load_template
 
-from controlplane.domain import models
-from controlplane.domain.errors import ConfigurationError
+from controlplane.core.errors import ConfigurationError
+from controlplane.jobs import lifecycle
 from controlplane.settings import Settings, get_settings
 
 APP_VARIABLES = {
@@ -72,10 +72,10 @@ def test_functions_exist_for_every_template_function() -> None:
 def test_timeline_state_names_are_states_of_the_state_machine() -> None:
     states = json.loads(ASL.read_text())["States"]
     for name in (
-        models.STATE_REGISTER,
-        models.STATE_VALIDATE,
-        models.STATE_QUEUE_WAIT,
-        models.STATE_PIPELINE_WAIT,
+        lifecycle.STATE_REGISTER,
+        lifecycle.STATE_VALIDATE,
+        lifecycle.STATE_QUEUE_WAIT,
+        lifecycle.STATE_PIPELINE_WAIT,
     ):
         assert name in states
 

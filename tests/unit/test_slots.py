@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from conftest import FakeStepFunctions, job_id_for, queued_job, set_account_cap, set_tier_limits, take_slot
 
-from controlplane.access import slots
-from controlplane.domain.admission import QueuedJob, TakeOutcome, queued_job_from_item
-from controlplane.services import admission
+from controlplane.admission import gate as admission
+from controlplane.admission import slot_store as slots
+from controlplane.admission.decisions import QueuedJob, TakeOutcome, queued_job_from_item
 
 pytestmark = pytest.mark.usefixtures("aws")
 NOW = "2024-05-01T00:01:00.000Z"

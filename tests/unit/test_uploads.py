@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from controlplane.domain.uploads import (
+from controlplane.uploads.keys import (
     KeyRejection,
     UploadKey,
     decode_event_key,

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from conftest import LambdaContext, aws_client, load_event
 
-from controlplane.access import objects
-from controlplane.domain.errors import IsolationError
-from controlplane.domain.models import Job, JobStatus
+from controlplane.core.errors import IsolationError
+from controlplane.jobs.lifecycle import Job, JobStatus
+from controlplane.uploads import object_store as objects
 
 pytestmark = pytest.mark.usefixtures("aws")
 UPLOADS = "test-uploads-bucket"

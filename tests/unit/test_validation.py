@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from controlplane.domain.models import ProblemType, TenantContract
-from controlplane.domain.validation import (
+from controlplane.tenants.model import ProblemType, TenantContract
+from controlplane.uploads.validation import (
     MAX_REASONS,
     DatasetRules,
     ValidationReport,

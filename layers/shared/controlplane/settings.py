@@ -12,8 +12,8 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from controlplane.domain.errors import ConfigurationError
-from controlplane.domain.scheduling import FairSharePolicy
+from controlplane.admission.scheduling import FairSharePolicy
+from controlplane.core.errors import ConfigurationError
 
 _NAME = r"^[A-Za-z0-9_.-]{3,255}$"
 _BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"

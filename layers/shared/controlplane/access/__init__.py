@@ -1,1 +1,0 @@
-"""Data access: one small module per AWS resource. The only code that imports boto3."""

@@ -1,0 +1,1 @@
+"""The status API: request and response models, keys and what a caller may invoke."""

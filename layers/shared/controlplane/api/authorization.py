@@ -1,0 +1,41 @@
+"""What an API caller may invoke: the policy a REQUEST authorizer returns for a verified key.
+
+Tenants may only call the tenant routes (GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel);
+operators every route. The
+handler checks the role again (defence in depth), and the tenant id reaches it only through the
+authorizer's context.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from controlplane.api.keys import Role
+
+TENANT_ROUTES: Final = (("GET", "jobs"), ("GET", "jobs/*"), ("POST", "jobs/*/cancel"))
+
+
+def api_prefix(method_arn: str) -> str:
+    """``arn:aws:execute-api:<region>:<account>:<apiId>/<stage>`` of a method ARN."""
+    arn, _, path = method_arn.partition("/")
+    stage = path.split("/", 1)[0]
+    return f"{arn}/{stage}"
+
+
+def allow_policy(principal_id: str, method_arn: str, *, role: Role, tenant_id: str | None) -> dict[str, Any]:
+    prefix = api_prefix(method_arn)
+    if role is Role.OPERATOR:
+        resources = [f"{prefix}/*"]
+    else:
+        resources = [f"{prefix}/{method}/{path}" for method, path in TENANT_ROUTES]
+    context = {"role": role.value}
+    if tenant_id is not None:
+        context["tenantId"] = tenant_id
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": resources}],
+        },
+        "context": context,
+    }

@@ -1,0 +1,256 @@
+"""The status API's request and response models, and its opaque pagination tokens.
+
+Field names are camelCase on the wire (docs/contracts.md). Request models forbid unknown fields, so a
+misspelt field is a 422 that names it rather than a silently ignored change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from controlplane.core.model import Tier
+from controlplane.jobs.lifecycle import JobStatus
+from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN
+from controlplane.tenants.model import ProblemType, TenantStatus
+
+DEFAULT_PAGE_SIZE: Final = 25
+MAX_PAGE_SIZE: Final = 100
+_MAX_TOKEN_LENGTH: Final = 2048
+
+
+class InvalidPageTokenError(ValueError):
+    """The nextToken was not issued by this API for this listing."""
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# ------------------------------------------------------------------ pagination
+
+
+def encode_page_token(last_key: Mapping[str, Any] | None) -> str | None:
+    """An opaque token for DynamoDB's LastEvaluatedKey (plain values); None at the end."""
+    if not last_key:
+        return None
+    text = json.dumps(dict(last_key), separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, *, expected_keys: frozenset[str]) -> dict[str, str]:
+    """The LastEvaluatedKey a token carries; InvalidPageTokenError unless it has exactly the listing's keys
+    (string values only)."""
+    if len(token) > _MAX_TOKEN_LENGTH:
+        raise InvalidPageTokenError("nextToken is too long")
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidPageTokenError("nextToken is not a token this API issued") from None
+    if (
+        not isinstance(decoded, dict)
+        or set(decoded) != expected_keys
+        or not all(isinstance(value, str) for value in decoded.values())
+    ):
+        raise InvalidPageTokenError("nextToken is not a token this API issued for this listing")
+    return decoded
+
+
+# ------------------------------------------------------------------ jobs
+
+
+class TimelineView(ResponseModel):
+    status: str
+    at: str
+    state: str | None = None
+    reason: str | None = None
+
+
+class JobView(ResponseModel):
+    job_id: str
+    status: JobStatus
+    tier: str | None = None
+    key: str | None = Field(default=None, description="The uploaded object's key")
+    version_id: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    timeline: list[TimelineView] = Field(default_factory=list)
+    stats: dict[str, Any] | None = Field(default=None, description="Dataset statistics from validation")
+    execution_arn: str | None = None
+    pipeline_execution_arn: str | None = None
+    created_at: str
+    updated_at: str | None = None
+    queued_at: str | None = None
+    admitted_at: str | None = None
+    finished_at: str | None = None
+    cancel_requested_at: str | None = Field(
+        default=None, description="When the tenant asked to cancel (POST /jobs/{jobId}/cancel)"
+    )
+
+
+class JobPage(ResponseModel):
+    items: list[JobView]
+    next_token: str | None = None
+
+
+# ------------------------------------------------------------------ tiers
+
+
+class TierView(ResponseModel):
+    tier: Tier
+    concurrency_limit: int = Field(description="Guaranteed slots: the tier gets them whenever it has work")
+    borrowing_limit: int = Field(
+        default=0, description="Slots beyond the guarantee it may borrow from other tiers' idle guarantees"
+    )
+    running: int
+    queued: int = Field(description="Jobs waiting in the tier's queue (tier-queue index)")
+    training_instance_type: str | None = None
+    training_instance_count: int | None = None
+    processing_instance_type: str | None = None
+    processing_instance_count: int | None = None
+    max_dataset_bytes: int | None = None
+    queue_wait_seconds: int | None = None
+    use_spot_instances: bool | None = None
+    max_runtime_seconds: int | None = None
+    updated_at: str | None = None
+
+
+class AccountView(ResponseModel):
+    account_cap: int = Field(description="Most pipelines running at once across all tiers")
+    running: int
+    guaranteed: int = Field(description="The tiers' guaranteed slots, summed (never above the cap)")
+
+
+class TierList(ResponseModel):
+    items: list[TierView]
+    account: AccountView | None = None
+
+
+class AccountPatch(ApiModel):
+    """The account cap (SageMaker's concurrent pipeline executions); never below the tiers' guarantees."""
+
+    account_cap: int = Field(ge=1, le=10000)
+
+
+class TierPatch(ApiModel):
+    """Run-time tunables of a tier; at least one. (queueUrl and the running counter are not tunable.)"""
+
+    concurrency_limit: int | None = Field(default=None, ge=0, le=1000)
+    borrowing_limit: int | None = Field(default=None, ge=0, le=1000)
+    training_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    training_instance_count: int | None = Field(default=None, ge=1, le=1)
+    processing_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    processing_instance_count: int | None = Field(default=None, ge=1, le=1)
+    max_dataset_bytes: int | None = Field(default=None, gt=0, le=5 * 1024**3)
+    queue_wait_seconds: int | None = Field(default=None, ge=60, le=7 * 86400)
+    use_spot_instances: bool | None = None
+    max_runtime_seconds: int | None = Field(default=None, ge=60, le=5 * 86400)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> TierPatch:
+        if not self.changes():
+            raise ValueError("name at least one setting to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ------------------------------------------------------------------ tenants
+
+
+class ContractInput(ApiModel):
+    target_column: str = Field(min_length=1, max_length=255)
+    feature_columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    problem_type: ProblemType
+    min_rows: int = Field(ge=1, le=10_000_000)
+
+
+class TenantCreate(ApiModel):
+    tenant_id: str = Field(pattern=ONBOARDING_TENANT_ID_PATTERN, description="2-40 of a-z, 0-9 and -")
+    tier: Tier
+    contract: ContractInput
+    metric_threshold: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False)
+    fair_share_weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Share of its tier's slots relative to others",
+    )
+    max_running_jobs: int | None = Field(
+        default=None, ge=1, le=1000, description="Per-tenant cap; none by default"
+    )
+
+
+class TenantPatch(ApiModel):
+    """Tier change, suspend (status SUSPENDED) or resume (status ACTIVE), metric threshold."""
+
+    tier: Tier | None = None
+    status: TenantStatus | None = None
+    metric_threshold: float | None = Field(default=None, ge=-1e6, le=1e6, allow_inf_nan=False)
+    fair_share_weight: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+    max_running_jobs: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> TenantPatch:
+        if not self.changes():
+            raise ValueError(
+                "name at least one of tier, status, metricThreshold, fairShareWeight, maxRunningJobs"
+            )
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ContractView(ResponseModel):
+    target_column: str
+    feature_columns: list[str] | None = None
+    problem_type: str
+    min_rows: int
+
+
+class TenantView(ResponseModel):
+    tenant_id: str
+    tier: str
+    status: str
+    role_arn: str
+    model_package_group_name: str
+    metric_threshold: float
+    contract: ContractView
+    fair_share_weight: float = 1.0
+    max_running_jobs: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class TenantCreated(ResponseModel):
+    tenant: TenantView
+    api_key: str = Field(description="The tenant's API key. Shown once: only its SHA-256 is stored.")
+
+
+class TenantPage(ResponseModel):
+    items: list[TenantView]
+    next_token: str | None = None
+
+
+class OffboardingView(ResponseModel):
+    tenant_id: str
+    deleted: bool = Field(description="True when the tenant's data was deleted (immediate=true)")
+    delete_after: str = Field(description="End of the grace period during which the data is kept")
+    cancelled_jobs: list[str] = Field(description="Open jobs this request cancelled")
+    removed: dict[str, int] = Field(description="What was deleted, counted per kind (empty unless deleted)")
+
+
+class ErrorBody(ResponseModel):
+    message: str

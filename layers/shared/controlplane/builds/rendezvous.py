@@ -1,0 +1,83 @@
+"""Resume a build's execution exactly once, from whichever side (await_pipeline or pipeline_events)
+finds both the task token and the pipeline outcome on the job; and record a pipeline's terminal status on
+its job (pipeline_events, and the gate's sweep for completion events that were lost)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.builds.outcome import outcome_from_status, resume_decision
+from controlplane.core.errors import TaskTokenDeadError
+from controlplane.core.model import utc_now
+from controlplane.jobs import execution_store as executions
+from controlplane.jobs import store as jobs
+from controlplane.jobs.lifecycle import PipelineOutcome
+from controlplane.observability import bind_job, count, logger
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOutcome:
+    outcome: PipelineOutcome  # the outcome this call derived from the status
+    item: dict[str, Any]  # the job right after the update
+    recorded: bool  # this call's outcome is the one on the job (the first recorded one wins)
+    resumed: bool  # this call resumed the execution
+
+
+def record_pipeline_outcome(
+    job_id: str,
+    status: str,
+    *,
+    pipeline_execution_arn: str,
+    at: str,
+    failure_reason: str | None,
+    claimant: str,
+) -> RecordedOutcome | None:
+    """Record a terminal pipeline status on the job and resume its execution when its token is there.
+    None when there is no such job; ValueError for a status that is not terminal."""
+    # A tenant's cancel is made durable on the job before its pipeline is stopped: read it to say so.
+    cancelled = status == "Stopped" and bool((jobs.get(job_id) or {}).get("cancelRequestedAt"))
+    outcome = outcome_from_status(
+        status,
+        pipeline_execution_arn=pipeline_execution_arn,
+        at=at,
+        failure_reason=failure_reason,
+        cancelled_by_tenant=cancelled,
+    )
+    if outcome is None:
+        raise ValueError(f"pipeline status {status} is not terminal")
+    item = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
+    if item is None:
+        return None
+    bind_job(tenant_id=item.get("tenantId"), tier=item.get("tier"))
+    count(f"Pipelines{outcome.status.value.title()}", tier=item.get("tier"))
+    resumed = resume_if_ready(item, claimant=claimant)
+    return RecordedOutcome(
+        outcome=outcome, item=item, recorded=item.get("pipelineOutcome") == outcome.wire(), resumed=resumed
+    )
+
+
+def resume_if_ready(item: Mapping[str, Any] | None, *, claimant: str) -> bool:
+    """True when this call resumed the execution. ``item`` is the job right after the caller's update."""
+    decision = resume_decision(item)
+    if decision is None:
+        return False
+    if not jobs.claim_resume(
+        decision.job_id, task_token=decision.task_token, claimant=claimant, now=utc_now()
+    ):
+        return False  # The other side claimed it first.
+    tier = str(item.get("tier")) if item and item.get("tier") else None
+    try:
+        executions.send_task_success(decision.task_token, decision.outcome.resume_payload())
+    except TaskTokenDeadError as dead:
+        # The wait already ended (timed out and the pipeline was stopped): nothing is waiting to be resumed.
+        logger.warning("The pipeline wait had already ended", extra={"error": dead.code})
+        count("PipelineResumeTokensDead", tier=tier)
+        return False
+    except Exception:
+        jobs.release_resume_claim(decision.job_id, claimant=claimant)
+        raise
+    count("PipelineWaitsResumed", tier=tier)
+    logger.info("Resumed the build's execution", extra={"outcome": decision.outcome.status.value})
+    return True

@@ -1,0 +1,217 @@
+"""The job lifecycle: statuses, the one transitions table, and the typed Job record.
+
+Every write that changes a job's status, from Python (``controlplane.jobs.store``) or from the state
+machine (the ASL's "Put ..." and "Record ..." states), takes its DynamoDB condition from ``SOURCES``
+through ``status_condition``. ``scripts/asl_conditions.py`` writes those conditions into
+``statemachines/training_job.asl.json`` and a unit test fails when the committed ASL is stale or when
+any state writes a status the table does not allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import Field, field_validator
+
+from controlplane.core.model import CamelModel, Tier
+
+# Timeline "state" values written by the functions: the names of the state machine states that invoke
+# them, so a timeline reads the same whichever side wrote an entry (a unit test checks they exist in the ASL).
+STATE_REGISTER: Final = "Register the upload as a job"
+STATE_VALIDATE: Final = "Validate the dataset against the tenant's contract"
+STATE_QUEUE_WAIT: Final = "Wait in the tier's queue for a free slot"
+STATE_PIPELINE_WAIT: Final = "Wait for the pipeline to finish"
+# Written by the periodic sweep when it closes a job whose execution is over.
+STATE_SWEEP: Final = "Sweep for jobs whose execution is over"
+
+
+class JobStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    VALIDATED = "VALIDATED"
+    QUEUED = "QUEUED"
+    ADMITTED = "ADMITTED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATUSES: Final = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+        JobStatus.REJECTED,
+        JobStatus.EXPIRED,
+        JobStatus.CANCELLED,
+    }
+)
+NON_TERMINAL_STATUSES: Final = frozenset(JobStatus) - TERMINAL_STATUSES
+
+# THE transitions table: for each status, the statuses a job may reach it from. ``None`` means the job
+# item does not exist yet (it is created with that status). A terminal status is never left.
+SOURCES: Final[Mapping[JobStatus, frozenset[JobStatus | None]]] = {
+    # register_upload claims the object version.
+    JobStatus.RECEIVED: frozenset({None}),
+    # An odd key, an unknown or suspended tenant (at registration), or an invalid dataset (validation).
+    JobStatus.REJECTED: frozenset({None, JobStatus.RECEIVED}),
+    JobStatus.VALIDATED: frozenset({JobStatus.RECEIVED}),
+    # ADMITTED -> QUEUED: SageMaker refused the start for lack of quota or capacity; the slot was given
+    # back and the job waits in line again (its timeline says why).
+    JobStatus.QUEUED: frozenset({JobStatus.VALIDATED, JobStatus.ADMITTED}),
+    # The gate's take transaction.
+    JobStatus.ADMITTED: frozenset({JobStatus.QUEUED}),
+    # The state machine records the pipeline execution the moment StartPipelineExecution returns.
+    JobStatus.RUNNING: frozenset({JobStatus.ADMITTED}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.STOPPED: frozenset({JobStatus.RUNNING}),
+    # The wait for a slot timed out (possibly while the gate was admitting: the slot is released).
+    JobStatus.EXPIRED: frozenset({JobStatus.QUEUED, JobStatus.ADMITTED}),
+    # Before queueing at once through the API; once queued through the state machine, after any slot is
+    # freed. A running build that is cancelled has its pipeline stopped and ends STOPPED.
+    JobStatus.CANCELLED: frozenset(
+        {JobStatus.RECEIVED, JobStatus.VALIDATED, JobStatus.QUEUED, JobStatus.ADMITTED}
+    ),
+    # Any step may fail, and registration itself may fail before the job item exists.
+    JobStatus.FAILED: frozenset({None, *NON_TERMINAL_STATUSES}),
+}
+
+# The same table read the other way round: where each status may go.
+ALLOWED_TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
+    status: frozenset(target for target, sources in SOURCES.items() if status in sources)
+    for status in JobStatus
+}
+
+
+def is_terminal(status: str | None) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
+    """Whether a job in ``current`` (None: no job item yet) may become ``target``."""
+    return current in SOURCES[target]
+
+
+# --------------------------------------------------------------------------- conditions for every writer
+
+# Attributes a job keeps only while it waits or runs: a terminal write removes them, so the sparse
+# waiting-room indexes and the task tokens never outlive the job's life.
+WAITING_ATTRIBUTES: Final = ("queueTier", "queueShare", "queueTaskToken", "pipelineTaskToken")
+
+
+def source_placeholder(status: JobStatus) -> str:
+    return f":from{status.value.title()}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCondition:
+    """A DynamoDB condition that holds exactly when the job may become ``target`` (plain values: the
+    store and the ASL generator render them in their own attribute-value format)."""
+
+    target: JobStatus
+    expression: str
+    names: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def status_condition(target: JobStatus) -> StatusCondition:
+    """``#status IN (...)`` over the statuses ``SOURCES`` allows, or'ed with ``attribute_not_exists``
+    when the job may be created with ``target``."""
+    sources = sorted(status for status in SOURCES[target] if status is not None)
+    values = {source_placeholder(status): status.value for status in sources}
+    expression = f"#status IN ({', '.join(values)})"
+    if None in SOURCES[target]:
+        expression = f"attribute_not_exists(#status) OR {expression}"
+    return StatusCondition(target=target, expression=expression, names={"#status": "status"}, values=values)
+
+
+class JobRef(CamelModel):
+    """The ``job`` object passed between the functions and the state machine."""
+
+    job_id: str
+    tenant_id: str
+    bucket: str
+    key: str
+    version_id: str
+    size_bytes: int = Field(ge=0)
+    etag: str
+
+
+class TimelineEntry(CamelModel):
+    status: JobStatus
+    at: str
+    state: str
+    reason: str | None = None
+
+    def item(self) -> dict[str, Any]:
+        # Same shape as the entries the state machine appends: reason only when there is one.
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class PipelineOutcome(CamelModel):
+    """A terminal pipeline status as the state machine's "How did the build end?" reads it."""
+
+    status: JobStatus
+    reason: str
+    at: str
+    pipeline_execution_arn: str
+
+    @field_validator("status")
+    @classmethod
+    def _terminal_build_status(cls, value: JobStatus) -> JobStatus:
+        if value not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            raise ValueError(f"a pipeline outcome is SUCCEEDED, FAILED or STOPPED, not {value}")
+        return value
+
+    def resume_payload(self) -> dict[str, str]:
+        """The task output await_pipeline / pipeline_events send (docs/contracts.md)."""
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "pipelineExecutionArn": self.pipeline_execution_arn,
+        }
+
+
+class Job(CamelModel):
+    """A Jobs table item (docs/contracts.md, "Items"). Attributes appear as the job progresses."""
+
+    job_id: str
+    tenant_id: str
+    status: JobStatus
+    tier: Tier | None = None
+    reasons: list[str] = Field(default_factory=list)
+    bucket: str | None = None
+    key: str | None = None
+    version_id: str | None = None
+    size_bytes: int | None = None
+    etag: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    execution_arn: str | None = None
+    stats: dict[str, Any] | None = None
+    training_data_uri: str | None = None
+    model_output_uri: str | None = None
+    queued_at: str | None = None
+    queue_tier: Tier | None = None
+    queue_share: str | None = None
+    queue_task_token: str | None = None
+    admitted_at: str | None = None
+    slot_released_at: str | None = None
+    pipeline_execution_arn: str | None = None
+    pipeline_task_token: str | None = None
+    pipeline_outcome: PipelineOutcome | None = None
+    resumed_at: str | None = None
+    resumed_by: str | None = None
+    cancel_requested_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

@@ -1,0 +1,558 @@
+"""The Jobs table.
+
+Access patterns (key conditions as in template.yaml):
+- get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
+- a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
+- a tenant's waiting jobs in a tier ..... index share-queue: queueShare = :tier#tenant, ascending queuedAt
+- close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
+- cancel (API) ........................... jobId = :j IF status IN (RECEIVED, VALIDATED) -> CANCELLED, else
+                                           IF status IN (QUEUED, ADMITTED, RUNNING) -> SET cancelRequestedAt
+
+Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
+``timeline``; a terminal status is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, NoReturn
+
+from botocore.exceptions import ClientError
+
+from controlplane.core import dynamo
+from controlplane.core.clients import client
+from controlplane.core.errors import JobClosedError, JobNotFoundError, TransitionNotAllowedError
+from controlplane.jobs.lifecycle import (
+    STATE_PIPELINE_WAIT,
+    STATE_VALIDATE,
+    TERMINAL_STATUSES,
+    JobStatus,
+    TimelineEntry,
+    is_terminal,
+)
+from controlplane.settings import get_settings
+
+TIER_QUEUE_INDEX: Final = "tier-queue"
+SHARE_QUEUE_INDEX: Final = "share-queue"
+_APPEND_TIMELINE: Final = "#timeline = list_append(if_not_exists(#timeline, :empty), :entry)"
+
+
+def _table() -> str:
+    return get_settings().jobs_table_name
+
+
+def _names(*names: str) -> dict[str, str]:
+    return {f"#{name}": name for name in names}
+
+
+def _timeline_values(entry: TimelineEntry) -> dict[str, Any]:
+    return {":entry": [entry.item()], ":empty": []}
+
+
+def get(job_id: str) -> dict[str, Any] | None:
+    response = client("dynamodb").get_item(
+        TableName=_table(), Key=dynamo.to_item({"jobId": job_id}), ConsistentRead=True
+    )
+    return dynamo.from_item(response.get("Item"))
+
+
+def claim(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Create the job item unless it exists. Returns None when created, else the existing item."""
+    try:
+        client("dynamodb").put_item(
+            TableName=_table(),
+            Item=dynamo.to_item(item),
+            ConditionExpression="attribute_not_exists(jobId)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        return dynamo.old_item(error) or get(str(item["jobId"])) or dict(item)
+    return None
+
+
+def _raise_for_status(job_id: str, old: Mapping[str, Any] | None, wanted: JobStatus) -> NoReturn:
+    if old is None:
+        raise JobNotFoundError(job_id)
+    status = str(old.get("status", ""))
+    if is_terminal(status):
+        raise JobClosedError(job_id, status)
+    raise TransitionNotAllowedError(job_id, status, wanted.value)
+
+
+def record_validation(
+    job_id: str,
+    *,
+    valid: bool,
+    reasons: list[str],
+    stats: Mapping[str, Any],
+    training_data_uri: str | None,
+    model_output_uri: str | None,
+    now: str,
+) -> None:
+    """RECEIVED -> VALIDATED (stats, input and output URIs) or REJECTED (reasons). Replaying the same
+    result (a retried invocation) is accepted; anything else raises."""
+    status = JobStatus.VALIDATED if valid else JobStatus.REJECTED
+    reason = None if valid else "; ".join(reasons)
+    entry = TimelineEntry(status=status, at=now, state=STATE_VALIDATE, reason=reason)
+    assignments = [
+        "#status = :status",
+        "#updatedAt = :now",
+        _APPEND_TIMELINE,
+        "#stats = :stats",
+        "#reasons = :reasons",
+    ]
+    names = _names("status", "updatedAt", "timeline", "stats", "reasons")
+    values: dict[str, Any] = {
+        ":status": status.value,
+        ":now": now,
+        ":stats": dict(stats),
+        ":reasons": reasons,
+        ":received": JobStatus.RECEIVED.value,
+        **_timeline_values(entry),
+    }
+    if valid:
+        assignments += ["#trainingDataUri = :trainingDataUri", "#modelOutputUri = :modelOutputUri"]
+        names |= _names("trainingDataUri", "modelOutputUri")
+        values |= {":trainingDataUri": training_data_uri, ":modelOutputUri": model_output_uri}
+    else:
+        assignments.append("#finishedAt = :now")
+        names |= _names("finishedAt")
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="SET " + ", ".join(assignments),
+            ConditionExpression="#status = :received",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=dynamo.values(values),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        old = dynamo.old_item(error)
+        if old is not None and old.get("status") == status.value:
+            return
+        _raise_for_status(job_id, old, status)
+
+
+class TokenStored(StrEnum):
+    STORED = "STORED"
+    NOT_QUEUED = "NOT_QUEUED"  # admitted already, closed, or gone: nothing to wait for
+    WRONG_TIER = "WRONG_TIER"
+    CANCELLED = "CANCELLED"  # the tenant cancelled it before its token was stored: fail the wait
+    SHARE_CHANGED = "SHARE_CHANGED"  # the tenant's share changed since it was read: read it and try again
+
+
+def store_queue_token(
+    job_id: str, *, tier: str, task_token: str, now: str, share_id: str, share_update: Mapping[str, Any]
+) -> tuple[TokenStored, str | None]:
+    """Put a QUEUED job in its tier's waiting room (the sparse tier-queue and share-queue indexes) with its
+    task token, in one transaction with ``share_update`` (controlplane.admission.share_store.enqueue_update),
+    so a waiting job's tenant is always in the tier's backlog. Returns the outcome and the job's status
+    (or tier) when it was not stored."""
+    job_update = {
+        "Update": {
+            "TableName": _table(),
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "UpdateExpression": (
+                "SET #queueTaskToken = :token, #queueTier = :tier, #queueShare = :share, #updatedAt = :now"
+            ),
+            "ConditionExpression": (
+                "#status = :queued AND #tier = :tier AND attribute_not_exists(#cancelRequestedAt)"
+            ),
+            "ExpressionAttributeNames": _names(
+                "queueTaskToken",
+                "queueTier",
+                "queueShare",
+                "updatedAt",
+                "status",
+                "tier",
+                "cancelRequestedAt",
+            ),
+            "ExpressionAttributeValues": dynamo.values(
+                {
+                    ":token": task_token,
+                    ":tier": tier,
+                    ":share": share_id,
+                    ":now": now,
+                    ":queued": JobStatus.QUEUED.value,
+                }
+            ),
+        }
+    }
+    try:
+        client("dynamodb").transact_write_items(TransactItems=[job_update, dict(share_update)])
+    except ClientError as error:
+        code = dynamo.error_code(error)
+        if code == "TransactionConflictException":
+            return TokenStored.SHARE_CHANGED, None
+        if code != "TransactionCanceledException":
+            raise
+        job_code, share_code = [*dynamo.cancellation_codes(error), None, None][:2]
+        if job_code == "ConditionalCheckFailed":
+            return _why_not_stored(job_id)
+        if share_code == "ConditionalCheckFailed":
+            return TokenStored.SHARE_CHANGED, None
+        raise
+    return TokenStored.STORED, None
+
+
+def _why_not_stored(job_id: str) -> tuple[TokenStored, str | None]:
+    old = get(job_id)
+    status = None if old is None else str(old.get("status"))
+    if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
+        return TokenStored.CANCELLED, status
+    if old is not None and status == JobStatus.QUEUED.value:
+        return TokenStored.WRONG_TIER, str(old.get("tier"))
+    return TokenStored.NOT_QUEUED, status
+
+
+def clear_queue_token(job_id: str, task_token: str) -> None:
+    """Forget a delivered (or dead) admission token; a no-op when another token is stored by now."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="REMOVE #queueTaskToken",
+            ConditionExpression="#queueTaskToken = :token",
+            ExpressionAttributeNames=_names("queueTaskToken"),
+            ExpressionAttributeValues=dynamo.values({":token": task_token}),
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+
+
+def _oldest_first(
+    index: str, attribute: str, value: str, *, limit: int, start_key: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], Any]:
+    """One page of a sparse waiting-room index, oldest first, and where the next page starts."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": index,
+        "KeyConditionExpression": f"#{attribute} = :value",
+        "ExpressionAttributeNames": _names(attribute),
+        "ExpressionAttributeValues": dynamo.values({":value": value}),
+        "ScanIndexForward": True,
+        "Limit": limit,
+    }
+    if start_key:
+        request["ExclusiveStartKey"] = start_key
+    response = client("dynamodb").query(**request)
+    items = [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
+    return items, response.get("LastEvaluatedKey")
+
+
+def waiting(
+    tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], Any]:
+    """One page of the tier's waiting room, oldest first (index reads are eventually consistent: callers
+    must tolerate entries that were admitted a moment ago)."""
+    return _oldest_first(TIER_QUEUE_INDEX, "queueTier", tier, limit=limit, start_key=start_key)
+
+
+def share_waiting(share_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """A tenant's oldest waiting jobs in a tier (index share-queue; eventually consistent, like waiting())."""
+    return _oldest_first(SHARE_QUEUE_INDEX, "queueShare", share_id, limit=limit)[0]
+
+
+def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:
+    """ADMITTED -> RUNNING, storing the pipeline task token, in one UpdateItem returning the new item.
+
+    A retried await (same job already RUNNING) swaps in its new token and clears any resume claim made
+    for the previous token, with a compare-and-set on that token, so a resume is never lost.
+    """
+    entry = TimelineEntry(status=JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT)
+    ddb = client("dynamodb")
+    try:
+        response = ddb.update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #status = :running, #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, "
+                f"#updatedAt = :now, {_APPEND_TIMELINE}"
+            ),
+            ConditionExpression="#status = :admitted",
+            ExpressionAttributeNames=_names(
+                "status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt", "timeline"
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":running": JobStatus.RUNNING.value,
+                    ":admitted": JobStatus.ADMITTED.value,
+                    ":token": task_token,
+                    ":arn": pipeline_execution_arn,
+                    ":now": now,
+                    **_timeline_values(entry),
+                }
+            ),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return dynamo.from_item(response["Attributes"]) or {}
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        old = dynamo.old_item(error)
+    if old is None or old.get("status") != JobStatus.RUNNING.value:
+        _raise_for_status(job_id, old, JobStatus.RUNNING)
+    if old.get("pipelineTaskToken") == task_token:
+        return old
+    try:
+        response = ddb.update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, #updatedAt = :now "
+                "REMOVE #resumedAt, #resumedBy"
+            ),
+            ConditionExpression="#status = :running AND #pipelineTaskToken = :previous",
+            ExpressionAttributeNames=_names(
+                "status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt", "resumedAt", "resumedBy"
+            ),
+            ExpressionAttributeValues=dynamo.values(
+                {
+                    ":running": JobStatus.RUNNING.value,
+                    ":token": task_token,
+                    ":previous": old.get("pipelineTaskToken", ""),
+                    ":arn": pipeline_execution_arn,
+                    ":now": now,
+                }
+            ),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+        # Another await stored a token in between: the newest token wins, and it was not ours.
+        raise TransitionNotAllowedError(job_id, JobStatus.RUNNING.value, JobStatus.RUNNING.value) from None
+    return dynamo.from_item(response["Attributes"]) or {}
+
+
+def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
+    """Record the pipeline's terminal outcome (the first one wins) and return the item, or None when no
+    such job exists. The status is left to the state machine, which records it after releasing the slot."""
+    try:
+        response = client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression=(
+                "SET #pipelineOutcome = if_not_exists(#pipelineOutcome, :outcome), #updatedAt = :now"
+            ),
+            ConditionExpression="attribute_exists(jobId)",
+            ExpressionAttributeNames=_names("pipelineOutcome", "updatedAt"),
+            ExpressionAttributeValues=dynamo.values({":outcome": dict(outcome), ":now": now}),
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return None
+        raise
+    return dynamo.from_item(response["Attributes"])
+
+
+def claim_resume(job_id: str, *, task_token: str, claimant: str, now: str) -> bool:
+    """Claim the right to resume the execution: true for exactly one caller per stored token."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="SET #resumedAt = :now, #resumedBy = :claimant",
+            ConditionExpression=(
+                "attribute_not_exists(#resumedAt) AND #pipelineTaskToken = :token "
+                "AND attribute_exists(#pipelineOutcome)"
+            ),
+            ExpressionAttributeNames=_names("resumedAt", "resumedBy", "pipelineTaskToken", "pipelineOutcome"),
+            ExpressionAttributeValues=dynamo.values(
+                {":now": now, ":claimant": claimant, ":token": task_token}
+            ),
+        )
+    except ClientError as error:
+        if dynamo.is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
+def release_resume_claim(job_id: str, *, claimant: str) -> None:
+    """Give a claim back after failing to send the result, so a retry (either side) can resume."""
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=dynamo.to_item({"jobId": job_id}),
+            UpdateExpression="REMOVE #resumedAt, #resumedBy",
+            ConditionExpression="#resumedBy = :claimant",
+            ExpressionAttributeNames=_names("resumedAt", "resumedBy"),
+            ExpressionAttributeValues=dynamo.values({":claimant": claimant}),
+        )
+    except ClientError as error:
+        if not dynamo.is_condition_failure(error):
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Whether this call closed the job, and the item as it was before (None: there is no such job)."""
+
+    closed: bool
+    before: dict[str, Any] | None
+
+
+def close_for_ended_execution(
+    job_id: str, *, execution_arn: str, reason: str, state: str, now: str
+) -> Closing:
+    """Non-terminal -> FAILED with ``reason``, only while ``execution_arn`` owns the job (a duplicate
+    delivery's execution never closes the job another execution builds). Leaves the tier's waiting room
+    and forgets both task tokens, as the state machine's own "Record ..." states do."""
+    entry = TimelineEntry(status=JobStatus.FAILED, at=now, state=state, reason=reason)
+    terminal = {f":terminal{index}": status.value for index, status in enumerate(sorted(TERMINAL_STATUSES))}
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
+            f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueShare, #queueTaskToken, #pipelineTaskToken"
+        ),
+        ConditionExpression=(
+            f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
+        ),
+        ExpressionAttributeNames=_names(
+            "status",
+            "reasons",
+            "updatedAt",
+            "finishedAt",
+            "timeline",
+            "queueTier",
+            "queueShare",
+            "queueTaskToken",
+            "pipelineTaskToken",
+            "executionArn",
+        ),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":failed": JobStatus.FAILED.value,
+                ":reasons": [reason],
+                ":now": now,
+                ":arn": execution_arn,
+                **terminal,
+                **_timeline_values(entry),
+            }
+        ),
+        ReturnValues="ALL_OLD",
+    )
+    return Closing(closed=applied, before=item)
+
+
+TENANT_JOBS_INDEX: Final = "tenant-jobs"
+TENANT_JOBS_PAGE_KEYS: Final = frozenset({"jobId", "tenantId", "createdAt"})
+
+
+def list_for_tenant(
+    tenant_id: str,
+    *,
+    created_from: str,
+    created_to: str,
+    status: str | None,
+    limit: int,
+    start_key: Mapping[str, str] | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A tenant's jobs, newest first: index tenant-jobs, tenantId = :t AND createdAt BETWEEN :from AND :to,
+    optionally filtered by status (a filter: a page may hold fewer than ``limit`` items and still have a
+    next page)."""
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": TENANT_JOBS_INDEX,
+        "KeyConditionExpression": "#tenantId = :tenantId AND #createdAt BETWEEN :from AND :to",
+        "ExpressionAttributeNames": _names("tenantId", "createdAt"),
+        "ExpressionAttributeValues": {":tenantId": tenant_id, ":from": created_from, ":to": created_to},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if status is not None:
+        request["FilterExpression"] = "#status = :status"
+        request["ExpressionAttributeNames"] |= _names("status")
+        request["ExpressionAttributeValues"][":status"] = status
+    request["ExpressionAttributeValues"] = dynamo.values(request["ExpressionAttributeValues"])
+    if start_key:
+        request["ExclusiveStartKey"] = dynamo.to_item(start_key)
+    response = client("dynamodb").query(**request)
+    items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+    return items, dynamo.from_item(response.get("LastEvaluatedKey"))
+
+
+# ------------------------------------------------------------------ cancellation (POST /jobs/{jobId}/cancel)
+
+_NOT_YET_QUEUED: Final = (JobStatus.RECEIVED.value, JobStatus.VALIDATED.value)
+_CANCELLABLE_IN_FLIGHT: Final = (JobStatus.QUEUED.value, JobStatus.ADMITTED.value, JobStatus.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """The outcome of one conditional cancel write: ``item`` is the job after it (``changed``) or as it was
+    when the condition failed (None: there is no such job)."""
+
+    changed: bool
+    item: dict[str, Any] | None
+
+
+def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> CancelRequest:
+    """RECEIVED / VALIDATED -> CANCELLED at once: nothing was queued, no slot is held, nothing started.
+    (Validation then finds the job closed, and queueing's condition fails: the execution just ends.)"""
+    entry = TimelineEntry(status=JobStatus.CANCELLED, at=now, state=state, reason=reason)
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            "SET #status = :cancelled, #reasons = :reasons, #cancelRequestedAt = :now, "
+            f"#updatedAt = :now, #finishedAt = :now, {_APPEND_TIMELINE}"
+        ),
+        ConditionExpression="#status IN (:received, :validated)",
+        ExpressionAttributeNames=_names(
+            "status", "reasons", "cancelRequestedAt", "updatedAt", "finishedAt", "timeline"
+        ),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":reasons": [reason],
+                ":now": now,
+                ":received": _NOT_YET_QUEUED[0],
+                ":validated": _NOT_YET_QUEUED[1],
+                **_timeline_values(entry),
+            }
+        ),
+        ReturnValues="ALL_NEW",
+    )
+    return CancelRequest(changed=applied, item=item)
+
+
+def request_cancel(job_id: str, *, now: str) -> CancelRequest:
+    """Make the cancellation durable on a QUEUED / ADMITTED / RUNNING job (``cancelRequestedAt``, kept from
+    the first request): from here on no admission takes a slot for it and no token is stored for it, and
+    whoever starts its pipeline stops it. The state machine records the terminal status."""
+    applied, item = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=(
+            "SET #cancelRequestedAt = if_not_exists(#cancelRequestedAt, :now), #updatedAt = :now"
+        ),
+        ConditionExpression="#status IN (:queued, :admitted, :running)",
+        ExpressionAttributeNames=_names("cancelRequestedAt", "updatedAt", "status"),
+        ExpressionAttributeValues=dynamo.values(
+            {
+                ":now": now,
+                ":queued": _CANCELLABLE_IN_FLIGHT[0],
+                ":admitted": _CANCELLABLE_IN_FLIGHT[1],
+                ":running": _CANCELLABLE_IN_FLIGHT[2],
+            }
+        ),
+        ReturnValues="ALL_NEW",
+    )
+    return CancelRequest(changed=applied, item=item)

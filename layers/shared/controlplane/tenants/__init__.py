@@ -1,0 +1,1 @@
+"""Tenants: their record and contract, their AWS identity, onboarding and offboarding."""

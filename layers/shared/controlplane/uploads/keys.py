@@ -1,0 +1,136 @@
+"""Upload keys and job ids.
+
+Keys look like ``tenants/<tenantId>/uploads/<name>.csv`` (docs/contracts.md). Anything else under
+``tenants/`` becomes a REJECTED job whose reason says precisely what is wrong with the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote_plus
+
+TENANT_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+JOB_ID_PATTERN: Final = re.compile(r"^job-[0-9a-f]{32}$")
+KEY_PREFIX: Final = "tenants/"
+UPLOADS_FOLDER: Final = "uploads"
+EXTENSION: Final = ".csv"
+# S3 keys are at most 1024 bytes; longer names are only possible through a malformed event.
+MAX_KEY_BYTES: Final = 1024
+# Version id S3 reports for objects written while versioning was off; still addressable by that id.
+NULL_VERSION_ID: Final = "null"
+# The tenant id of a job whose key names no tenant (reserved: never a tenant's id).
+UNKNOWN_TENANT: Final = "unknown"
+EXPECTED_SHAPE: Final = "tenants/<tenantId>/uploads/<name>.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadKey:
+    """A well-formed upload key."""
+
+    tenant_id: str
+    file_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRejection:
+    """Why a key is not an acceptable upload; ``tenant_id`` is ``unknown`` when the key names none."""
+
+    tenant_id: str
+    reason: str
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 event notifications carry the key URL-encoded ("red flower.csv" arrives as "red+flower.csv"),
+    EventBridge deliveries included; S3 API calls need the real key."""
+    return unquote_plus(raw_key, encoding="utf-8", errors="strict")
+
+
+def derive_job_id(bucket: str, key: str, version_id: str) -> str:
+    """``job-`` + first 32 hex chars of SHA-256 over ``bucket\\nkey\\nversionId``.
+
+    36 characters: a valid SageMaker ClientRequestToken (32-128) and PipelineExecutionDisplayName, so a
+    redelivered event, a retried start and the pipeline execution all collapse onto one job.
+    """
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{version_id}".encode()).hexdigest()
+    return f"job-{digest[:32]}"
+
+
+def is_job_id(value: str) -> bool:
+    return JOB_ID_PATTERN.fullmatch(value) is not None
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char) in {"Cc", "Cf"} for char in text)
+
+
+def parse_upload_key(key: str) -> UploadKey | KeyRejection:
+    """Parse a decoded object key, or say exactly why it is not an upload the control plane accepts."""
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        return KeyRejection(UNKNOWN_TENANT, f"the object key is longer than {MAX_KEY_BYTES} bytes")
+    if not key.startswith(KEY_PREFIX):
+        return KeyRejection(
+            UNKNOWN_TENANT, f"the object key {key!r} is outside {KEY_PREFIX}; expected {EXPECTED_SHAPE}"
+        )
+
+    parts = key[len(KEY_PREFIX) :].split("/")
+    raw_tenant = parts[0]
+    if not raw_tenant:
+        return KeyRejection(
+            UNKNOWN_TENANT, f"the object key {key!r} names no tenant; expected {EXPECTED_SHAPE}"
+        )
+    if TENANT_ID_PATTERN.fullmatch(raw_tenant) is None:
+        hint = " (tenant ids are lowercase)" if TENANT_ID_PATTERN.fullmatch(raw_tenant.lower()) else ""
+        return KeyRejection(
+            UNKNOWN_TENANT,
+            f"the object key {key!r} names tenant {raw_tenant!r}, which is not a valid tenant id{hint}; "
+            "tenant ids are 2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+        )
+    tenant_id = raw_tenant
+
+    if len(parts) == 1:
+        return KeyRejection(
+            tenant_id, f"the object key {key!r} is directly under the tenant; expected {EXPECTED_SHAPE}"
+        )
+    if parts[1] != UPLOADS_FOLDER:
+        return KeyRejection(
+            tenant_id,
+            f"the object key {key!r} is in folder {parts[1]!r}; uploads go to tenants/{tenant_id}/uploads/",
+        )
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
+        return KeyRejection(tenant_id, f"the object key {key!r} is a folder, not a file")
+    if len(parts) > 3:
+        return KeyRejection(
+            tenant_id,
+            f"the object key {key!r} is in a sub-folder of uploads/; "
+            f"put the file directly in tenants/{tenant_id}/uploads/",
+        )
+
+    file_name = parts[2]
+    if _has_control_characters(file_name):
+        return KeyRejection(tenant_id, f"the file name {file_name!r} contains control characters")
+    if not file_name.endswith(EXTENSION):
+        if file_name.lower().endswith(EXTENSION):
+            return KeyRejection(tenant_id, f"the file name {file_name!r} must end in lowercase {EXTENSION!r}")
+        return KeyRejection(
+            tenant_id,
+            f"the file name {file_name!r} does not end in {EXTENSION!r}; only CSV uploads are built",
+        )
+    if file_name == EXTENSION:
+        return KeyRejection(tenant_id, f"the file name {file_name!r} has nothing before {EXTENSION!r}")
+    return UploadKey(tenant_id=tenant_id, file_name=file_name)
+
+
+def read_event_key(raw_key: str) -> tuple[str, UploadKey | KeyRejection]:
+    """Decode an event's key and parse it. Returns the key to store (decoded, or raw when it cannot be
+    decoded) with the parse result."""
+    try:
+        key = decode_event_key(raw_key)
+    except UnicodeDecodeError:
+        return raw_key, KeyRejection(
+            UNKNOWN_TENANT, f"the object key {raw_key!r} is not valid URL-encoded UTF-8"
+        )
+    return key, parse_upload_key(key)
