@@ -27,7 +27,8 @@ from controlplane.admission.scheduling import Admit
 from controlplane.core import dynamo
 from controlplane.core.clients import client
 from controlplane.core.model import utc_now
-from controlplane.jobs.lifecycle import STATE_QUEUE_WAIT, JobStatus, TimelineEntry
+from controlplane.jobs import store as jobs
+from controlplane.jobs.lifecycle import STATE_QUEUE_WAIT, JobStatus, status_update
 from controlplane.observability import logger
 from controlplane.settings import get_settings
 
@@ -53,7 +54,6 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
     tier_item = capacity.tiers[job.tier]
     guaranteed = int(tier_item.get("concurrencyLimit", 0))
     borrowing = int(tier_item.get("borrowingLimit", 0))
-    entry = TimelineEntry(status=JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT)
     items: list[dict[str, Any]] = [
         {
             "Update": {
@@ -109,44 +109,25 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
                 "ConditionExpression": "attribute_not_exists(jobId)",
             }
         },
-        {
-            "Update": {
-                "TableName": settings.jobs_table_name,
-                "Key": dynamo.to_item({"jobId": job.job_id}),
-                # Leaving the sparse tier-queue and share-queue indexes (REMOVE queueTier, queueShare) is what
-                # takes the job out of the waiting room. The token stays until the admission is delivered.
-                "UpdateExpression": (
-                    "SET #status = :admitted, #admittedAt = :now, #updatedAt = :now, "
-                    "#timeline = list_append(if_not_exists(#timeline, :empty), :entry) "
-                    "REMOVE #queueTier, #queueShare"
-                ),
-                # A cancel request made durable first (cancelRequestedAt) is never admitted.
-                "ConditionExpression": (
-                    "#status = :queued AND #queueTaskToken = :token "
-                    "AND attribute_not_exists(#cancelRequestedAt)"
-                ),
-                "ExpressionAttributeNames": {
-                    "#status": "status",
+        # Leaving the sparse tier-queue and share-queue indexes (REMOVE queueTier, queueShare) is what takes
+        # the job out of the waiting room. The token stays until the admission is delivered. A cancel request
+        # made durable first (cancelRequestedAt) is never admitted.
+        jobs.update_for_transaction(
+            job.job_id,
+            status_update(JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT).extended(
+                sets=("#admittedAt = :now",),
+                removes=("#queueTier", "#queueShare"),
+                names={
                     "#admittedAt": "admittedAt",
-                    "#updatedAt": "updatedAt",
-                    "#timeline": "timeline",
                     "#queueTier": "queueTier",
                     "#queueShare": "queueShare",
                     "#queueTaskToken": "queueTaskToken",
                     "#cancelRequestedAt": "cancelRequestedAt",
                 },
-                "ExpressionAttributeValues": dynamo.values(
-                    {
-                        ":admitted": JobStatus.ADMITTED.value,
-                        ":queued": JobStatus.QUEUED.value,
-                        ":now": now,
-                        ":token": job.task_token,
-                        ":entry": [entry.item()],
-                        ":empty": [],
-                    }
-                ),
-            }
-        },
+                values={":token": job.task_token},
+                condition="#queueTaskToken = :token AND attribute_not_exists(#cancelRequestedAt)",
+            ),
+        ),
         fair_share.take_update(share, decision, now=now),
     ]
     for attempt in range(_TRANSACTION_ATTEMPTS):

@@ -131,6 +131,81 @@ def status_condition(target: JobStatus) -> StatusCondition:
     return StatusCondition(target=target, expression=expression, names={"#status": "status"}, values=values)
 
 
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One status write as DynamoDB expression parts (plain values): SET status, updatedAt and a timeline
+    entry (reasons and finishedAt, and REMOVE of the waiting attributes, for a terminal status), under the
+    condition the table gives. Callers add their own attributes and conditions with ``extended``."""
+
+    target: JobStatus
+    sets: tuple[str, ...]
+    removes: tuple[str, ...]
+    names: dict[str, str]
+    values: dict[str, Any]
+    condition: str
+
+    @property
+    def expression(self) -> str:
+        text = "SET " + ", ".join(self.sets)
+        return f"{text} REMOVE {', '.join(self.removes)}" if self.removes else text
+
+    def extended(
+        self,
+        *,
+        sets: tuple[str, ...] = (),
+        removes: tuple[str, ...] = (),
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        condition: str | None = None,
+    ) -> StatusUpdate:
+        return StatusUpdate(
+            target=self.target,
+            sets=self.sets + sets,
+            removes=self.removes + tuple(name for name in removes if name not in self.removes),
+            names=self.names | dict(names or {}),
+            values=self.values | dict(values or {}),
+            condition=f"({self.condition}) AND {condition}" if condition else self.condition,
+        )
+
+
+def status_update(
+    target: JobStatus, *, at: str, state: str, reason: str | None = None, reasons: list[str] | None = None
+) -> StatusUpdate:
+    """The write that moves a job to ``target`` (the only place a job's status is SET from Python)."""
+    condition = status_condition(target)
+    entry = TimelineEntry(status=target, at=at, state=state, reason=reason)
+    sets = [
+        "#status = :status",
+        "#updatedAt = :now",
+        "#timeline = list_append(if_not_exists(#timeline, :empty), :entry)",
+    ]
+    names = condition.names | {"#updatedAt": "updatedAt", "#timeline": "timeline"}
+    values: dict[str, Any] = condition.values | {
+        ":status": target.value,
+        ":now": at,
+        ":entry": [entry.item()],
+        ":empty": [],
+    }
+    if reasons is not None or (reason is not None and target in TERMINAL_STATUSES):
+        sets.append("#reasons = :reasons")
+        names["#reasons"] = "reasons"
+        values[":reasons"] = reasons if reasons is not None else [reason]
+    removes: tuple[str, ...] = ()
+    if target in TERMINAL_STATUSES:
+        sets.append("#finishedAt = :now")
+        names["#finishedAt"] = "finishedAt"
+        removes = tuple(f"#{name}" for name in WAITING_ATTRIBUTES)
+        names |= {f"#{name}": name for name in WAITING_ATTRIBUTES}
+    return StatusUpdate(
+        target=target,
+        sets=tuple(sets),
+        removes=removes,
+        names=names,
+        values=values,
+        condition=condition.expression,
+    )
+
+
 class JobRef(CamelModel):
     """The ``job`` object passed between the functions and the state machine."""
 

@@ -27,16 +27,16 @@ from controlplane.core.errors import JobClosedError, JobNotFoundError, Transitio
 from controlplane.jobs.lifecycle import (
     STATE_PIPELINE_WAIT,
     STATE_VALIDATE,
-    TERMINAL_STATUSES,
     JobStatus,
-    TimelineEntry,
+    StatusUpdate,
+    can_transition,
     is_terminal,
+    status_update,
 )
 from controlplane.settings import get_settings
 
 TIER_QUEUE_INDEX: Final = "tier-queue"
 SHARE_QUEUE_INDEX: Final = "share-queue"
-_APPEND_TIMELINE: Final = "#timeline = list_append(if_not_exists(#timeline, :empty), :entry)"
 
 
 def _table() -> str:
@@ -45,10 +45,6 @@ def _table() -> str:
 
 def _names(*names: str) -> dict[str, str]:
     return {f"#{name}": name for name in names}
-
-
-def _timeline_values(entry: TimelineEntry) -> dict[str, Any]:
-    return {":entry": [entry.item()], ":empty": []}
 
 
 def get(job_id: str) -> dict[str, Any] | None:
@@ -60,6 +56,8 @@ def get(job_id: str) -> dict[str, Any] | None:
 
 def claim(item: Mapping[str, Any]) -> dict[str, Any] | None:
     """Create the job item unless it exists. Returns None when created, else the existing item."""
+    if not can_transition(None, JobStatus(str(item["status"]))):
+        raise TransitionNotAllowedError(str(item["jobId"]), None, str(item["status"]))
     try:
         client("dynamodb").put_item(
             TableName=_table(),
@@ -83,6 +81,75 @@ def _raise_for_status(job_id: str, old: Mapping[str, Any] | None, wanted: JobSta
     raise TransitionNotAllowedError(job_id, status, wanted.value)
 
 
+def _apply(
+    job_id: str, update: StatusUpdate, *, return_values: str = "ALL_NEW"
+) -> tuple[bool, dict[str, Any] | None]:
+    """Run one status write: (True, the item as ``return_values`` asks) when it applied, (False, the item
+    as it was) when the table (or the caller's extra condition) refused it."""
+    return dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression=update.expression,
+        ConditionExpression=update.condition,
+        ExpressionAttributeNames=update.names,
+        ExpressionAttributeValues=dynamo.values(update.values),
+        ReturnValues=return_values,
+    )
+
+
+def update_for_transaction(job_id: str, update: StatusUpdate) -> dict[str, Any]:
+    """``update`` as one item of a TransactWriteItems (the gate's take)."""
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "UpdateExpression": update.expression,
+            "ConditionExpression": update.condition,
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": dynamo.values(update.values),
+        }
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Transitioned:
+    """Whether the write applied, and the item after it (applied) or as it was (refused; None: no job)."""
+
+    applied: bool
+    item: dict[str, Any] | None
+
+
+def transition(
+    job_id: str,
+    target: JobStatus,
+    *,
+    state: str,
+    now: str,
+    reason: str | None = None,
+    only_from: tuple[JobStatus, ...] = (),
+    only_execution: str | None = None,
+) -> Transitioned:
+    """Move a job to ``target`` if the transitions table allows it from its current status, optionally
+    only from some of those statuses (``only_from``) or only while ``only_execution`` owns the job."""
+    update = status_update(target, at=now, state=state, reason=reason)
+    conditions = []
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    if only_from:
+        placeholders = {f":only{status.value.title()}": status.value for status in only_from}
+        conditions.append(f"#status IN ({', '.join(placeholders)})")
+        values |= placeholders
+    if only_execution is not None:
+        conditions.append("#executionArn = :executionArn")
+        names["#executionArn"] = "executionArn"
+        values[":executionArn"] = only_execution
+    if conditions:
+        update = update.extended(names=names, values=values, condition=" AND ".join(conditions))
+    applied, item = _apply(job_id, update)
+    return Transitioned(applied=applied, item=item)
+
+
 def record_validation(
     job_id: str,
     *,
@@ -97,47 +164,20 @@ def record_validation(
     result (a retried invocation) is accepted; anything else raises."""
     status = JobStatus.VALIDATED if valid else JobStatus.REJECTED
     reason = None if valid else "; ".join(reasons)
-    entry = TimelineEntry(status=status, at=now, state=STATE_VALIDATE, reason=reason)
-    assignments = [
-        "#status = :status",
-        "#updatedAt = :now",
-        _APPEND_TIMELINE,
-        "#stats = :stats",
-        "#reasons = :reasons",
-    ]
-    names = _names("status", "updatedAt", "timeline", "stats", "reasons")
-    values: dict[str, Any] = {
-        ":status": status.value,
-        ":now": now,
-        ":stats": dict(stats),
-        ":reasons": reasons,
-        ":received": JobStatus.RECEIVED.value,
-        **_timeline_values(entry),
-    }
+    update = status_update(status, at=now, state=STATE_VALIDATE, reason=reason, reasons=reasons)
+    sets: tuple[str, ...] = ("#stats = :stats",)
+    names = _names("stats")
+    values: dict[str, Any] = {":stats": dict(stats)}
     if valid:
-        assignments += ["#trainingDataUri = :trainingDataUri", "#modelOutputUri = :modelOutputUri"]
+        sets += ("#trainingDataUri = :trainingDataUri", "#modelOutputUri = :modelOutputUri")
         names |= _names("trainingDataUri", "modelOutputUri")
         values |= {":trainingDataUri": training_data_uri, ":modelOutputUri": model_output_uri}
-    else:
-        assignments.append("#finishedAt = :now")
-        names |= _names("finishedAt")
-    try:
-        client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression="SET " + ", ".join(assignments),
-            ConditionExpression="#status = :received",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=dynamo.values(values),
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-    except ClientError as error:
-        if not dynamo.is_condition_failure(error):
-            raise
-        old = dynamo.old_item(error)
-        if old is not None and old.get("status") == status.value:
-            return
-        _raise_for_status(job_id, old, status)
+    applied, old = _apply(
+        job_id, update.extended(sets=sets, names=names, values=values), return_values="NONE"
+    )
+    if applied or (old is not None and old.get("status") == status.value):
+        return
+    _raise_for_status(job_id, old, status)
 
 
 class TokenStored(StrEnum):
@@ -267,38 +307,15 @@ def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, n
     A retried await (same job already RUNNING) swaps in its new token and clears any resume claim made
     for the previous token, with a compare-and-set on that token, so a resume is never lost.
     """
-    entry = TimelineEntry(status=JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT)
     ddb = client("dynamodb")
-    try:
-        response = ddb.update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression=(
-                "SET #status = :running, #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, "
-                f"#updatedAt = :now, {_APPEND_TIMELINE}"
-            ),
-            ConditionExpression="#status = :admitted",
-            ExpressionAttributeNames=_names(
-                "status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt", "timeline"
-            ),
-            ExpressionAttributeValues=dynamo.values(
-                {
-                    ":running": JobStatus.RUNNING.value,
-                    ":admitted": JobStatus.ADMITTED.value,
-                    ":token": task_token,
-                    ":arn": pipeline_execution_arn,
-                    ":now": now,
-                    **_timeline_values(entry),
-                }
-            ),
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-        return dynamo.from_item(response["Attributes"]) or {}
-    except ClientError as error:
-        if not dynamo.is_condition_failure(error):
-            raise
-        old = dynamo.old_item(error)
+    update = status_update(JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT).extended(
+        sets=("#pipelineTaskToken = :token", "#pipelineExecutionArn = :arn"),
+        names=_names("pipelineTaskToken", "pipelineExecutionArn"),
+        values={":token": task_token, ":arn": pipeline_execution_arn},
+    )
+    applied, old = _apply(job_id, update)
+    if applied:
+        return old or {}
     if old is None or old.get("status") != JobStatus.RUNNING.value:
         _raise_for_status(job_id, old, JobStatus.RUNNING)
     if old.get("pipelineTaskToken") == task_token:
@@ -409,43 +426,12 @@ def close_for_ended_execution(
     """Non-terminal -> FAILED with ``reason``, only while ``execution_arn`` owns the job (a duplicate
     delivery's execution never closes the job another execution builds). Leaves the tier's waiting room
     and forgets both task tokens, as the state machine's own "Record ..." states do."""
-    entry = TimelineEntry(status=JobStatus.FAILED, at=now, state=state, reason=reason)
-    terminal = {f":terminal{index}": status.value for index, status in enumerate(sorted(TERMINAL_STATUSES))}
-    applied, item = dynamo.update_if(
-        client("dynamodb"),
-        TableName=_table(),
-        Key=dynamo.to_item({"jobId": job_id}),
-        UpdateExpression=(
-            f"SET #status = :failed, #reasons = :reasons, #updatedAt = :now, #finishedAt = :now, "
-            f"{_APPEND_TIMELINE} REMOVE #queueTier, #queueShare, #queueTaskToken, #pipelineTaskToken"
-        ),
-        ConditionExpression=(
-            f"attribute_exists(jobId) AND #executionArn = :arn AND NOT #status IN ({', '.join(terminal)})"
-        ),
-        ExpressionAttributeNames=_names(
-            "status",
-            "reasons",
-            "updatedAt",
-            "finishedAt",
-            "timeline",
-            "queueTier",
-            "queueShare",
-            "queueTaskToken",
-            "pipelineTaskToken",
-            "executionArn",
-        ),
-        ExpressionAttributeValues=dynamo.values(
-            {
-                ":failed": JobStatus.FAILED.value,
-                ":reasons": [reason],
-                ":now": now,
-                ":arn": execution_arn,
-                **terminal,
-                **_timeline_values(entry),
-            }
-        ),
-        ReturnValues="ALL_OLD",
+    update = status_update(JobStatus.FAILED, at=now, state=state, reason=reason).extended(
+        names=_names("executionArn"),
+        values={":arn": execution_arn},
+        condition="attribute_exists(jobId) AND #executionArn = :arn",
     )
+    applied, item = _apply(job_id, update, return_values="ALL_OLD")
     return Closing(closed=applied, before=item)
 
 
@@ -504,31 +490,13 @@ class CancelRequest:
 def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> CancelRequest:
     """RECEIVED / VALIDATED -> CANCELLED at once: nothing was queued, no slot is held, nothing started.
     (Validation then finds the job closed, and queueing's condition fails: the execution just ends.)"""
-    entry = TimelineEntry(status=JobStatus.CANCELLED, at=now, state=state, reason=reason)
-    applied, item = dynamo.update_if(
-        client("dynamodb"),
-        TableName=_table(),
-        Key=dynamo.to_item({"jobId": job_id}),
-        UpdateExpression=(
-            "SET #status = :cancelled, #reasons = :reasons, #cancelRequestedAt = :now, "
-            f"#updatedAt = :now, #finishedAt = :now, {_APPEND_TIMELINE}"
-        ),
-        ConditionExpression="#status IN (:received, :validated)",
-        ExpressionAttributeNames=_names(
-            "status", "reasons", "cancelRequestedAt", "updatedAt", "finishedAt", "timeline"
-        ),
-        ExpressionAttributeValues=dynamo.values(
-            {
-                ":cancelled": JobStatus.CANCELLED.value,
-                ":reasons": [reason],
-                ":now": now,
-                ":received": _NOT_YET_QUEUED[0],
-                ":validated": _NOT_YET_QUEUED[1],
-                **_timeline_values(entry),
-            }
-        ),
-        ReturnValues="ALL_NEW",
+    update = status_update(JobStatus.CANCELLED, at=now, state=state, reason=reason).extended(
+        sets=("#cancelRequestedAt = :now",),
+        names=_names("cancelRequestedAt"),
+        values={":received": _NOT_YET_QUEUED[0], ":validated": _NOT_YET_QUEUED[1]},
+        condition="#status IN (:received, :validated)",
     )
+    applied, item = _apply(job_id, update)
     return CancelRequest(changed=applied, item=item)
 
 
