@@ -135,7 +135,7 @@ def list_jobs(
 
 
 @app.get("/jobs/<jobId>", summary="One of my jobs: status, reasons, timeline, statistics", tags=["tenant"])
-def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> JobView:
+def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobView:
     tenant_id = _tenant()
     # Same answer for a malformed id, a missing job and another tenant's job: nothing leaks.
     item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
@@ -151,7 +151,7 @@ def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> JobVi
     "(STOPPED); 409 when it has already ended",
     tags=["tenant"],
 )
-def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=64)]) -> tuple[JobView, int]:
+def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> tuple[JobView, int]:
     tenant_id = _tenant()
     item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
     if item is None or item.get("tenantId") != tenant_id:

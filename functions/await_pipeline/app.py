@@ -19,6 +19,7 @@ from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import stop_cancelled_pipeline
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_settings
+from controlplane.uploads.keys import JOB_ID_REGEX
 
 settings = get_settings()
 
@@ -27,7 +28,7 @@ class AwaitPipelineRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     task_token: str = Field(alias="taskToken", min_length=1)
-    job_id: str = Field(alias="jobId", pattern=r"^job-[0-9a-f]{32}$")
+    job_id: str = Field(alias="jobId", pattern=JOB_ID_REGEX)
     tenant_id: str = Field(alias="tenantId", min_length=1)
     pipeline_execution_arn: str = Field(alias="pipelineExecutionArn", pattern=r"^arn:[a-z-]+:sagemaker:")
 

@@ -27,12 +27,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, Json, TypeAdapter
 
 from controlplane.admission import gate as admission
-from controlplane.builds import reconciling
+from controlplane.admission.decisions import AdmissionReport
 from controlplane.core.model import Tier, utc_now
 from controlplane.jobs.cancelling import fail_queue_wait
 from controlplane.jobs.store import TokenStored
 from controlplane.observability import bind_job, count, instrumented, logger, unbind_job
 from controlplane.settings import get_settings
+from controlplane.uploads.keys import JOB_ID_REGEX
 
 settings = get_settings()
 # Where each tier's next waiting-room sweep continues. Kept by the warm sandbox only: a cold one starts from
@@ -44,7 +45,7 @@ class QueueMessage(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     task_token: str = Field(alias="taskToken", min_length=1)
-    job_id: str = Field(alias="jobId", pattern=r"^job-[0-9a-f]{32}$")
+    job_id: str = Field(alias="jobId", pattern=JOB_ID_REGEX)
     tenant_id: str = Field(alias="tenantId", min_length=1)
     tier: Tier
     execution_arn: str = Field(alias="executionArn", min_length=1)
@@ -73,7 +74,12 @@ processor = BatchProcessor(event_type=EventType.SQS, model=QueueRecord)
 
 
 def _admit() -> dict[str, Any]:
-    report = admission.admit()
+    return _report(admission.admit())
+
+
+def _report(report: AdmissionReport | None) -> dict[str, Any]:
+    if report is None:
+        return {}
     if report.admitted or report.dead_tokens:
         logger.info(
             "Admission run",
@@ -145,24 +151,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Admission is account-wide: the freed slot may go back to a tier that lent it, or to another tier.
         return {"admission": _admit()}
 
-    results: dict[str, Any] = {}
-    failed: list[str] = []
-    for tier in Tier:
-        try:
-            reclaimed = admission.reclaim(tier.value)
-            recovered = reconciling.recover_lost_completions(tier.value)
-            sweep = admission.sweep_waiting_room(tier.value, start_key=_waiting_room_cursors.get(tier.value))
-            _waiting_room_cursors[tier.value] = sweep.next_key
-            results[tier.value] = {
-                "reclaimed": reclaimed,
-                "closedWaiting": sweep.closed,
-                "rejoinedBacklog": sweep.rejoined,
-                "recoveredCompletions": recovered.recovered,
-            }
-        except Exception:
-            logger.exception("Sweep of a tier failed", extra={"tier": tier.value})
-            failed.append(tier.value)
-    admitted = _admit()
-    if failed:
-        raise RuntimeError(f"the sweep failed for tier(s) {', '.join(failed)}; see the log for each error")
-    return {"tiers": results, "admission": admitted}
+    sweep = admission.scheduled_sweep(tuple(tier.value for tier in Tier), _waiting_room_cursors)
+    if sweep.failed_tiers:
+        raise RuntimeError(
+            f"the sweep failed for tier(s) {', '.join(sweep.failed_tiers)}; see the log for each error"
+        )
+    return {"tiers": sweep.tiers, "openJobs": sweep.open_jobs, "admission": _report(sweep.admission)}

@@ -19,6 +19,7 @@ from controlplane.observability import bind_job, count, instrumented, logger
 from controlplane.settings import get_settings
 from controlplane.tenants import store as tenants
 from controlplane.uploads.keys import (
+    JOB_ID_REGEX,
     NULL_VERSION_ID,
     UNKNOWN_TENANT,
     KeyRejection,
@@ -44,6 +45,9 @@ class RegisterUploadRequest(BaseModel):
 
     event: S3EventNotificationEventBridgeModel
     execution_arn: str = Field(alias="executionArn", min_length=1)
+    # The id the state machine named the job with (States.Hash over the same fields): it records a failed
+    # registration under it, so both must agree.
+    job_id: str | None = Field(default=None, alias="jobId", pattern=JOB_ID_REGEX)
 
 
 @instrumented
@@ -52,7 +56,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     detail = request.event.detail
     if detail.object.size is None:
         raise ValueError("the S3 event does not report the object's size")
-    key, parsed = read_event_key(detail.object.key)
+    raw_key = detail.object.key
+    key, parsed = read_event_key(raw_key)
     upload = UploadedObject(
         bucket=detail.bucket.name,
         key=key,
@@ -61,7 +66,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         size_bytes=int(detail.object.size),
         etag=detail.object.etag,
     )
-    job_id = derive_job_id(upload.bucket, upload.key, upload.version_id)
+    job_id = derive_job_id(upload.bucket, raw_key, upload.version_id)
+    if request.job_id is not None and request.job_id != job_id:
+        raise ValueError(f"the state machine named the job {request.job_id}, the upload derives {job_id}")
     if upload.bucket != settings.uploads_bucket_name:
         parsed = KeyRejection(UNKNOWN_TENANT, f"bucket {upload.bucket!r} is not the uploads bucket")
     bind_job(job_id=job_id, tenant_id=parsed.tenant_id)

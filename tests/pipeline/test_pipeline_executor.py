@@ -25,7 +25,7 @@ from localcloud.pipeline_runner import ExecutionNotStoppableError, StatusChange
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "mlaas-artifacts"
-TENANT, JOB, GROUP = "acme", "job-0123456789abcdef0123456789abcdef", "acme-models"
+TENANT, JOB, GROUP = "acme", "job-" + "0123456789abcdef" * 4, "acme-models"
 JOB_PREFIX = f"tenants/{TENANT}/jobs/{JOB}/"
 PIPELINE = "mlaas-test-tenant-training"
 ROLE = "arn:aws:iam::123456789012:role/mlaas-tenants/mlaas-tenant-acme"

@@ -483,4 +483,4 @@ def take_slot(job: Any, *, now: str) -> Any:
 
 
 def job_id_for(number: int) -> str:
-    return f"job-{number:032x}"
+    return f"job-{number:064x}"

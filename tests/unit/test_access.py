@@ -112,10 +112,15 @@ def test_pipeline_status_and_stop(stubbed: Any) -> None:
     stub.add_response(
         "stop_pipeline_execution",
         {"PipelineExecutionArn": arn},
-        {"PipelineExecutionArn": arn, "ClientRequestToken": "stop-job-0123456789abcdef0123456789abcdef"},
+        {
+            "PipelineExecutionArn": arn,
+            "ClientRequestToken": "stop-job-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        },
     )
     assert pipelines.status(arn) == "Executing"
-    pipelines.stop(arn, client_request_token="stop-job-0123456789abcdef0123456789abcdef")
+    pipelines.stop(
+        arn, client_request_token="stop-job-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    )
 
 
 def test_pipeline_failure_reason(stubbed: Any) -> None:

@@ -24,6 +24,7 @@ USE_CASES = {
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
+    "controlplane.jobs.sweep",
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
 }

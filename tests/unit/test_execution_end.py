@@ -101,7 +101,7 @@ def test_job_id_is_the_one_register_upload_derives() -> None:
     assert job_id_of_upload_event(
         detail["bucket"]["name"], detail["object"]["key"], detail["object"]["version-id"]
     ) == derive_job_id(detail["bucket"]["name"], detail["object"]["key"], detail["object"]["version-id"])
-    # Keys arrive URL-encoded in S3 events; versions are "null" when versioning was off.
+    # Keys are hashed as S3 events carry them (URL-encoded); versions are "null" when versioning was off.
     assert job_id_of_upload_event("b", "tenants/acme/uploads/red+flower%21.csv", None) == derive_job_id(
-        "b", "tenants/acme/uploads/red flower!.csv", "null"
+        "b", "tenants/acme/uploads/red+flower%21.csv", "null"
     )

@@ -66,7 +66,7 @@ def test_a_quiet_running_job_with_a_pipeline_is_a_suspect() -> None:
         {"status": "ADMITTED"},
         {"status": "SUCCEEDED"},
         {"pipelineExecutionArn": ""},
-        {"resumedAt": OLD},  # already resumed: the state machine is finishing it
+        {"resumedAt": RECENT},  # just resumed: the state machine is finishing it
         {"updatedAt": "not a time"},
     ],
 )

@@ -193,7 +193,10 @@ def test_first_outcome_wins(
             "another pipeline",
         ),
         ({"pipelineExecutionDisplayName": "manual-run-1"}, "not a control plane execution"),
-        ({"pipelineExecutionDisplayName": "job-00000000000000000000000000000000"}, "no such job"),
+        (
+            {"pipelineExecutionDisplayName": "job-" + "0" * 64},
+            "no such job",
+        ),
     ],
 )
 def test_events_that_are_not_ours_are_ignored(
@@ -284,4 +287,4 @@ def test_await_refuses_jobs_not_admitted(
 
 def test_await_for_a_missing_job(await_pipeline: Callable[..., dict[str, Any]]) -> None:
     with pytest.raises(JobNotFoundError):
-        await_pipeline(AWAIT | {"jobId": "job-" + "f" * 32})
+        await_pipeline(AWAIT | {"jobId": "job-" + "f" * 64})

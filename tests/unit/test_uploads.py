@@ -104,10 +104,11 @@ def test_key_that_is_not_valid_url_encoded_utf8() -> None:
 def test_job_id_is_deterministic_and_well_formed() -> None:
     first = derive_job_id("bucket", "tenants/acme/uploads/a.csv", "v1")
     assert first == derive_job_id("bucket", "tenants/acme/uploads/a.csv", "v1")
-    expected = hashlib.sha256(b"bucket\ntenants/acme/uploads/a.csv\nv1").hexdigest()[:32]
+    expected = hashlib.sha256(b"bucket v1 tenants/acme/uploads/a.csv").hexdigest()
     assert first == f"job-{expected}"
-    # A valid SageMaker ClientRequestToken (32-128 chars) and display name ([a-zA-Z0-9](-*[a-zA-Z0-9])*).
-    assert len(first) == 36
+    # A valid SageMaker ClientRequestToken (32-128 chars) and display name (at most 82 characters of
+    # [a-zA-Z0-9](-*[a-zA-Z0-9])*).
+    assert len(first) == 68
     assert is_job_id(first)
 
 
@@ -125,10 +126,12 @@ def test_any_change_of_bucket_key_or_version_changes_the_job_id(bucket: str, key
 
 
 def test_separator_prevents_concatenation_collisions() -> None:
+    # Bucket names and version ids hold no spaces and event keys are URL-encoded (no spaces either).
     assert derive_job_id("ab", "c", "d") != derive_job_id("a", "bc", "d")
+    assert derive_job_id("b", "k", "v1") != derive_job_id("b", "1 k", "v")
 
 
 def test_job_id_pattern() -> None:
     assert not is_job_id("job-XYZ")
     assert not is_job_id("job-" + "0" * 31)
-    assert is_job_id("job-" + "0123456789abcdef" * 2)
+    assert is_job_id("job-" + "0123456789abcdef" * 4)

@@ -32,6 +32,9 @@ class Settings(BaseModel):
     # The fair-share policy's knobs (template parameters FairShareHalfLifeSeconds, FairShareMaxUsageDebt).
     fair_share_half_life_seconds: float = Field(default=21600.0, alias="FAIR_SHARE_HALF_LIFE_SECONDS", gt=0)
     fair_share_max_usage_debt: float = Field(default=2.0, alias="FAIR_SHARE_MAX_USAGE_DEBT", ge=0)
+    # The lifecycle sweep (template parameter SweepGraceSeconds): how long a job may go unwritten before
+    # the sweep asks whether its execution still runs.
+    sweep_grace_seconds: int = Field(default=300, alias="SWEEP_GRACE_SECONDS", ge=1)
     uploads_bucket_name: str = Field(alias="UPLOADS_BUCKET_NAME", pattern=_BUCKET)
     artifacts_bucket_name: str = Field(alias="ARTIFACTS_BUCKET_NAME", pattern=_BUCKET)
     pipeline_name: str = Field(alias="PIPELINE_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")

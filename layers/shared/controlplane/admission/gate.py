@@ -9,7 +9,7 @@ Which job gets a free slot is the fair-share decision (controlplane.admission.sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from controlplane.admission import share_store as fair_share
@@ -39,6 +39,7 @@ from controlplane.admission.fair_share import (
     snapshot,
 )
 from controlplane.admission.scheduling import Admit, Blocked, decide
+from controlplane.builds import reconciling
 from controlplane.core.errors import AwsServiceError, TaskTokenDeadError
 from controlplane.core.model import format_timestamp, utc_now
 from controlplane.jobs import execution_store as executions
@@ -46,9 +47,12 @@ from controlplane.jobs import store as jobs
 from controlplane.jobs.closing import close_build
 from controlplane.jobs.execution_end import ExecutionEnd, execution_is_over
 from controlplane.jobs.store import TokenStored
+from controlplane.jobs.sweep import sweep_open_jobs
+from controlplane.jobs.sweeping import SWEEP_LIMIT, allowance_seconds
 from controlplane.observability import bind_job, count, logger, unbind_job
 from controlplane.settings import get_settings
 from controlplane.tenants import store as tenants
+from controlplane.uploads.registration import pipeline_wait_seconds
 
 # Waiting jobs of the chosen tenant read per head lookup (a few, in case the index still shows admitted ones).
 HEAD_LOOKAHEAD: Final = 5
@@ -391,3 +395,68 @@ def _rejoin(tier: str, tenant_id: str) -> bool:
         extra={"tier": tier, "tenantId": tenant_id},
     )
     return True
+
+
+# --------------------------------------------------------------------------- the scheduled run (every minute)
+
+
+@dataclass
+class ScheduledSweep:
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_tiers: list[str] = field(default_factory=list)
+    open_jobs: dict[str, Any] = field(default_factory=dict)
+    admission: AdmissionReport | None = None
+
+
+def _allowance(tier: str | None) -> int | None:
+    """How long a job of ``tier`` may stay open (None: unknown tier), from the tier's current settings."""
+    item = tiers.get(tier) if tier else None
+    if item is None:
+        return None
+    return allowance_seconds(
+        queue_wait_seconds=int(item["queueWaitSeconds"]),
+        pipeline_wait_seconds=pipeline_wait_seconds(
+            int(item["maxRuntimeSeconds"]), bool(item.get("useSpotInstances", False))
+        ),
+    )
+
+
+def scheduled_sweep(tier_names: tuple[str, ...], cursors: dict[str, Any]) -> ScheduledSweep:
+    """Every safety net, then an admission run: per tier, leaked slots, lost pipeline completions and the
+    waiting room (``cursors`` carries where each tier's waiting-room sweep goes on); then every open job
+    whose execution is over. One tier's failure is logged and does not stop the others."""
+    settings = get_settings()
+    result = ScheduledSweep()
+    for tier in tier_names:
+        try:
+            reclaimed = reclaim(tier)
+            recovered = reconciling.recover_lost_completions(tier)
+            waiting = sweep_waiting_room(tier, start_key=cursors.get(tier))
+            cursors[tier] = waiting.next_key
+            result.tiers[tier] = {
+                "reclaimed": reclaimed,
+                "closedWaiting": waiting.closed,
+                "rejoinedBacklog": waiting.rejoined,
+                "recoveredCompletions": recovered.recovered,
+            }
+        except Exception:
+            logger.exception("Sweep of a tier failed", extra={"tier": tier})
+            count("SweepErrors")
+            result.failed_tiers.append(tier)
+    allowances = {tier: _allowance(tier) for tier in tier_names}
+    open_jobs = sweep_open_jobs(
+        now=datetime.now(UTC),
+        grace=timedelta(seconds=settings.sweep_grace_seconds),
+        limit=SWEEP_LIMIT,
+        allowance=lambda tier: allowances.get(tier) if tier else None,
+        tiers=tier_names,
+    )
+    result.open_jobs = {
+        "lookedAt": open_jobs.looked_at,
+        "closed": open_jobs.closed,
+        "resumed": open_jobs.resumed,
+        "overdue": dict(open_jobs.overdue),
+        "errors": open_jobs.errors,
+    }
+    result.admission = admit()
+    return result

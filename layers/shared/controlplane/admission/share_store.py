@@ -165,19 +165,6 @@ def take_update(share: Share, admit: Admit, *, now: str) -> dict[str, Any]:
     }
 
 
-def release_update(tier: str, tenant_id: str) -> dict[str, Any]:
-    """running - 1, in the release transaction whose lease delete makes it happen once per slot."""
-    return {
-        "Update": {
-            "TableName": _table(),
-            "Key": _key(tier, tenant_id),
-            "UpdateExpression": "ADD #running :minusOne",
-            "ExpressionAttributeNames": {"#running": "running"},
-            "ExpressionAttributeValues": dynamo.values({":minusOne": -1}),
-        }
-    }
-
-
 def unmark_backlog(share: Share, *, settled_before: str) -> bool:
     """Take the share out of the tier's backlog index; False when it changed since it was read or a job
     was enqueued for it after ``settled_before`` (it stays backlogged then)."""

@@ -22,7 +22,16 @@ from botocore.exceptions import ClientError
 
 from controlplane.admission import share_store as fair_share
 from controlplane.admission.decisions import QueuedJob, TakeOutcome, classify_take_failure
-from controlplane.admission.fair_share import ACCOUNT_KEY, Capacity, Share
+from controlplane.admission.fair_share import ACCOUNT_KEY, Capacity, Share, share_id
+from controlplane.admission.release import (
+    ACCOUNT_COUNTER,
+    JOB_STAMP,
+    LEASE,
+    SHARE_COUNTER,
+    TIER_COUNTER,
+    Table,
+    release_items,
+)
 from controlplane.admission.scheduling import Admit
 from controlplane.core import dynamo
 from controlplane.core.clients import client
@@ -149,64 +158,42 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
     return TakeOutcome.RETRY
 
 
+def _table_names() -> dict[Table, str]:
+    settings = get_settings()
+    return {
+        "slotLeases": settings.slot_leases_table_name,
+        "tiers": settings.tiers_table_name,
+        "fairShare": settings.fair_share_table_name,
+        "jobs": settings.jobs_table_name,
+    }
+
+
 def release(job_id: str, tier: str, *, now: str | None = None, execution_arn: str | None = None) -> bool:
     """Give the job's slot back and stamp ``slotReleasedAt`` on the job. True when this call released it,
     False when it was not held (already released, never taken, or, with ``execution_arn``, taken by
     another execution than that one)."""
-    settings = get_settings()
-    lease_condition = "attribute_exists(jobId)"
-    lease_values: dict[str, Any] = {}
-    if execution_arn is not None:
-        lease_condition += " AND #executionArn = :executionArn"
-        lease_values = {
-            "ExpressionAttributeNames": {"#executionArn": "executionArn"},
-            "ExpressionAttributeValues": dynamo.values({":executionArn": execution_arn}),
-        }
-    lease: dict[str, Any] = {
-        "Delete": {
-            "TableName": settings.slot_leases_table_name,
-            "Key": dynamo.to_item({"jobId": job_id}),
-            "ConditionExpression": lease_condition,
-            **lease_values,
-        }
-    }
-    counter: dict[str, Any] = {
-        "Update": {
-            "TableName": settings.tiers_table_name,
-            "Key": dynamo.to_item({"tier": tier}),
-            "UpdateExpression": "SET #running = #running - :one",
-            "ConditionExpression": "#running > :zero",
-            "ExpressionAttributeNames": {"#running": "running"},
-            "ExpressionAttributeValues": dynamo.values({":one": 1, ":zero": 0}),
-        }
-    }
-    # The account and share counters follow the tier counter; the lease delete is what makes it once.
-    account: dict[str, Any] = {
-        "Update": {
-            "TableName": settings.tiers_table_name,
-            "Key": dynamo.to_item({"tier": ACCOUNT_KEY}),
-            "UpdateExpression": "ADD #running :minusOne",
-            "ExpressionAttributeNames": {"#running": "running"},
-            "ExpressionAttributeValues": dynamo.values({":minusOne": -1}),
-        }
-    }
     held = _lease(job_id)
     if held is None:
         return False
     tenant_id = str(held.get("tenantId") or "")
-    counters = [counter, account] + ([fair_share.release_update(tier, tenant_id)] if tenant_id else [])
-    # The end of the interval [admittedAt, slotReleasedAt] during which the job held a slot. Conditional, so
-    # that a lease whose job is gone is still released instead of creating a stub job item.
-    stamp: dict[str, Any] | None = {
-        "Update": {
-            "TableName": settings.jobs_table_name,
-            "Key": dynamo.to_item({"jobId": job_id}),
-            "UpdateExpression": "SET #slotReleasedAt = :now",
-            "ConditionExpression": "attribute_exists(jobId)",
-            "ExpressionAttributeNames": {"#slotReleasedAt": "slotReleasedAt"},
-            "ExpressionAttributeValues": dynamo.values({":now": now or utc_now()}),
-        }
+    values: dict[str, dict[str, str]] = {
+        "jobId": {"S": job_id},
+        "tier": {"S": tier},
+        "shareId": {"S": share_id(tier, tenant_id)},
+        "now": {"S": now or utc_now()},
     }
+    items = release_items(values.__getitem__, _table_names().__getitem__)
+    lease, counter, account, share, job_stamp = (
+        items[i] for i in (LEASE, TIER_COUNTER, ACCOUNT_COUNTER, SHARE_COUNTER, JOB_STAMP)
+    )
+    if execution_arn is not None:
+        # Released for an ended execution: only if that execution took the slot.
+        lease["Delete"]["ConditionExpression"] += " AND #executionArn = :executionArn"
+        lease["Delete"]["ExpressionAttributeNames"] = {"#executionArn": "executionArn"}
+        lease["Delete"]["ExpressionAttributeValues"] = {":executionArn": {"S": execution_arn}}
+    # A lease from before shares were recorded names no tenant: it has no share counter to give back.
+    counters = [counter, account] + ([share] if tenant_id else [])
+    stamp: dict[str, Any] | None = job_stamp
     for attempt in range(_TRANSACTION_ATTEMPTS):
         items = [lease, *counters] + ([stamp] if stamp else [])
         try:

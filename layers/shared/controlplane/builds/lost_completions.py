@@ -17,6 +17,9 @@ from controlplane.builds.outcome import is_terminal_pipeline_status
 from controlplane.core.model import parse_timestamp
 from controlplane.jobs.lifecycle import JobStatus
 
+# A resume claim this old was abandoned: its claimant (a Lambda with a 30 s Timeout, retried twice) died
+# between its claim and its SendTaskSuccess; the sweep takes the claim over.
+RESUME_CLAIM_ABANDONED_AFTER: Final = timedelta(minutes=15)
 # Long enough for EventBridge's and Lambda's own retries of a status event to have run their course.
 LOST_COMPLETION_GRACE: Final = timedelta(minutes=5)
 # DescribePipelineExecution calls per tier and run (each a suspect job); the rest wait for the next runs.
@@ -47,7 +50,10 @@ class PipelineExecutionState:
 def suspect_from_job(item: Mapping[str, Any] | None, *, now: datetime, grace: timedelta) -> Suspect | None:
     """The job as a suspect, or None when it is not one: not RUNNING, no pipeline execution recorded, already
     resumed, or updated within ``grace`` (its event may still be on its way)."""
-    if not item or item.get("status") != JobStatus.RUNNING.value or item.get("resumedAt"):
+    if not item or item.get("status") != JobStatus.RUNNING.value:
+        return None
+    claimed_at = str(item.get("resumedAt") or "")
+    if claimed_at and not claim_abandoned(claimed_at, now):
         return None
     arn = str(item.get("pipelineExecutionArn") or "")
     updated_at = str(item.get("updatedAt") or "")
@@ -66,6 +72,14 @@ def suspect_from_job(item: Mapping[str, Any] | None, *, now: datetime, grace: ti
         updated_at=updated_at,
         outcome_recorded=bool(item.get("pipelineOutcome")),
     )
+
+
+def claim_abandoned(claimed_at: str, now: datetime) -> bool:
+    """A resume claim made RESUME_CLAIM_ABANDONED_AFTER ago or more (or unreadable) no longer holds."""
+    try:
+        return now - parse_timestamp(claimed_at) >= RESUME_CLAIM_ABANDONED_AFTER
+    except ValueError:
+        return True
 
 
 def select_for_run(suspects: Iterable[Suspect], *, now: datetime, limit: int) -> list[Suspect]:

@@ -62,11 +62,13 @@ def outcome_from_status(
     )
 
 
-def resume_decision(item: Mapping[str, Any] | None) -> Resume | None:
-    """Given the job item right after an update, whether the execution can be resumed now."""
+def resume_decision(item: Mapping[str, Any] | None, *, abandoned_before: str | None = None) -> Resume | None:
+    """Given the job item right after an update, whether the execution can be resumed now. A resume claim
+    made before ``abandoned_before`` (ISO timestamps, compared as strings) no longer stands in the way."""
+    claimed_at = str(item.get("resumedAt") or "") if item else ""
     if (
         not item
-        or item.get("resumedAt")
+        or (claimed_at and (abandoned_before is None or claimed_at >= abandoned_before))
         or not item.get("pipelineTaskToken")
         or not item.get("pipelineOutcome")
     ):

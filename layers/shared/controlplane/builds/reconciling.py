@@ -16,6 +16,7 @@ from controlplane.builds import pipeline_store as pipelines
 from controlplane.builds.lost_completions import (
     LOST_COMPLETION_CHECKS_PER_RUN,
     LOST_COMPLETION_GRACE,
+    RESUME_CLAIM_ABANDONED_AFTER,
     Suspect,
     is_lost_completion,
     select_for_run,
@@ -77,7 +78,11 @@ def recover_lost_completions(
 def _recover(suspect: Suspect, sweep: CompletionSweep) -> bool:
     if suspect.outcome_recorded:
         # The event was handled but resuming failed every time: finish the rendezvous.
-        resumed = resume_if_ready(jobs.get(suspect.job_id), claimant=CLAIMANT)
+        resumed = resume_if_ready(
+            jobs.get(suspect.job_id),
+            claimant=CLAIMANT,
+            abandoned_before=format_timestamp(datetime.now(UTC) - RESUME_CLAIM_ABANDONED_AFTER),
+        )
         if resumed:
             count("LostCompletionsRecovered", tier=sweep.tier)
             logger.warning("Resumed a build whose pipeline outcome was recorded but never delivered")

@@ -58,13 +58,20 @@ def record_pipeline_outcome(
     )
 
 
-def resume_if_ready(item: Mapping[str, Any] | None, *, claimant: str) -> bool:
-    """True when this call resumed the execution. ``item`` is the job right after the caller's update."""
-    decision = resume_decision(item)
+def resume_if_ready(
+    item: Mapping[str, Any] | None, *, claimant: str, abandoned_before: str | None = None
+) -> bool:
+    """True when this call resumed the execution. ``item`` is the job right after the caller's update.
+    ``abandoned_before`` (the sweep): a resume claim made before then is taken over."""
+    decision = resume_decision(item, abandoned_before=abandoned_before)
     if decision is None:
         return False
     if not jobs.claim_resume(
-        decision.job_id, task_token=decision.task_token, claimant=claimant, now=utc_now()
+        decision.job_id,
+        task_token=decision.task_token,
+        claimant=claimant,
+        now=utc_now(),
+        abandoned_before=abandoned_before,
     ):
         return False  # The other side claimed it first.
     tier = str(item.get("tier")) if item and item.get("tier") else None

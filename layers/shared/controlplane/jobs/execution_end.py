@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from controlplane.uploads.keys import NULL_VERSION_ID, derive_job_id, read_event_key
+from controlplane.uploads.keys import NULL_VERSION_ID, derive_job_id
 
 # statemachines/training_job.asl.json "TimeoutSeconds" (a unit test keeps the two equal).
 EXECUTION_TIMEOUT_SECONDS: Final = 604_800
@@ -84,5 +84,4 @@ def closing_state(end: ExecutionEnd) -> str:
 def job_id_of_upload_event(bucket: str, raw_key: str, version_id: str | None) -> str:
     """The job id register_upload derives from the same S3 event (the execution's input): the key as the
     event carries it (URL-encoded), the version id as reported ("null" when absent)."""
-    key, _ = read_event_key(raw_key)
-    return derive_job_id(bucket, key, version_id or NULL_VERSION_ID)
+    return derive_job_id(bucket, raw_key, version_id or NULL_VERSION_ID)

@@ -100,9 +100,20 @@ def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
 
 # --------------------------------------------------------------------------- conditions for every writer
 
+# Every non-terminal status write sets these two: the sparse ``open-jobs`` index (openStatus = :status,
+# sweepAt ascending) is the periodic sweep's work list over every job that has not ended.
+OPEN_STATUS: Final = "openStatus"
+SWEEP_AT: Final = "sweepAt"
 # Attributes a job keeps only while it waits or runs: a terminal write removes them, so the sparse
-# waiting-room indexes and the task tokens never outlive the job's life.
-WAITING_ATTRIBUTES: Final = ("queueTier", "queueShare", "queueTaskToken", "pipelineTaskToken")
+# indexes (waiting room, open jobs) and the task tokens never outlive the job's life.
+WAITING_ATTRIBUTES: Final = (
+    "queueTier",
+    "queueShare",
+    "queueTaskToken",
+    "pipelineTaskToken",
+    OPEN_STATUS,
+    SWEEP_AT,
+)
 
 
 def source_placeholder(status: JobStatus) -> str:
@@ -120,14 +131,23 @@ class StatusCondition:
     values: dict[str, str] = field(default_factory=dict)
 
 
-def status_condition(target: JobStatus) -> StatusCondition:
-    """``#status IN (...)`` over the statuses ``SOURCES`` allows, or'ed with ``attribute_not_exists``
-    when the job may be created with ``target``."""
+def status_condition(target: JobStatus, *, creating: bool = False) -> StatusCondition:
+    """``#status IN (...)`` over the statuses ``SOURCES`` allows; with ``creating`` (a writer that may
+    create the item), or'ed with ``attribute_not_exists`` when the table lets a job start as ``target``."""
     sources = sorted(status for status in SOURCES[target] if status is not None)
     values = {source_placeholder(status): status.value for status in sources}
-    expression = f"#status IN ({', '.join(values)})"
-    if None in SOURCES[target]:
-        expression = f"attribute_not_exists(#status) OR {expression}"
+    creatable = creating and None in SOURCES[target]
+    if not values:
+        # Only ever created with this status (RECEIVED): an update can never apply.
+        expression = (
+            "attribute_not_exists(#status)"
+            if creatable
+            else "attribute_exists(#status) AND attribute_not_exists(#status)"
+        )
+    else:
+        expression = f"#status IN ({', '.join(values)})"
+        if creatable:
+            expression = f"attribute_not_exists(#status) OR {expression}"
     return StatusCondition(target=target, expression=expression, names={"#status": "status"}, values=values)
 
 
@@ -191,7 +211,10 @@ def status_update(
         names["#reasons"] = "reasons"
         values[":reasons"] = reasons if reasons is not None else [reason]
     removes: tuple[str, ...] = ()
-    if target in TERMINAL_STATUSES:
+    if target not in TERMINAL_STATUSES:
+        sets += [f"#{OPEN_STATUS} = :status", f"#{SWEEP_AT} = :now"]
+        names |= {f"#{OPEN_STATUS}": OPEN_STATUS, f"#{SWEEP_AT}": SWEEP_AT}
+    else:
         sets.append("#finishedAt = :now")
         names["#finishedAt"] = "finishedAt"
         removes = tuple(f"#{name}" for name in WAITING_ATTRIBUTES)

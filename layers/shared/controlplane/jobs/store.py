@@ -36,6 +36,7 @@ from controlplane.jobs.lifecycle import (
 from controlplane.settings import get_settings
 
 TIER_QUEUE_INDEX: Final = "tier-queue"
+OPEN_JOBS_INDEX: Final = "open-jobs"
 SHARE_QUEUE_INDEX: Final = "share-queue"
 
 
@@ -296,26 +297,73 @@ def waiting(
     return _oldest_first(TIER_QUEUE_INDEX, "queueTier", tier, limit=limit, start_key=start_key)
 
 
+def open_jobs(status: JobStatus, *, before: str, limit: int) -> list[dict[str, Any]]:
+    """Open jobs in ``status`` nobody has written or swept since ``before``, least recently first (index
+    open-jobs: openStatus = :status AND sweepAt < :before; eventually consistent, so a job may have moved
+    on a moment ago: the sweep's actions are all conditional)."""
+    response = client("dynamodb").query(
+        TableName=_table(),
+        IndexName=OPEN_JOBS_INDEX,
+        KeyConditionExpression="#openStatus = :status AND #sweepAt < :before",
+        ExpressionAttributeNames=_names("openStatus", "sweepAt"),
+        ExpressionAttributeValues=dynamo.values({":status": status.value, ":before": before}),
+        ScanIndexForward=True,
+        Limit=limit,
+    )
+    return [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+
+
+def look_again_later(job_id: str, *, status: JobStatus, now: str) -> bool:
+    """Move a live open job to the back of the sweep's line (sweepAt = now), unless its status changed."""
+    applied, _ = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression="SET #sweepAt = :now",
+        ConditionExpression="#openStatus = :status",
+        ExpressionAttributeNames=_names("sweepAt", "openStatus"),
+        ExpressionAttributeValues=dynamo.values({":now": now, ":status": status.value}),
+        ReturnValues="NONE",
+    )
+    return applied
+
+
 def share_waiting(share_id: str, *, limit: int) -> list[dict[str, Any]]:
     """A tenant's oldest waiting jobs in a tier (index share-queue; eventually consistent, like waiting())."""
     return _oldest_first(SHARE_QUEUE_INDEX, "queueShare", share_id, limit=limit)[0]
 
 
 def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:
-    """ADMITTED -> RUNNING, storing the pipeline task token, in one UpdateItem returning the new item.
+    """Park the pipeline task token on the RUNNING job (the state machine recorded the start), in one
+    UpdateItem returning the new item. A job still ADMITTED (a definition from before the start was
+    recorded) takes the ADMITTED -> RUNNING transition with its token.
 
-    A retried await (same job already RUNNING) swaps in its new token and clears any resume claim made
-    for the previous token, with a compare-and-set on that token, so a resume is never lost.
+    A retried await (same job already RUNNING with a token) swaps in its new token and clears any resume
+    claim made for the previous token, with a compare-and-set on that token, so a resume is never lost.
     """
     ddb = client("dynamodb")
-    update = status_update(JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT).extended(
-        sets=("#pipelineTaskToken = :token", "#pipelineExecutionArn = :arn"),
-        names=_names("pipelineTaskToken", "pipelineExecutionArn"),
-        values={":token": task_token, ":arn": pipeline_execution_arn},
+    token_values = {":token": task_token, ":arn": pipeline_execution_arn, ":now": now}
+    applied, old = dynamo.update_if(
+        ddb,
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression="SET #pipelineTaskToken = :token, #pipelineExecutionArn = :arn, #updatedAt = :now",
+        ConditionExpression="#status = :running AND attribute_not_exists(#pipelineTaskToken)",
+        ExpressionAttributeNames=_names("status", "pipelineTaskToken", "pipelineExecutionArn", "updatedAt"),
+        ExpressionAttributeValues=dynamo.values(token_values | {":running": JobStatus.RUNNING.value}),
+        ReturnValues="ALL_NEW",
     )
-    applied, old = _apply(job_id, update)
     if applied:
         return old or {}
+    if old is not None and old.get("status") == JobStatus.ADMITTED.value:
+        update = status_update(JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT).extended(
+            sets=("#pipelineTaskToken = :token", "#pipelineExecutionArn = :arn"),
+            names=_names("pipelineTaskToken", "pipelineExecutionArn"),
+            values={":token": task_token, ":arn": pipeline_execution_arn},
+        )
+        applied, old = _apply(job_id, update)
+        if applied:
+            return old or {}
     if old is None or old.get("status") != JobStatus.RUNNING.value:
         _raise_for_status(job_id, old, JobStatus.RUNNING)
     if old.get("pipelineTaskToken") == task_token:
@@ -373,27 +421,39 @@ def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str)
     return dynamo.from_item(response["Attributes"])
 
 
-def claim_resume(job_id: str, *, task_token: str, claimant: str, now: str) -> bool:
-    """Claim the right to resume the execution: true for exactly one caller per stored token."""
-    try:
-        client("dynamodb").update_item(
-            TableName=_table(),
-            Key=dynamo.to_item({"jobId": job_id}),
-            UpdateExpression="SET #resumedAt = :now, #resumedBy = :claimant",
-            ConditionExpression=(
-                "attribute_not_exists(#resumedAt) AND #pipelineTaskToken = :token "
-                "AND attribute_exists(#pipelineOutcome)"
-            ),
-            ExpressionAttributeNames=_names("resumedAt", "resumedBy", "pipelineTaskToken", "pipelineOutcome"),
-            ExpressionAttributeValues=dynamo.values(
-                {":now": now, ":claimant": claimant, ":token": task_token}
-            ),
-        )
-    except ClientError as error:
-        if dynamo.is_condition_failure(error):
-            return False
-        raise
-    return True
+def claim_resume(
+    job_id: str, *, task_token: str, claimant: str, now: str, abandoned_before: str | None = None
+) -> bool:
+    """Claim the right to resume the execution: true for exactly one caller per stored token.
+
+    Idempotent for its claimant: when the SDK retried a claim whose first attempt was applied (its answer
+    timed out), the retry's condition fails on that very claim, which is still ours. ``abandoned_before``:
+    a claim made before then is taken over (its claimant died between its claim and its send)."""
+    unclaimed = "attribute_not_exists(#resumedAt)"
+    values: dict[str, Any] = {":now": now, ":claimant": claimant, ":token": task_token}
+    if abandoned_before is not None:
+        unclaimed = "(attribute_not_exists(#resumedAt) OR #resumedAt < :abandoned)"
+        values[":abandoned"] = abandoned_before
+    applied, before = dynamo.update_if(
+        client("dynamodb"),
+        TableName=_table(),
+        Key=dynamo.to_item({"jobId": job_id}),
+        UpdateExpression="SET #resumedAt = :now, #resumedBy = :claimant",
+        ConditionExpression=(
+            f"{unclaimed} AND #pipelineTaskToken = :token AND attribute_exists(#pipelineOutcome)"
+        ),
+        ExpressionAttributeNames=_names("resumedAt", "resumedBy", "pipelineTaskToken", "pipelineOutcome"),
+        ExpressionAttributeValues=dynamo.values(values),
+    )
+    if applied:
+        return True
+    # The claim on the item is this claimant's own (an earlier attempt of this request), for this token.
+    return bool(
+        before
+        and before.get("resumedBy") == claimant
+        and before.get("pipelineTaskToken") == task_token
+        and before.get("pipelineOutcome")
+    )
 
 
 def release_resume_claim(job_id: str, *, claimant: str) -> None:

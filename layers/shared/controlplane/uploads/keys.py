@@ -14,7 +14,8 @@ from typing import Final
 from urllib.parse import unquote_plus
 
 TENANT_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-JOB_ID_PATTERN: Final = re.compile(r"^job-[0-9a-f]{32}$")
+JOB_ID_REGEX: Final = r"^job-[0-9a-f]{64}$"
+JOB_ID_PATTERN: Final = re.compile(JOB_ID_REGEX)
 KEY_PREFIX: Final = "tenants/"
 UPLOADS_FOLDER: Final = "uploads"
 EXTENSION: Final = ".csv"
@@ -49,14 +50,19 @@ def decode_event_key(raw_key: str) -> str:
     return unquote_plus(raw_key, encoding="utf-8", errors="strict")
 
 
-def derive_job_id(bucket: str, key: str, version_id: str) -> str:
-    """``job-`` + first 32 hex chars of SHA-256 over ``bucket\\nkey\\nversionId``.
+def derive_job_id(bucket: str, raw_key: str, version_id: str) -> str:
+    """``job-`` + the SHA-256 hex digest of ``"<bucket> <versionId> <key as the event carries it>"``.
 
-    36 characters: a valid SageMaker ClientRequestToken (32-128) and PipelineExecutionDisplayName, so a
+    The key is hashed as S3 events carry it (URL-encoded: no spaces), after the bucket and version id
+    (which hold no spaces either), so the text is unambiguous. The state machine's first states compute
+    the same id with ``States.Hash`` before any function runs, so an upload whose registration fails is
+    still recorded under its job (tests/unit/test_lifecycle_conformance.py holds the two together).
+    68 characters:
+    a valid SageMaker ClientRequestToken (32-128) and PipelineExecutionDisplayName (at most 82), so a
     redelivered event, a retried start and the pipeline execution all collapse onto one job.
     """
-    digest = hashlib.sha256(f"{bucket}\n{key}\n{version_id}".encode()).hexdigest()
-    return f"job-{digest[:32]}"
+    digest = hashlib.sha256(f"{bucket} {version_id} {raw_key}".encode()).hexdigest()
+    return f"job-{digest}"
 
 
 def is_job_id(value: str) -> bool:

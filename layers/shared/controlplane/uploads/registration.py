@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from controlplane.admission.tiers import TierSettings
 from controlplane.core.errors import RegistrationConflictError
 from controlplane.core.model import Tier
-from controlplane.jobs.lifecycle import STATE_REGISTER, JobRef, JobStatus, TimelineEntry
+from controlplane.jobs.lifecycle import (
+    OPEN_STATUS,
+    STATE_REGISTER,
+    SWEEP_AT,
+    JobRef,
+    JobStatus,
+    TimelineEntry,
+)
 from controlplane.tenants.model import Tenant, TenantStatus
 from controlplane.uploads.keys import KeyRejection, UploadKey
 from controlplane.uploads.model import BuildPlan, UploadedObject
@@ -219,6 +226,9 @@ def new_job_item(
         item |= {
             "tier": decision.plan.tier.value,
             "status": JobStatus.RECEIVED.value,
+            # On the open-jobs index from the start: the sweep closes it if its execution dies unrecorded.
+            OPEN_STATUS: JobStatus.RECEIVED.value,
+            SWEEP_AT: now,
             "reasons": [],
             "timeline": [TimelineEntry(status=JobStatus.RECEIVED, at=now, state=STATE_REGISTER).item()],
         }
