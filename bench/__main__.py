@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from bench.decision_timing import measure
+from bench.fairness import jain
 from bench.simulation import FairGate, FifoGate, Meter, Scenario, Workload, draw_workload, simulate
 from bench.stack_options import stack_arguments
 from controlplane.admission.scheduling import FairSharePolicy
@@ -27,12 +28,6 @@ from controlplane.admission.scheduling import FairSharePolicy
 OUTPUT: Final = Path("build/bench.json")
 FAIRNESS_TARGET: Final = 0.95
 UTILISATION_TARGET: Final = 0.99
-
-
-def jain(values: list[float]) -> float:
-    total = sum(values)
-    squares = sum(v * v for v in values)
-    return 1.0 if squares == 0 else total * total / (len(values) * squares)
 
 
 def fairness_by_tier(meter: Meter, workload: Workload) -> list[dict[str, float]]:
@@ -264,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         stack_started = time.perf_counter()
         result["stack"] = stack.run_from_args(args)
         stack.print_report(result["stack"])
+        stack.print_failures(result["stack"])
         stack_ok = stack.ok(result["stack"])
         result["runtime_s"]["stack"] = time.perf_counter() - stack_started
         result["runtime_s"]["total"] = time.perf_counter() - started

@@ -40,6 +40,7 @@ the user agent suffix ``mlaas-bench-observer`` and are not counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -47,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -613,6 +614,44 @@ def measure_batch(
     return jobs, done, time.time() - started
 
 
+# What tells why a job did not end: which task token it holds, whether its pipeline's outcome was recorded and
+# who claimed the right to resume its execution (services.rendezvous).
+_STUCK_FIELDS: Final = ("status", "tier", "updatedAt", "resumedAt", "resumedBy", "executionArn")
+
+
+def stuck_jobs(jobs: Iterable[Mapping[str, Any]], keys: Iterable[str]) -> list[dict[str, Any]]:
+    """Every upload whose job is missing or not terminal, with what tells why."""
+    by_key = {str(job.get("key")): job for job in jobs}
+    stuck: list[dict[str, Any]] = []
+    for key in sorted(keys):
+        job = by_key.get(key)
+        if job is None:
+            stuck.append({"key": key, "status": None, "why": "no job item for this upload"})
+        elif job.get("status") not in TERMINAL:
+            outcome = job.get("pipelineOutcome")
+            stuck.append(
+                {
+                    "key": key,
+                    "jobId": job.get("jobId"),
+                    **{name: job.get(name) for name in _STUCK_FIELDS if job.get(name) is not None},
+                    "holdsQueueTaskToken": bool(job.get("queueTaskToken")),
+                    "holdsPipelineTaskToken": bool(job.get("pipelineTaskToken")),
+                    "pipelineOutcome": outcome.get("status") if isinstance(outcome, Mapping) else None,
+                }
+            )
+    return stuck
+
+
+@contextlib.contextmanager
+def _state_dir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-stack-") as temporary:
+        yield Path(temporary)
+
+
 def transitions_of(cloud: LocalCloud, jobs: Iterable[Mapping[str, Any]]) -> list[int]:
     sfn = observer(cloud, "stepfunctions")
     return [state_transitions(sfn, str(job["executionArn"])) for job in jobs if job.get("executionArn")]
@@ -623,11 +662,12 @@ def run(
     pipeline_seconds: float = DEFAULT_PIPELINE_SECONDS,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     queue_check_jobs: int = QUEUE_CHECK_JOBS,
+    state_dir_to_keep: Path | None = None,
 ) -> dict[str, Any]:
     run_started = time.perf_counter()
     tenants = bench_tenants()
     with (
-        tempfile.TemporaryDirectory(prefix="bench-stack-") as state_dir,
+        _state_dir(state_dir_to_keep) as state_dir,
         LocalCloud(
             port=0, state_dir=state_dir, pipeline_runner="simulated", pipeline_delay_seconds=pipeline_seconds
         ) as cloud,
@@ -659,6 +699,7 @@ def run(
             counts = instruments.reset()
             transitions = transitions_of(cloud, jobs)
             main = main_figures(batch, jobs, done, main_s, counts, transitions, memory, limits, borrowing)
+            main["stuck_jobs"] = stuck_jobs(jobs, [u.key for u in batch])
             main["max_running_all_tiers"] = max_concurrent(jobs)
             main["account_cap"] = account_cap
             leftovers = slots_left_after_reconciling(cloud, outputs, stack.ref("GateFunction"))
@@ -683,6 +724,7 @@ def run(
                 queue_check[label] = {
                     "jobs": len(check),
                     "all_terminal": check_done,
+                    "stuck_jobs": stuck_jobs(check_jobs, [u.key for u in check]),
                     "statuses": dict(Counter(j["status"] for j in check_jobs)),
                     "queue_wait_p50_s": percentile(waits, 50),
                     "queue_wait_max_s": max(waits, default=math.nan),
@@ -721,6 +763,7 @@ def run(
             **{f: prices.ASSUMED_DURATION_MS.get(f, prices.DEFAULT_ASSUMED_DURATION_MS) for f in memory},
         },
         "lambda_memory_mb": memory,
+        "function_logs": str(Path(state_dir_to_keep) / "logs") if state_dir_to_keep else None,
         "not_priced": list(prices.NOT_PRICED),
         "runtime_s": {"setup": setup_s, "main": main_s, "total": total_s},
     }
@@ -902,20 +945,48 @@ def print_report(result: Mapping[str, Any]) -> None:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return run(
-        args.stack_uploads, args.stack_pipeline_seconds, args.stack_timeout, args.stack_queue_check_jobs
+        args.stack_uploads,
+        args.stack_pipeline_seconds,
+        args.stack_timeout,
+        args.stack_queue_check_jobs,
+        args.stack_state_dir,
     )
+
+
+def failures(result: Mapping[str, Any]) -> list[str]:
+    """What makes the stack run fail, one line each (none: it passed)."""
+    main = result["main"]
+    found: list[str] = []
+    batches = {"main run": main, **{f"queue check, {label}": c for label, c in result["queue_check"].items()}}
+    for name, batch in batches.items():
+        if not batch["all_terminal"]:
+            stuck = batch.get("stuck_jobs", [])
+            found.append(f"{name}: {len(stuck)} job(s) not terminal after the run's timeout")
+            found += [f"  {json.dumps(job, default=str)}" for job in stuck]
+    if result["leaked_slots_after_reconciling"]:
+        found.append(f"slots still held after the reconciler ran: {result['slots_left_after_reconciling']}")
+    for tier, figures in main["by_tier"].items():
+        if figures["max_running"] > figures["limit"]:
+            found.append(
+                f"{tier}: {figures['max_running']} running at once, above its limit {figures['limit']}"
+            )
+    if main["max_running_all_tiers"] > main["account_cap"]:
+        found.append(
+            f"{main['max_running_all_tiers']} running at once, above the account cap {main['account_cap']}"
+        )
+    if not result["transitions_independent_of_queue_wait"]:
+        found.append("state transitions per job depend on the queue wait")
+    return found
 
 
 def ok(result: Mapping[str, Any]) -> bool:
-    main = result["main"]
-    return bool(
-        main["all_terminal"]
-        and result["leaked_slots_after_reconciling"] == 0
-        and all(figures["max_running"] <= figures["limit"] for figures in main["by_tier"].values())
-        and main["max_running_all_tiers"] <= main["account_cap"]
-        and all(c["all_terminal"] for c in result["queue_check"].values())
-        and result["transitions_independent_of_queue_wait"]
-    )
+    return not failures(result)
+
+
+def print_failures(result: Mapping[str, Any]) -> None:
+    """Say loudly, on stderr, why the stack run failed."""
+    for line in failures(result):
+        print(f"bench.stack FAIL: {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -925,6 +996,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_from_args(args)
     print_report(result)
+    print_failures(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
     print(f"\nWrote {args.output}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Final
 
 # ~3.5 minutes on 2 cores; 300 takes ~10 (the emulator's front door is the bottleneck).
@@ -36,4 +37,10 @@ def stack_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=QUEUE_CHECK_JOBS,
         help="jobs per configuration of the transitions-vs-queue-wait check",
+    )
+    parser.add_argument(
+        "--stack-state-dir",
+        type=Path,
+        default=None,
+        help="keep the emulator's state here (function logs under logs/) instead of a temporary directory",
     )

@@ -61,6 +61,7 @@ def _serve(arguments: argparse.Namespace) -> None:
         pipeline_runner=arguments.pipeline_runner,
         pipeline_workers=arguments.pipeline_workers,
         pipeline_delay_seconds=arguments.pipeline_delay_seconds,
+        alarm_period_seconds=arguments.alarm_period_seconds,
     ) as cloud:
         stack = cloud.deploy(arguments.template, arguments.stack_name, dict(arguments.parameter_overrides))
         _print_summary(cloud, stack)
@@ -97,6 +98,12 @@ def main() -> None:
         type=float,
         default=1.5,
         help="how long a SIMULATED pipeline execution runs",
+    )
+    serve.add_argument(
+        "--alarm-period-seconds",
+        type=float,
+        default=None,
+        help="evaluate every alarm with this Period instead of its own (alarms print when they fire)",
     )
     serve.add_argument("--log-level", default="INFO")
     arguments = parser.parse_args()

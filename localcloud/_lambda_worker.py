@@ -5,8 +5,10 @@ Started by localcloud.lambda_runtime as `python -I _lambda_worker.py <request-fd
 only, because the function's sys.path (CodeUri, then layers, then site-packages) is all it may see.
 
 Protocol: one JSON line per request on the request pipe, one JSON line per response on the response
-pipe. The process's stdout and stderr are the function's log file, so whatever the handler prints
-can never corrupt the protocol.
+pipe; before the first response, once the handler module is imported (Lambda's Init phase), one
+``{"initialized": true, ...}`` line, so the runtime starts the function's Timeout only then (on AWS the
+Init phase has its own limit and is not part of the Timeout). The process's stdout and stderr are the
+function's log file, so whatever the handler prints can never corrupt the protocol.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def _serve(requests: IO[bytes], responses: IO[bytes]) -> None:
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         started = time.monotonic()
         init_failed = False
+        init_note = ""
         if handler is None:
             try:
                 handler = _load_handler()
@@ -113,13 +116,19 @@ def _serve(requests: IO[bytes], responses: IO[bytes]) -> None:
                 _log_exception(error)
                 init_failed = True
                 ok, payload = False, _error(error, request_id)
+            else:
+                init_ms = (time.monotonic() - started) * 1000
+                init_note = f"\tInit Duration: {init_ms:.2f} ms"
+                responses.write(json.dumps({"initialized": True, "initDurationMs": init_ms}).encode() + b"\n")
+                responses.flush()
+                started = time.monotonic()
         if handler is not None:
             ok, payload = _invoke(handler, request)
         sys.stdout.flush()
         sys.stderr.flush()
         duration_ms = (time.monotonic() - started) * 1000
         print(f"END RequestId: {request_id}", flush=True)
-        print(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms", flush=True)
+        print(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms{init_note}", flush=True)
         response = {"requestId": request_id, "ok": ok, "payload": payload, "initFailed": init_failed}
         responses.write(json.dumps(response).encode() + b"\n")
         responses.flush()
@@ -127,10 +136,27 @@ def _serve(requests: IO[bytes], responses: IO[bytes]) -> None:
             return
 
 
+def _install_fault_hook() -> None:
+    """localcloud.faults' worker half (SIMULATED faults in the AWS calls the handler makes), when the
+    emulator runs with a fault plan: loaded from its file, so the function's sys.path stays its own."""
+    path = os.environ.get("LOCALCLOUD_FAULT_HOOK")
+    if not path:
+        return
+    import importlib.util  # noqa: PLC0415 - only with a fault plan
+
+    spec = importlib.util.spec_from_file_location("_localcloud_worker_faults", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load the fault hook {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+
+
 def main() -> None:
     request_fd, response_fd, *layer_dirs = sys.argv[1:]
     # Lambda's order: the function's own code, then each layer, then the runtime's packages.
     sys.path[:0] = [os.environ["LAMBDA_TASK_ROOT"], *layer_dirs]
+    _install_fault_hook()
     with os.fdopen(int(request_fd), "rb") as requests, os.fdopen(int(response_fd), "wb") as responses:
         _serve(requests, responses)
 

@@ -21,11 +21,13 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from localcloud import patches
+from localcloud.alarms import AlarmEvaluator
 from localcloud.api_gateway import RestApiServer
 from localcloud.clients import emulator_client
 from localcloud.custom_resources import ResponseEndpoint
 from localcloud.deploy import Deployer, Stack
 from localcloud.event_delivery import EventDelivery
+from localcloud.faults import FaultInjector, FaultPlan
 from localcloud.lambda_runtime import LambdaRuntime
 from localcloud.pipeline_executor import ExecutingPipelineRunner
 from localcloud.pipeline_runner import SimulatedPipelineRunner
@@ -79,8 +81,12 @@ class LocalCloud:
         pipeline_workers: int = 2,
         pipeline_delay_seconds: float = 1.5,
         async_retry_delay_seconds: float = 1.0,
+        lambda_timeout_scale: float = 1.0,
         event_retry_base_delay_seconds: float = 0.2,
         event_retry_max_delay_seconds: float = 2.0,
+        alarm_interval_seconds: float = 5.0,
+        alarm_period_seconds: float | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         """
         port: 0 picks a free port. state_dir holds logs/<FunctionLogicalId>.log.
@@ -91,7 +97,12 @@ class LocalCloud:
         pipeline_delay_seconds: how long a SIMULATED pipeline execution runs.
         async_retry_delay_seconds: Lambda's retry delay for failed asynchronous invocations
         (1 and 2 minutes on AWS; the n-th retry waits n times this).
+        lambda_timeout_scale: multiplies every function's Timeout and the 10 s Init limit (1.0: Lambda's);
+        more for tests that are not about timeouts on a busy machine (``lambda_runtime.timeout_scale``).
         event_retry_*: EventBridge's backoff between delivery retries (AWS: up to minutes).
+        alarm_interval_seconds: how often the deployed CloudWatch alarms are evaluated (localcloud.alarms);
+        alarm_period_seconds: evaluate every alarm with this Period instead of its own.
+        faults: SIMULATED faults to inject (localcloud.faults) once `cloud.faults.arm()` is called.
         """
         self.region = region
         self.account_id = DEFAULT_ACCOUNT_ID
@@ -103,8 +114,13 @@ class LocalCloud:
         self._pipeline_workers = pipeline_workers
         self._pipeline_delay_seconds = pipeline_delay_seconds
         self._async_retry_delay_seconds = async_retry_delay_seconds
+        self._lambda_timeout_scale = lambda_timeout_scale
         self._event_retry_base_delay_seconds = event_retry_base_delay_seconds
         self._event_retry_max_delay_seconds = event_retry_max_delay_seconds
+        self._alarm_interval_seconds = alarm_interval_seconds
+        self._alarm_period_seconds = alarm_period_seconds
+        self._fault_plan = faults
+        self.faults: FaultInjector | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self._stops: list[Callable[[], None]] = []
@@ -170,11 +186,16 @@ class LocalCloud:
             timeout=10,
         ).raise_for_status()
 
+        if self._fault_plan is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.faults = FaultInjector(self._fault_plan, self.state_dir)
         self.lambda_runtime = LambdaRuntime(
             endpoint_url=self.endpoint_url,
             region=self.region,
             workers_per_function=self._workers_per_function,
             async_retry_delay_seconds=self._async_retry_delay_seconds,
+            timeout_scale=self._lambda_timeout_scale,
+            extra_environment=self.faults.worker_environment() if self.faults else None,
         )
         self._stops.append(self.lambda_runtime.close)
         self.event_delivery = EventDelivery(
@@ -196,6 +217,9 @@ class LocalCloud:
                 pipeline_runner=self.pipeline_runner,
             )
         )
+        if self.faults is not None:
+            self.faults.install(self)
+            self._stops.append(self.faults.uninstall)
         schedules = ScheduleRunner(
             events_client=self.client("events"),
             delivery=self.event_delivery,
@@ -205,6 +229,16 @@ class LocalCloud:
         )
         schedules.start()
         self._stops.append(schedules.close)
+        self.alarms = AlarmEvaluator(
+            client=self.client,
+            log_dir=self.state_dir / "logs",
+            account_id=self.account_id,
+            region=self.region,
+            interval_seconds=self._alarm_interval_seconds,
+            period_override_seconds=self._alarm_period_seconds,
+        )
+        self.alarms.start()
+        self._stops.append(self.alarms.close)
         LOGGER.info("localcloud serving on %s", self.endpoint_url)
 
     def stop(self) -> None:

@@ -30,7 +30,6 @@ from localcloud.template import Resource, Template, TemplateError
 LOGGER = logging.getLogger("localcloud.deploy")
 
 SKIPPED_RESOURCE_TYPES = {
-    "AWS::CloudWatch::Alarm": "no metrics are evaluated locally",
     "AWS::CloudWatch::Dashboard": "no console locally",
 }
 _LAMBDA_TRUST = {"Service": "lambda.amazonaws.com"}
@@ -179,6 +178,11 @@ class Deployer:
             "AWS::Serverless::StateMachine": self._state_machine,
             "AWS::SageMaker::Pipeline": self._pipeline,
             "AWS::CloudFormation::CustomResource": self._custom_resource,
+            "AWS::KMS::Key": self._kms_key,
+            "AWS::SNS::Topic": self._topic,
+            "AWS::SNS::TopicPolicy": self._topic_policy,
+            "AWS::SNS::Subscription": self._subscription,
+            "AWS::CloudWatch::Alarm": self._alarm,
         }
 
     # ------------------------------------------------------------------------ orchestration
@@ -543,6 +547,93 @@ class Deployer:
             name, {"Arn": f"arn:aws:logs:{template.region}:{template.account_id}:log-group:{name}:*"}
         )
 
+    # ------------------------------------------------------------------------ alarms (see localcloud.alarms)
+
+    def _kms_key(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        _check_properties(
+            resource, props, {"Description", "EnableKeyRotation", "KeyPolicy", "PendingWindowInDays", "Tags"}
+        )
+        kms = self._client("kms")
+        request: dict[str, Any] = {"Policy": json.dumps(props["KeyPolicy"])}
+        if "Description" in props:
+            request["Description"] = props["Description"]
+        if "Tags" in props:
+            request["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in _tags(props["Tags"]).items()]
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        return _Created(metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]})
+
+    def _topic(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        _check_properties(resource, props, {"TopicName", "DisplayName", "KmsMasterKeyId", "Tags"})
+        name = props.get("TopicName") or physical_name(
+            template.stack_name, resource.logical_id, max_length=256
+        )
+        attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
+        request: dict[str, Any] = {"Name": name, "Attributes": attributes}
+        if "Tags" in props:
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in _tags(props["Tags"]).items()]
+        arn: str = self._client("sns").create_topic(**request)["TopicArn"]
+        return _Created(arn, {"TopicArn": arn, "TopicName": name})
+
+    def _topic_policy(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        # Stored, not enforced: moto's SNS does not evaluate topic policies.
+        _check_properties(resource, props, {"Topics", "PolicyDocument"})
+        for arn in props["Topics"]:
+            self._client("sns").set_topic_attributes(
+                TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+            )
+        return _Created(physical_name(template.stack_name, resource.logical_id, max_length=128))
+
+    def _subscription(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        # Nothing is sent to e-mail endpoints locally; SQS subscriptions receive what the topic publishes.
+        _check_properties(resource, props, {"TopicArn", "Protocol", "Endpoint", "RawMessageDelivery"})
+        request: dict[str, Any] = {"TopicArn": props["TopicArn"], "Protocol": props["Protocol"]}
+        if "Endpoint" in props:
+            request["Endpoint"] = props["Endpoint"]
+        if "RawMessageDelivery" in props:
+            request["Attributes"] = {"RawMessageDelivery": _flag(props["RawMessageDelivery"])}
+        arn: str = self._client("sns").subscribe(**request, ReturnSubscriptionArn=True)["SubscriptionArn"]
+        return _Created(arn)
+
+    def _alarm(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        """Created in moto's CloudWatch as written; localcloud.alarms evaluates what it can source locally."""
+        request_keys = {
+            "AlarmDescription",
+            "ActionsEnabled",
+            "AlarmActions",
+            "OKActions",
+            "InsufficientDataActions",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "ExtendedStatistic",
+            "Dimensions",
+            "Period",
+            "Unit",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+            "EvaluateLowSampleCountPercentile",
+            "Metrics",
+        }
+        _check_properties(resource, props, request_keys | {"AlarmName"})
+        name = props.get("AlarmName") or physical_name(
+            template.stack_name, resource.logical_id, max_length=255
+        )
+        request: dict[str, Any] = {key: props[key] for key in request_keys if key in props}
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in request:
+                request[key] = int(request[key])
+        if "Threshold" in request:
+            request["Threshold"] = float(request["Threshold"])
+        cloudwatch = self._client("cloudwatch")
+        cloudwatch.put_metric_alarm(AlarmName=name, **request)
+        arn = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+        return _Created(name, {"Arn": arn})
+
     # ------------------------------------------------------------------------ code
 
     def _local_dir(self, template: Template, resource: Resource, key: str, location: Any) -> Path:
@@ -697,10 +788,18 @@ class Deployer:
                 "MaximumBatchingWindowInSeconds",
                 "FunctionResponseTypes",
                 "Enabled",
+                "ScalingConfig",
             }
             self._check_event(resource, event_name, props, supported)
             request: dict[str, Any] = {"EventSourceArn": props["Queue"], "FunctionName": function_arn}
-            for key in ("BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "Enabled"):
+            keys = (
+                "BatchSize",
+                "MaximumBatchingWindowInSeconds",
+                "FunctionResponseTypes",
+                "Enabled",
+                "ScalingConfig",
+            )
+            for key in keys:
                 if key in props:
                     request[key] = props[key]
             self._client("lambda").create_event_source_mapping(**request)

@@ -2,8 +2,9 @@
 
 Each function gets its own processes (its own environment variables and sys.path, as Lambda
 isolates them); each worker runs one invocation at a time, and a pool holds up to N workers so
-concurrent invocations really run concurrently. Lambda semantics kept: the template's Timeout
-(then the worker is killed, `Sandbox.Timedout`), init failures (`Runtime.ImportModuleError`...),
+concurrent invocations really run concurrently. Lambda semantics kept: the template's Timeout, counted
+from the end of the Init phase (or from its 10-second limit) as on AWS, then the worker is killed
+(`Sandbox.Timedout`); init failures (`Runtime.ImportModuleError`...),
 unhandled exceptions as function errors with errorType/errorMessage/stackTrace, and asynchronous
 invocations retried on a function error (twice, or EventInvokeConfig's MaximumRetryAttempts), then sent to
 the function's SQS on-failure destination (Lambda's destination record) when it has one.
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,11 @@ LOGGER = logging.getLogger("localcloud.lambda")
 _WORKER_SCRIPT = Path(__file__).with_name("_lambda_worker.py")
 # Lambda's default for asynchronous invocations: two retries after a function error.
 _ASYNC_RETRIES = 2
-# Slack for process start-up and the pipe round trip on top of the function's own Timeout.
+# Slack for the pipe round trip on top of the function's own Timeout.
 _TIMEOUT_GRACE_SECONDS = 0.5
+# Lambda's limit for the Init phase (process start and the handler module's import) of an on-demand
+# function: Init is not part of the function's Timeout unless it runs over this.
+INIT_LIMIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class _Worker:
     """One execution environment: a process running localcloud/_lambda_worker.py."""
 
     def __init__(self, spec: FunctionSpec, environment: Mapping[str, str]) -> None:
+        self.initialized = False
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,26 +118,42 @@ class _Worker:
         self._response_fd = response_read
         self._buffer = b""
 
-    def invoke(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any] | None:
-        """The worker's response, or None when the deadline passed first."""
+    def invoke(
+        self, request: Mapping[str, Any], *, timeout_seconds: float, init_limit_seconds: float
+    ) -> dict[str, Any] | None:
+        """The worker's response, or None when the function's Timeout passed first.
+
+        As on Lambda, a cold worker's Init phase (process start, handler import) is not part of the
+        Timeout: the Timeout starts when Init ends, or when Init has run for ``init_limit_seconds`` (Lambda
+        then goes on with Init inside the invocation, under the function's Timeout).
+        """
         try:
             self._requests.write(json.dumps(request).encode() + b"\n")
             self._requests.flush()
         except OSError as error:  # the process ended while idle
             raise _WorkerExitedError from error
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            readable, _, _ = select.select([self._response_fd], [], [], remaining)
-            if readable:
-                chunk = os.read(self._response_fd, 1 << 16)
-                if not chunk:
-                    raise _WorkerExitedError
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        response: dict[str, Any] = json.loads(line)
-        return response
+        started = time.monotonic()
+        limit = timeout_seconds if self.initialized else init_limit_seconds + timeout_seconds
+        deadline = started + limit + _TIMEOUT_GRACE_SECONDS
+        while True:
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                readable, _, _ = select.select([self._response_fd], [], [], remaining)
+                if readable:
+                    chunk = os.read(self._response_fd, 1 << 16)
+                    if not chunk:
+                        raise _WorkerExitedError
+                    self._buffer += chunk
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            response: dict[str, Any] = json.loads(line)
+            if not response.get("initialized"):
+                return response
+            # Init is over: the function's Timeout starts now (or started when Init ran over its limit).
+            self.initialized = True
+            init_seconds = min(time.monotonic() - started, init_limit_seconds)
+            deadline = started + init_seconds + timeout_seconds + _TIMEOUT_GRACE_SECONDS
 
     def exit_code(self) -> int | None:
         return self.process.poll()
@@ -150,10 +171,17 @@ class _Worker:
 
 
 class _WorkerPool:
-    def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], max_workers: int) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+        max_workers: int,
+        timeout_scale: Callable[[], float] = lambda: 1.0,
+    ) -> None:
         self.spec = spec
+        self._timeout_scale = timeout_scale
         self._environment = environment
-        self._max_workers = max_workers
+        self.max_workers = max_workers
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._live = 0
@@ -174,21 +202,30 @@ class _WorkerPool:
             )
         worker = self._acquire()
         reusable = False
+        scale = self._timeout_scale()
+        timeout_seconds = self.spec.timeout_seconds * scale
+        init_limit_seconds = INIT_LIMIT_SECONDS * scale
         try:
             request = {
                 "requestId": request_id,
                 "event": event_json,
                 "invokedFunctionArn": self.spec.function_arn,
-                "timeoutSeconds": self.spec.timeout_seconds,
+                "timeoutSeconds": timeout_seconds,
             }
-            deadline = time.monotonic() + self.spec.timeout_seconds + _TIMEOUT_GRACE_SECONDS
             try:
-                response = worker.invoke(request, deadline)
+                response = worker.invoke(
+                    request, timeout_seconds=timeout_seconds, init_limit_seconds=init_limit_seconds
+                )
             except _WorkerExitedError:
                 return self._exited(request_id, worker)
             if response is None:
                 worker.process.kill()
-                return self._timed_out(request_id)
+                detail = (
+                    "" if worker.initialized else f" (its Init phase ran over {init_limit_seconds:.0f} s)"
+                )
+                return self._timed_out(
+                    request_id, f"Task timed out after {timeout_seconds:.2f} seconds{detail}"
+                )
             reusable = not response.get("initFailed", False)
             return Invocation(response["payload"], function_error=not response["ok"])
         finally:
@@ -202,10 +239,8 @@ class _WorkerPool:
         self._log(message)
         return Invocation(_error_payload("Runtime.ExitError", message), function_error=True)
 
-    def _timed_out(self, request_id: str) -> Invocation:
-        message = (
-            f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_seconds:.2f} seconds"
-        )
+    def _timed_out(self, request_id: str, what: str) -> Invocation:
+        message = f"RequestId: {request_id} Error: {what}"
         self._log(message)
         return Invocation(_error_payload("Sandbox.Timedout", message), function_error=True)
 
@@ -222,7 +257,7 @@ class _WorkerPool:
                     worker = self._idle.pop()
                     self._busy.add(worker)
                     return worker
-                if self._live < self._max_workers:
+                if self._live < self.max_workers:
                     self._live += 1
                     break
                 self._changed.wait()
@@ -272,8 +307,14 @@ class LambdaRuntime:
         region: str,
         workers_per_function: int = 4,
         async_retry_delay_seconds: float = 1.0,
+        timeout_scale: float = 1.0,
+        extra_environment: Mapping[str, str] | None = None,
     ) -> None:
+        """timeout_scale multiplies every function's Timeout and the Init limit (see ``timeout_scale``).
+        extra_environment: added to every worker's (e.g. localcloud.faults' worker hook)."""
         self._endpoint_url = endpoint_url
+        self._extra_environment = dict(extra_environment or {})
+        self.timeout_scale = timeout_scale
         self._region = region
         self._workers_per_function = workers_per_function
         self._async_retry_delay_seconds = async_retry_delay_seconds
@@ -281,7 +322,34 @@ class LambdaRuntime:
         self._async_configs: dict[str, AsyncConfig] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._async_invocations = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-async")
+        # One queue per function, as Lambda's asynchronous invocations are: a slow function's backlog
+        # (the gate's nudges) must not hold up another's events (pipeline completions).
+        self._async_invocations: dict[str, ThreadPoolExecutor] = {}
+
+    @property
+    def timeout_scale(self) -> float:
+        """What every function's Timeout (and the Init phase's limit) is multiplied by: 1.0 is Lambda's.
+
+        For tests that are not about timeouts on a machine whose load they do not control: a handler then
+        has the time it would have on an idle machine without a hung one going unnoticed. Applies from the
+        next invocation; a test about timeouts sets it back with ``scaled_timeouts(1.0)``.
+        """
+        return self._timeout_scale
+
+    @timeout_scale.setter
+    def timeout_scale(self, scale: float) -> None:
+        if not scale > 0:
+            raise ValueError(f"timeout_scale must be positive, not {scale!r}")
+        self._timeout_scale = float(scale)
+
+    @contextlib.contextmanager
+    def scaled_timeouts(self, scale: float) -> Iterator[None]:
+        """Run the block's invocations with another timeout scale (e.g. 1.0: the template's own Timeouts)."""
+        previous, self.timeout_scale = self.timeout_scale, scale
+        try:
+            yield
+        finally:
+            self.timeout_scale = previous
 
     def register(
         self,
@@ -295,7 +363,9 @@ class LambdaRuntime:
             workers = max(1, min(workers, reserved_concurrency))
         with self._lock:
             replaced = self._pools.get(spec.function_name)
-            self._pools[spec.function_name] = _WorkerPool(spec, self._environment(spec), workers)
+            self._pools[spec.function_name] = _WorkerPool(
+                spec, self._environment(spec), workers, lambda: self._timeout_scale
+            )
         if replaced is not None:
             replaced.close()
 
@@ -319,7 +389,16 @@ class LambdaRuntime:
         self, function_name: str, run_once: Callable[[], Invocation], request_payload: str = "{}"
     ) -> None:
         """Queue an asynchronous (InvocationType=Event) invocation, retried like Lambda's."""
-        self._async_invocations.submit(self._run_async, function_name, run_once, request_payload)
+        with self._lock:
+            queue = self._async_invocations.get(function_name)
+            if queue is None:
+                pool = self._pools.get(function_name)
+                # Two threads per worker: one invocation runs while the next waits out its retry delay.
+                queue = ThreadPoolExecutor(
+                    max_workers=2 * (pool.max_workers if pool else 1), thread_name_prefix="lambda-async"
+                )
+                self._async_invocations[function_name] = queue
+        queue.submit(self._run_async, function_name, run_once, request_payload)
 
     def _run_async(
         self, function_name: str, run_once: Callable[[], Invocation], request_payload: str
@@ -413,13 +492,16 @@ class LambdaRuntime:
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             # There is no X-Ray daemon locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **self._extra_environment,
         }
 
     def close(self) -> None:
         self._stopping.set()
         # Running asynchronous invocations end when their workers are killed below.
-        self._async_invocations.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             pools = list(self._pools.values())
+            queues = list(self._async_invocations.values())
+        for queue in queues:
+            queue.shutdown(wait=False, cancel_futures=True)
         for pool in pools:
             pool.close()

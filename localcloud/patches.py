@@ -53,6 +53,44 @@ version, because these names are private and change between releases. What each 
    missing in moto (offboarding deletes a tenant's model versions, then its group). Added: a version by
    name or ARN; a group only once it holds no version (SageMaker refuses otherwise); ValidationException
    when it does not exist.
+14. `moto.dynamodb.models.table.Table.query` - moto answers every Query (base table or index) by sorting
+   all the table's items (`all_items()`, DynamoType comparisons) and testing each one: O(N log N) per Query
+   under seam 10's lock, so a jobs table of 1,000 items made each index Query cost ~60-200 ms and the
+   emulator slow down as a run went on. Wrapped: moto's own query runs on the candidates only (the base
+   table's items under the hash key; for an index, the items whose index hash key attributes match), so
+   its sort, range conditions, filters, paging and projection are unchanged.
+15. `moto.moto_server.werkzeug_app.DomainDispatcherApplication.get_backend_for_host` - called under the
+   dispatcher's global lock for every HTTP request, it lists moto's package directory (a listdir and ~150
+   isdir calls) and then tries every service's URL patterns. Wrapped: memoised per host (the answer depends
+   only on the host).
+16. `moto.dynamodb.models.DynamoDBBackend.transact_write_items` - before applying a transaction moto
+   deep-copies every table it names (the whole jobs table for the gate's take and the state machine's
+   release), to restore them if it is cancelled: O(table) per transaction under seam 10's lock, measured in
+   `make bench` at p50 64 ms and p99 1.5 s, up to 5.3 s, held while every other DynamoDB request waits. Past
+   the Lambdas' 5 s read timeout botocore retries requests that were applied, whose conditions then fail
+   (a resume claim lost that way left jobs RUNNING). Wrapped: the rollback restores pre-images of the items
+   the transaction names (the only items it can change), the answer and the outcome are moto's own. Tables
+   with a stream keep moto's full copy. (`moto.dynamodb.models.copy` is swapped for a shim that, only
+   inside this seam, hands back the tables uncopied.)
+17. `moto.stepfunctions.parser.asl.parse.asl_parser.AmazonStateLanguageParser.parse` - moto lexes and parses
+   the state machine's whole definition with ANTLR for every execution it starts: 0.35-1.1 s of CPU for
+   this project's definition on a busy 2-core machine, in the emulator's one process, which made the upload
+   front door the stack's bottleneck. Wrapped: the parse is kept per definition text. The evaluation
+   components moto's Preprocessor builds from it (0.1-0.17 s more) are shared by the executions of a
+   definition without Map or Parallel states: those components keep no state of their own while they
+   evaluate (each execution's state is in its Environment); the Map and Parallel machinery does, so such a
+   definition gets fresh components per execution from the kept tree. A definition with syntax errors is
+   never kept (moto raises as before).
+18. `boto_client_for` of `moto.stepfunctions.parser.asl.utils.boto_client`, and the same name in every
+   `moto.stepfunctions.parser` module that imported it - each service task (a DynamoDB update, an SQS send,
+   a Lambda invoke) built a new boto3 client, ~30-100 ms of CPU spent building the service's operation
+   methods, in the emulator's one process (29 % of the time it held the GIL in a soak). Wrapped: one client
+   per (region, service, port), reused (boto3 clients are thread-safe; moto's function ignores the task's
+   credentials argument).
+19. `parse` in `moto.stepfunctions.parser.asl.utils.json_path` (jsonpath_ng.ext) and in
+   `...asl.component.common.path.result_path` (jsonpath_ng) - every JSONPath a state evaluates was parsed
+   again, building a PLY parser each time (16 % of the GIL in a soak). Wrapped: memoised per path text
+   (parsed paths are immutable; finding and updating work on the document).
 """
 
 from __future__ import annotations
@@ -62,6 +100,8 @@ import datetime as datetime_module
 import functools
 import json
 import logging
+import os
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -71,9 +111,14 @@ from typing import Any
 import moto
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core.responses import ActionResult
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table as DynamoTable
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule, events_backends
 from moto.events.utils import _BASE_EVENT_MESSAGE
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sagemaker.exceptions import ConflictException, ValidationError
 from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
@@ -83,6 +128,11 @@ from moto.stepfunctions.parser.api import StateMachineType
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.asl.component.common.path import result_path as sfn_result_path
+from moto.stepfunctions.parser.asl.utils import boto_client as sfn_boto_client
+from moto.stepfunctions.parser.asl.utils import json_path as sfn_json_path
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution import Execution as StepFunctionsExecution
@@ -209,6 +259,7 @@ def _mapping_settings(backend: LambdaBackend, mapping_uuid: str) -> MappingSetti
         batch_size=int(mapping.batch_size or 10),
         batching_window_seconds=float(mapping.max_batch_window or 0),
         report_batch_item_failures="ReportBatchItemFailures" in (mapping.function_response_types or []),
+        maximum_concurrency=(mapping.scaling_config or {}).get("MaximumConcurrency"),
     )
 
 
@@ -460,6 +511,205 @@ def _serialized_dynamodb_call_action(self: DynamoHandler) -> Any:
         return _original_dynamodb_call_action(self)
 
 
+# ----------------------------------------------------------------- 16. transactions: item pre-images
+
+
+class _TransactionCopies(threading.local):
+    item_snapshots_only = False
+
+
+_transaction_copies = _TransactionCopies()
+
+
+class _TableCopyShim:
+    """Stands in for the `copy` module inside moto.dynamodb.models: the same deepcopy, except that inside
+    `_transact_write_items` (which restores item pre-images itself) a table is handed back uncopied."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if _transaction_copies.item_snapshots_only and isinstance(value, DynamoTable):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+_TransactionKey = tuple[str, Any, Any]
+
+
+def _transaction_pre_images(
+    backend: DynamoDBBackend, transact_items: list[dict[str, Any]]
+) -> dict[_TransactionKey, Any] | None:
+    """Deep copies of the items the transaction names, keyed by (table, hash, range); None when a table it
+    names has a stream (whose records a rollback would have to undo too: moto's full copy is kept)."""
+    images: dict[_TransactionKey, Any] = {}
+    for entry in transact_items:
+        op_type, op = next(iter(entry.items()))
+        table_name = op.get("TableName") if isinstance(op, dict) else None
+        table = backend.tables.get(str(table_name)) if table_name else None
+        if table is None:
+            continue
+        if table.stream_shard is not None:
+            return None
+        try:
+            key = op["Item"] if op_type == "Put" else op["Key"]
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            current = table.get_item(hash_value, range_value)
+        except Exception:  # noqa: S112 - a malformed key: moto rejects that operation, which writes nothing
+            continue
+        images.setdefault((table.name, hash_value, range_value), copy.deepcopy(current))
+    return images
+
+
+def _restore_pre_images(backend: DynamoDBBackend, images: dict[_TransactionKey, Any]) -> None:
+    for (table_name, hash_value, range_value), item in images.items():
+        table = backend.tables.get(table_name)
+        if table is None:
+            continue
+        if range_value is not None:
+            bucket = table.items[hash_value]
+            if item is None:
+                bucket.pop(range_value, None)
+                if not bucket:
+                    table.items.pop(hash_value, None)
+            else:
+                bucket[range_value] = item
+        elif item is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = item
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    original = _original(DynamoDBBackend, "transact_write_items")
+    images = _transaction_pre_images(self, transact_items) if len(transact_items) <= 100 else None
+    if images is None:
+        original(self, transact_items)
+        return
+    _transaction_copies.item_snapshots_only = True
+    try:
+        original(self, transact_items)
+    except BaseException:
+        # moto put back the (uncopied) tables it "restored": undo the writes it made, item by item.
+        _restore_pre_images(self, images)
+        raise
+    finally:
+        _transaction_copies.item_snapshots_only = False
+
+
+# ----------------------------------------------------------------- 14, 15. speed (same answers)
+
+
+def _query_candidates(
+    table: DynamoTable, hash_key: Any, index_name: str | None, conditions: Any
+) -> list[Any]:
+    if not index_name:
+        bucket = table.items.get(hash_key) if hash_key is not None else None
+        if bucket is None:
+            return []
+        return list(bucket.values()) if table.range_key_attr else [bucket]
+    items = [
+        item
+        for bucket in table.items.values()
+        for item in (bucket.values() if table.range_key_attr else (bucket,))
+    ]
+    if not conditions:
+        return items
+    return [item for item in items if all(_attribute_equals(item, name, value) for name, value in conditions)]
+
+
+def _attribute_equals(item: Any, name: str, value: Any) -> bool:
+    present = item.attrs.get(name)
+    return present is not None and bool(present == value)
+
+
+def _query_candidates_only(self: DynamoTable, *args: Any, **kwargs: Any) -> Any:
+    hash_key = args[0] if args else kwargs.get("hash_key")
+    index_name = args[7] if len(args) > 7 else kwargs.get("index_name")
+    candidates = _query_candidates(self, hash_key, index_name, kwargs.get("hash_key_conditions"))
+    view = copy.copy(self)
+    view.all_items = lambda: candidates  # type: ignore[method-assign]
+    return _original(DynamoTable, "query")(view, *args, **kwargs)
+
+
+_backend_for_host: dict[str | None, Any] = {}
+
+
+def _memoised_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+    if host not in _backend_for_host:
+        _backend_for_host[host] = _original(DomainDispatcherApplication, "get_backend_for_host")(self, host)
+    return _backend_for_host[host]
+
+
+# ----------------------------------------------------------------- 17. one ASL parse per definition
+
+_parses: dict[str, tuple[Any, Any, bool]] = {}  # definition -> (program, tree, program may be shared)
+
+
+def _has_stateful_states(document: Any) -> bool:
+    if isinstance(document, dict):
+        if document.get("Type") in {"Map", "Parallel"}:
+            return True
+        return any(_has_stateful_states(value) for value in document.values())
+    if isinstance(document, list):
+        return any(_has_stateful_states(value) for value in document)
+    return False
+
+
+def _parse_keeping_the_tree(definition: str) -> tuple[Any, Any]:
+    kept = _parses.get(definition)
+    if kept is None:
+        program, tree = _original(AmazonStateLanguageParser, "parse")(definition)
+        try:
+            shareable = not _has_stateful_states(json.loads(definition))
+        except ValueError:
+            shareable = False
+        _parses[definition] = (program, tree, shareable)
+        return program, tree
+    program, tree, shareable = kept
+    return (program if shareable else Preprocessor().visit(tree)), tree
+
+
+# ----------------------------------------------------------------- 18. one boto3 client per task service
+
+_task_clients: dict[tuple[str, str, str], Any] = {}
+_task_clients_lock = threading.Lock()
+
+
+def _shared_task_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    original = _original(sfn_boto_client, "boto_client_for")
+    key = (region, service, os.environ.get("MOTO_PORT", ""))
+    with _task_clients_lock:
+        if key not in _task_clients:
+            _task_clients[key] = original(region, service)
+        return _task_clients[key]
+
+
+# The defining module first (_original finds the function there), then every module that imported the name.
+_TASK_CLIENT_USERS = [sfn_boto_client] + [
+    module
+    for name, module in sorted(sys.modules.items())
+    if name.startswith("moto.stepfunctions.parser")
+    and module is not sfn_boto_client
+    and getattr(module, "boto_client_for", None) is sfn_boto_client.boto_client_for
+]
+
+# ----------------------------------------------------------------- 19. one JSONPath parse per path
+
+
+def _memoised_parse(module: Any) -> Any:
+    parsed: dict[str, Any] = {}
+
+    def parse(path: str) -> Any:
+        if path not in parsed:
+            parsed[path] = _original(module, "parse")(path)
+        return parsed[path]
+
+    return parse
+
+
 _PATCHES: list[tuple[Any, str, Any]] = [
     (Rule, "send_to_targets", _send_to_targets),
     (LambdaFunction, "_invoke_lambda", _invoke_lambda),
@@ -474,6 +724,14 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     (DynamoHandler, "call_action", _serialized_dynamodb_call_action),
     (BaseExecutionWorkerCommunication, "terminated", _execution_terminated),
     (StepFunctionsExecution, "stop", _stop_execution),
+    (DynamoTable, "query", _query_candidates_only),
+    (DomainDispatcherApplication, "get_backend_for_host", _memoised_backend_for_host),
+    (DynamoDBBackend, "transact_write_items", _transact_write_items),
+    (dynamodb_models, "copy", _TableCopyShim()),
+    (AmazonStateLanguageParser, "parse", staticmethod(_parse_keeping_the_tree)),
+    *((module, "boto_client_for", _shared_task_client) for module in _TASK_CLIENT_USERS),
+    (sfn_json_path, "parse", _memoised_parse(sfn_json_path)),
+    (sfn_result_path, "parse", _memoised_parse(sfn_result_path)),
 ]
 
 

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -78,9 +78,16 @@ class PipelineRunner(Protocol):
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
+    """How a simulated execution ends, and after how long (None: the runner's delay_seconds)."""
+
     status: OutcomeStatus
-    reason: str | None
+    reason: str | None = None
+    delay_seconds: float | None = None
+
+
+# Picks the outcome of an execution nobody registered one for, from its pipeline parameters.
+OutcomeChooser = Callable[[Mapping[str, str]], Outcome]
 
 
 @dataclass
@@ -141,10 +148,11 @@ class SimulatedPipelineRunner:
         stop_delay_seconds: float = 0.3,
     ) -> None:
         self._store = store
+        self._chooser: OutcomeChooser | None = None
         self._delay_seconds = delay_seconds
         self._stop_delay_seconds = stop_delay_seconds
-        self._outcomes_by_job: dict[str, _Outcome] = {}
-        self._outcomes_by_tenant: dict[str, _Outcome] = {}
+        self._outcomes_by_job: dict[str, Outcome] = {}
+        self._outcomes_by_tenant: dict[str, Outcome] = {}
         self._dropped_by_job: set[str] = set()
         self._dropped_by_tenant: set[str] = set()
         self._executions: dict[str, _Execution] = {}
@@ -172,7 +180,7 @@ class SimulatedPipelineRunner:
         (parameter TenantId) end; a job's outcome wins over its tenant's. "Executing" never ends."""
         if (job_id is None) == (tenant_id is None):
             raise ValueError("give exactly one of job_id or tenant_id")
-        outcome = _Outcome(status, reason)
+        outcome = Outcome(status, reason)
         with self._changed:
             if job_id is not None:
                 self._outcomes_by_job[job_id] = outcome
@@ -189,6 +197,12 @@ class SimulatedPipelineRunner:
             (self._dropped_by_job if job_id is not None else self._dropped_by_tenant).add(
                 str(job_id or tenant_id)
             )
+
+    def choose_outcomes(self, chooser: OutcomeChooser | None) -> None:
+        """Let ``chooser`` decide (status, reason, duration) of every execution without a registered
+        outcome (e.g. random, seeded durations and outcomes for a soak); None: succeed after the delay."""
+        with self._changed:
+            self._chooser = chooser
 
     def clear_outcomes(self) -> None:
         with self._changed:
@@ -212,7 +226,8 @@ class SimulatedPipelineRunner:
                 self._outcomes_by_job.get(parameters.get("JobId", ""))
                 or self._outcomes_by_job.get(display_name or "")
                 or self._outcomes_by_tenant.get(parameters.get("TenantId", ""))
-                or _Outcome("Succeeded", None)
+                or (self._chooser(parameters) if self._chooser else None)
+                or Outcome("Succeeded", None)
             )
             execution.drop_completion = bool(
                 {parameters.get("JobId", ""), display_name or ""} & self._dropped_by_job
@@ -225,18 +240,19 @@ class SimulatedPipelineRunner:
         )
         # Recorded before any later transition is scheduled, so the events keep their order.
         self._store.record(execution.change(None, None))
+        delay = self._delay_seconds if outcome.delay_seconds is None else outcome.delay_seconds
         with self._changed:
             now = time.monotonic()
             if outcome.status == "Stopped":
-                self._schedule(now + self._delay_seconds, execution_arn, "Stopping", None)
+                self._schedule(now + delay, execution_arn, "Stopping", None)
                 self._schedule(
-                    now + self._delay_seconds + self._stop_delay_seconds,
+                    now + delay + self._stop_delay_seconds,
                     execution_arn,
                     "Stopped",
                     outcome.reason,
                 )
             elif outcome.status != "Executing":
-                self._schedule(now + self._delay_seconds, execution_arn, outcome.status, outcome.reason)
+                self._schedule(now + delay, execution_arn, outcome.status, outcome.reason)
 
     def stop_requested(self, execution_arn: str) -> None:
         with self._changed:

@@ -5,6 +5,9 @@ to BatchSize records (gathering for MaximumBatchingWindowInSeconds), deletes wha
 leaves failures in the queue, where they become visible again after the visibility timeout and move
 to the dead-letter queue after the redrive policy's maxReceiveCount (SQS itself does that part).
 With ReportBatchItemFailures only the reported records stay; an invalid report fails the batch.
+Concurrency: up to ScalingConfig.MaximumConcurrency batches of one mapping are processed at once
+(without it, five: the concurrent batches Lambda starts with); the poller receives a batch only when a
+slot is free, so no message waits out its visibility timeout in the poller.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ _RECEIVE_LIMIT = 10
 # Short long-polls, so that stopping the emulator never waits long for a poller.
 _WAIT_SECONDS = 1
 _ERROR_BACKOFF_SECONDS = 1.0
+# Lambda processes five batches at a time when a mapping has no maximum concurrency (AWS Lambda guide,
+# "Configuring scaling behavior for SQS event source mappings"); it scales beyond, which is not emulated.
+DEFAULT_CONCURRENT_BATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,11 @@ class MappingSettings:
     batch_size: int
     batching_window_seconds: float
     report_batch_item_failures: bool
+    maximum_concurrency: int | None = None
+
+    @property
+    def concurrent_batches(self) -> int:
+        return self.maximum_concurrency or DEFAULT_CONCURRENT_BATCHES
 
 
 def _message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -107,29 +118,66 @@ class _Poller(threading.Thread):
     ) -> None:
         super().__init__(name=f"sqs-esm-{queue_arn.rsplit(':', 1)[-1]}", daemon=True)
         self._owner = owner
+        self.queue_arn = queue_arn
         self._queue_arn = queue_arn
         self._function_arn = function_arn
         self._settings = settings
         self._queue_url: str | None = None
+        self._in_flight = 0
+        self._slots = threading.Condition()
+        self._sqs_lock = threading.Lock()
+        # The most batches this mapping ever had in flight at once (what tests of MaximumConcurrency read).
+        self.peak_in_flight = 0
 
     def run(self) -> None:
         while not self._owner.stopping.is_set():
             settings = self._settings()
             if settings is None:
-                return  # the mapping was deleted
+                break  # the mapping was deleted
             if not settings.enabled:
                 self._owner.stopping.wait(_WAIT_SECONDS)
                 continue
+            if not self._wait_for_slot(settings.concurrent_batches):
+                continue
             try:
                 batch = self._receive_batch(settings)
-                if batch:
-                    self._process(batch, settings)
             except (ClientError, BotoCoreError) as error:
                 LOGGER.warning("%s -> %s: %s", self._queue_arn, self._function_arn, error)
                 self._owner.stopping.wait(_ERROR_BACKOFF_SECONDS)
+                continue
             except Exception:  # keep polling, as the real mapping would; the messages stay queued
                 LOGGER.exception("%s -> %s: polling failed", self._queue_arn, self._function_arn)
                 self._owner.stopping.wait(_ERROR_BACKOFF_SECONDS)
+                continue
+            if batch:
+                self._start_batch(batch, settings)
+        with self._slots:  # let batches in flight finish, as stopping always did
+            self._slots.wait_for(lambda: self._in_flight == 0, timeout=_WAIT_SECONDS + 5)
+
+    def _wait_for_slot(self, limit: int) -> bool:
+        """Whether a batch may start now; waits a little for one to finish otherwise."""
+        with self._slots:
+            return self._slots.wait_for(lambda: self._in_flight < limit, timeout=_WAIT_SECONDS)
+
+    def _start_batch(self, batch: list[dict[str, Any]], settings: MappingSettings) -> None:
+        with self._slots:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        threading.Thread(
+            target=self._run_batch, args=(batch, settings), name=f"{self.name}-batch", daemon=True
+        ).start()
+
+    def _run_batch(self, batch: list[dict[str, Any]], settings: MappingSettings) -> None:
+        try:
+            self._process(batch, settings)
+        except (ClientError, BotoCoreError) as error:
+            LOGGER.warning("%s -> %s: %s", self._queue_arn, self._function_arn, error)
+        except Exception:  # the messages stay queued, to be received again after their visibility timeout
+            LOGGER.exception("%s -> %s: processing a batch failed", self._queue_arn, self._function_arn)
+        finally:
+            with self._slots:
+                self._in_flight -= 1
+                self._slots.notify_all()
 
     def _url(self) -> str:
         if self._queue_url is None:
@@ -140,6 +188,22 @@ class _Poller(threading.Thread):
         return self._queue_url
 
     def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        """Long-polls only while no batch of this mapping is in flight. moto 5.2.5's queue is not
+        thread-safe (DeleteMessage rebuilds its message list unlocked, so a concurrent ReceiveMessage can
+        bring a deleted message back): while batches run, receives are short and never overlap their
+        deletes (the lock); while none runs, nothing of this mapping deletes."""
+        with self._slots:
+            busy = self._in_flight > 0
+        if not busy:
+            return self._receive_now(count, wait_seconds)
+        with self._sqs_lock:
+            messages = self._receive_now(count, 0)
+        if not messages and wait_seconds:  # rest until a batch finishes, at most a long poll's time
+            with self._slots:
+                self._slots.wait(timeout=wait_seconds)
+        return messages
+
+    def _receive_now(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._owner.sqs.receive_message(
             QueueUrl=self._url(),
             MaxNumberOfMessages=count,
@@ -187,13 +251,14 @@ class _Poller(threading.Thread):
             failed = set()
         done = [message for message in batch if message["MessageId"] not in failed]
         for start in range(0, len(done), _RECEIVE_LIMIT):
-            self._owner.sqs.delete_message_batch(
-                QueueUrl=self._url(),
-                Entries=[
-                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                    for index, message in enumerate(done[start : start + _RECEIVE_LIMIT])
-                ],
-            )
+            with self._sqs_lock:
+                self._owner.sqs.delete_message_batch(
+                    QueueUrl=self._url(),
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                        for index, message in enumerate(done[start : start + _RECEIVE_LIMIT])
+                    ],
+                )
 
 
 class SqsEventSources:
@@ -216,7 +281,13 @@ class SqsEventSources:
         self._pollers.append(poller)
         poller.start()
 
+    def peak_concurrency(self, queue_arn: str) -> int:
+        """The most batches from this queue that were in flight at once (all its mappings)."""
+        return max(
+            (poller.peak_in_flight for poller in self._pollers if poller.queue_arn == queue_arn), default=0
+        )
+
     def close(self) -> None:
         self.stopping.set()
         for poller in self._pollers:
-            poller.join(timeout=_WAIT_SECONDS + 5)
+            poller.join(timeout=2 * _WAIT_SECONDS + 5)

@@ -4,8 +4,9 @@
 
 The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
 ``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel) need a tenant key; operator commands (onboard,
-tenants, tiers, tier-limit, account-cap, offboard) an operator key. Exit status 0 on success, 1 when the
-API refused (its message on stderr), 2 on a usage error.
+tenants, tiers, tier-limit, account-cap, offboard) an operator key. ``dlq list`` / ``dlq redrive`` talk to
+SQS directly (AWS credentials, ``--stack``, ``--endpoint-url`` for the emulator), not to the API. Exit
+status 0 on success, 1 when the API (or AWS) refused (its message on stderr), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO
 
 import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from scripts import dead_letters
 
 TERMINAL: Final = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"})
-_REASON_WIDTH: Final = 60
+_REASON_WIDTH: Final = 72  # wide enough that a job id (68 characters) is never clipped
 
 # (method, path, query, body) -> (status code, decoded JSON body or None)
 Send = Callable[[str, str, dict[str, str] | None, Any], tuple[int, Any]]
@@ -216,6 +220,93 @@ def _offboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     return 0
 
 
+DLQ_COLUMNS: Final = (
+    ("queue", "queue"),
+    ("visible", "visible"),
+    ("in flight", "inFlight"),
+    ("oldest", "oldest"),
+    ("redrive to", "source"),
+)
+PEEK_COLUMNS: Final = (
+    ("message", "messageId"),
+    ("age", "age"),
+    ("receives", "receives"),
+    ("job", "jobId"),
+    ("tenant", "tenantId"),
+    ("what", "kind"),
+    ("detail", "detail"),
+)
+
+
+class _Boto3Clients:
+    def __init__(self, endpoint_url: str | None, region: str | None) -> None:
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        import boto3  # noqa: PLC0415 - only the dlq commands need it
+
+        if service not in self._clients:
+            self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                service, endpoint_url=self._endpoint_url, region_name=self._region
+            )
+        return self._clients[service]
+
+
+def _dlq_source(queue: dead_letters.DeadLetterQueue) -> str:
+    if queue.source_urls:
+        return ", ".join(url.rsplit("/", 1)[-1] for url in queue.source_urls)
+    return "replay to its target"
+
+
+def _dlq_list(args: argparse.Namespace, clients: dead_letters.Clients, out: TextIO) -> int:
+    queues = dead_letters.dead_letter_queues(clients, args.stack)
+    if not queues:
+        print(f"no dead-letter queues found for stack {args.stack}", file=out)
+        return 1
+    inspections = [dead_letters.inspect(clients, queue, peek=args.peek) for queue in queues]
+    rows = [
+        {
+            "queue": item.queue.logical_id,
+            "visible": item.visible,
+            "inFlight": item.in_flight,
+            "oldest": dead_letters.age_text(item.oldest_age_seconds),
+            "source": _dlq_source(item.queue),
+        }
+        for item in inspections
+    ]
+    print(table(rows, DLQ_COLUMNS), file=out)
+    now = time.time()
+    for item in inspections:
+        if not item.peeked:
+            continue
+        shown = f"{len(item.peeked)} of {item.visible}" if item.visible > len(item.peeked) else "all"
+        print(f"\n{item.queue.logical_id} ({item.queue.name}): oldest first, {shown}", file=out)
+        peeked = [
+            {
+                "messageId": message.message_id,
+                "age": dead_letters.age_text(now - message.sent_at if message.sent_at else None),
+                "receives": message.receive_count,
+                "jobId": message.job_id,
+                "tenantId": message.tenant_id,
+                "kind": message.kind,
+                "detail": message.detail,
+            }
+            for message in item.peeked
+        ]
+        print(table(peeked, PEEK_COLUMNS), file=out)
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, clients: dead_letters.Clients, out: TextIO) -> int:
+    queue = dead_letters.find_queue(dead_letters.dead_letter_queues(clients, args.stack), args.queue)
+    report = dead_letters.redrive(clients, queue, out, limit=args.max)
+    if report.move_task is None:
+        print(f"{queue.logical_id}: {report.moved} moved back, {report.kept} kept", file=out)
+    return 0 if report.kept == 0 else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mlaas", description=__doc__.split("\n\n")[0] if __doc__ else None)
     root.add_argument("--url", default=os.environ.get("MLAAS_API_URL"), help="API base URL (MLAAS_API_URL)")
@@ -277,11 +368,45 @@ def parser() -> argparse.ArgumentParser:
     offboard.add_argument("tenant_id")
     offboard.add_argument("--immediate", action="store_true", help="delete its data now")
     offboard.set_defaults(run=_offboard)
+
+    dlq = commands.add_parser(
+        "dlq", help="what the stack's dead-letter queues hold; redrive one (AWS credentials, not the API)"
+    )
+    dlq.add_argument(
+        "--stack", default=os.environ.get("MLAAS_STACK", "mlaas-local"), help="stack name (MLAAS_STACK)"
+    )
+    dlq.add_argument(
+        "--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="e.g. http://127.0.0.1:4566"
+    )
+    dlq.add_argument("--region", default=None)
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="every DLQ: counts, oldest, a peek (deletes nothing)")
+    dlq_list.add_argument("--peek", type=int, default=5, help="messages shown per queue")
+    dlq_list.set_defaults(run=_dlq_list, aws=True)
+    dlq_redrive = dlq_commands.add_parser(
+        "redrive", help="move a DLQ's messages back to their source queue, or replay them to their target"
+    )
+    dlq_redrive.add_argument("queue", help="e.g. BasicDeadLetterQueue, basic, or the queue's name or URL")
+    dlq_redrive.add_argument("--max", type=int, help="at most this many messages (moved one by one)")
+    dlq_redrive.set_defaults(run=_dlq_redrive, aws=True)
     return root
 
 
-def main(argv: Sequence[str] | None = None, *, send: Send | None = None, out: TextIO = sys.stdout) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    send: Send | None = None,
+    out: TextIO = sys.stdout,
+    clients: dead_letters.Clients | None = None,
+) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "aws", False):
+        aws_run: Callable[[argparse.Namespace, dead_letters.Clients, TextIO], int] = args.run
+        try:
+            return aws_run(args, clients or _Boto3Clients(args.endpoint_url, args.region), out)
+        except (ClientError, BotoCoreError, LookupError) as error:
+            print(f"mlaas: {error}", file=sys.stderr)
+            return 1
     if send is None:
         if not args.url or not args.key:
             print("mlaas: give --url and --key (or MLAAS_API_URL and MLAAS_API_KEY)", file=sys.stderr)

@@ -2,6 +2,9 @@
 
 Each test onboards tenants with ids of its own, so tests never see each other's jobs; tests that
 change a tier's settings restore them.
+
+No test here depends on the machine's speed: Lambda Timeouts are scaled (no test here is about them), and a
+wait fails when nothing has moved for a while (``until_settled``), not after a fixed time.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +26,12 @@ from scripts.tenants import onboard
 
 ROOT = Path(__file__).resolve().parents[2]
 _counter = itertools.count()
+# Every function's Timeout (and Lambda's Init limit) times this: a busy machine must not kill a handler that
+# would finish on an idle one; a hung handler still fails its invocation.
+TIMEOUT_SCALE = 5.0
+# The least time without any progress after which a wait gives up (a cold start under load can take 30 s).
+QUIET_SECONDS = 120.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,7 +52,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     state_dir = tmp_path_factory.mktemp("localcloud")
     # The schedule safety net is slowed down so that tests see event-driven admission only.
     with LocalCloud(
-        port=0, state_dir=state_dir, pipeline_delay_seconds=1.0, schedule_interval_seconds=3600
+        port=0,
+        state_dir=state_dir,
+        pipeline_delay_seconds=1.0,
+        schedule_interval_seconds=3600,
+        lambda_timeout_scale=TIMEOUT_SCALE,
     ) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-it")
         yield Deployed(cloud, stack)
@@ -83,18 +96,47 @@ def valid_csv(tenant: SampleTenant, rows: int = 120, seed: int = 1) -> bytes:
     return classification_csv(tenant, rows=rows, seed=seed)
 
 
+def until_settled(
+    read: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    quiet_seconds: float,
+    what: str,
+    interval: float = 0.25,
+) -> T:
+    """read() until done(value) holds, and return that value.
+
+    Gives up only when read() has returned the same value for max(quiet_seconds, QUIET_SECONDS): the deadline
+    follows progress, so a slow machine gets as long as it keeps moving, and a stuck flow still fails.
+    """
+    quiet = max(quiet_seconds, QUIET_SECONDS)
+    value = read()
+    changed_at = time.monotonic()
+    while not done(value):
+        if time.monotonic() - changed_at > quiet:
+            raise AssertionError(f"nothing moved for {quiet:.0f} s waiting for {what}: {value}")
+        time.sleep(interval)
+        latest = read()
+        if latest != value:
+            value, changed_at = latest, time.monotonic()
+    return value
+
+
 def wait_for_jobs(
     deployed: Deployed, tenant_id: str, count: int, timeout: float = 90.0, statuses: set[str] = TERMINAL
 ) -> list[dict[str, Any]]:
-    """Poll the tenant's jobs (Query on tenant-jobs) until `count` of them are in `statuses`."""
-    deadline = time.monotonic() + timeout
-    jobs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        jobs = tenant_jobs(deployed.client("dynamodb"), deployed.outputs["JobsTableName"], tenant_id)
-        if len(jobs) >= count and sum(j["status"] in statuses for j in jobs) >= count:
-            return jobs
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {count} jobs of {tenant_id}: {[j['status'] for j in jobs]}")
+    """Poll the tenant's jobs (Query on tenant-jobs) until `count` of them are in `statuses`; fails once
+    they have not changed at all for `timeout` seconds (at least QUIET_SECONDS)."""
+
+    def read() -> list[dict[str, Any]]:
+        return tenant_jobs(deployed.client("dynamodb"), deployed.outputs["JobsTableName"], tenant_id)
+
+    return until_settled(
+        read,
+        lambda jobs: len(jobs) >= count and sum(j["status"] in statuses for j in jobs) >= count,
+        quiet_seconds=timeout,
+        what=f"{count} jobs of {tenant_id} in {sorted(statuses)}",
+    )
 
 
 def pipeline_executions_for(deployed: Deployed, tenant_id: str) -> list[dict[str, str]]:

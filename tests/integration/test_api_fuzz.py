@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 
 from scripts.api_keys import create_operator_key
 from scripts.openapi import DOCUMENT
-from tests.integration.conftest import Deployed, tier_item
+from tests.integration.conftest import QUIET_SECONDS, Deployed, tier_item
 from tests.integration.test_status_api import _onboard, _url
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,9 @@ def _fuzz(strategy: Any, base_url: str, key: str, sent: list[int], server_errors
     )
     def run(data: st.DataObject) -> None:
         case = data.draw(strategy)
-        response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        response = case.call(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=QUIET_SECONDS
+        )
         sent.append(response.status_code)
         if response.status_code >= 500:
             server_errors.append(

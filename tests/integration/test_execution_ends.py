@@ -18,11 +18,13 @@ import pytest
 
 from scripts.jobs import tenant_jobs
 from tests.integration.conftest import (
+    QUIET_SECONDS,
     Deployed,
     lease_count,
     pipeline_executions_for,
     set_tier,
     tier_item,
+    until_settled,
     upload,
     valid_csv,
     wait_for_jobs,
@@ -40,15 +42,15 @@ def wait_for_job(
     what: str,
     timeout: float = 60,
 ) -> dict[str, Any]:
-    """The tenant's only job, once ``ready`` holds for it."""
-    deadline = time.monotonic() + timeout
-    jobs: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        jobs = tenant_jobs(deployed.client("dynamodb"), deployed.outputs["JobsTableName"], tenant_id)
-        if len(jobs) == 1 and ready(jobs[0]):
-            return jobs[0]
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {tenant_id}'s job to be {what}: {jobs}")
+    """The tenant's only job, once ``ready`` holds for it (gives up once nothing changed for ``timeout``)."""
+    jobs = until_settled(
+        lambda: tenant_jobs(deployed.client("dynamodb"), deployed.outputs["JobsTableName"], tenant_id),
+        lambda jobs: len(jobs) == 1 and ready(jobs[0]),
+        quiet_seconds=timeout,
+        what=f"{tenant_id}'s job to be {what}",
+        interval=0.2,
+    )
+    return jobs[0]
 
 
 def in_waiting_room(job: dict[str, Any]) -> bool:
@@ -79,10 +81,13 @@ def running(deployed: Deployed, tier: str) -> int:
 def stop(deployed: Deployed, execution_arn: str) -> None:
     sfn = deployed.client("stepfunctions")
     sfn.stop_execution(executionArn=execution_arn, error="OperatorStop", cause="stopped from the console")
-    deadline = time.monotonic() + 20
-    while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, f"{execution_arn} is still running"
-        time.sleep(0.1)
+    until_settled(
+        lambda: sfn.describe_execution(executionArn=execution_arn)["status"],
+        lambda status: status != "RUNNING",
+        quiet_seconds=QUIET_SECONDS,
+        what=f"{execution_arn} to stop",
+        interval=0.1,
+    )
 
 
 def pipeline_status(deployed: Deployed, pipeline_execution_arn: str) -> str:

@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Deployed, lease_count, tier_item, upload, valid_csv, wait_for_jobs
+from tests.integration.conftest import (
+    QUIET_SECONDS,
+    Deployed,
+    lease_count,
+    tier_item,
+    until_settled,
+    upload,
+    valid_csv,
+    wait_for_jobs,
+)
 from tests.integration.test_execution_ends import holds_lease, pipeline_status, wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -34,10 +43,13 @@ def test_a_lost_completion_event_is_recovered_by_the_scheduled_sweep(
     upload(deployed, tenant.tenant_id, "lost.csv", valid_csv(tenant))
     building = wait_for_job(deployed, tenant.tenant_id, lambda j: j["status"] == "RUNNING", "RUNNING")
     pipeline_arn = building["pipelineExecutionArn"]
-    deadline = time.monotonic() + 20
-    while pipeline_status(deployed, pipeline_arn) != "Succeeded":
-        assert time.monotonic() < deadline, "the simulated pipeline did not end"
-        time.sleep(0.2)
+    until_settled(
+        lambda: pipeline_status(deployed, pipeline_arn),
+        lambda status: status == "Succeeded",
+        quiet_seconds=QUIET_SECONDS,
+        what="the simulated pipeline to end",
+        interval=0.2,
+    )
     time.sleep(1.5)  # an event, had one been put, would have been handled by now
 
     stuck = wait_for_job(deployed, tenant.tenant_id, lambda j: True, "read")

@@ -13,7 +13,7 @@ import pytest
 
 from scripts.api_keys import create_operator_key
 from scripts.sample_data import SampleTenant
-from tests.integration.conftest import Deployed, upload, valid_csv, wait_for_jobs
+from tests.integration.conftest import QUIET_SECONDS, Deployed, upload, valid_csv, wait_for_jobs
 from tests.integration.test_status_api import _call, _onboard
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def test_offboarding_removes_everything_of_the_tenant_and_nothing_else(deployed:
     assert gone_before["role"]
     assert gone_before["fairShares"] == 1  # its share of the basic tier
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + QUIET_SECONDS
     while True:
         response = _call(deployed, "DELETE", f"/tenants/{gone_id}?immediate=true", operator)
         if response.status_code != 409 or time.monotonic() > deadline:

@@ -6,7 +6,6 @@ Only the SageMaker pipeline runner is simulated (moto cannot run pipelines).
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.integration.conftest import (
     pipeline_executions_for,
     set_tier,
     tier_item,
+    until_settled,
     upload,
     valid_csv,
     wait_for_jobs,
@@ -132,14 +132,18 @@ def test_the_same_event_delivered_three_times_makes_one_job_and_one_pipeline_exe
 
 
 def _wait_execution(deployed: Deployed, arn: str, timeout: float = 60.0) -> str:
+    """The execution's status once it has ended; gives up only once its history stopped growing for a while
+    (``until_settled``: progress, not wall time)."""
     sfn = deployed.client("stepfunctions")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = sfn.describe_execution(executionArn=arn)["status"]
-        if status != "RUNNING":
-            return str(status)
-        time.sleep(0.2)
-    raise AssertionError(f"{arn} still running")
+
+    def read() -> tuple[str, int]:
+        history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        return str(sfn.describe_execution(executionArn=arn)["status"]), len(history)
+
+    status, _ = until_settled(
+        read, lambda seen: seen[0] != "RUNNING", quiet_seconds=timeout, what=f"{arn} to end", interval=0.5
+    )
+    return status
 
 
 def test_three_times_more_uploads_than_slots_never_exceed_the_limit_and_all_finish(

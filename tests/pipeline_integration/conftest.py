@@ -9,7 +9,7 @@ import pytest
 
 from localcloud import LocalCloud
 from scripts.sample_data import SampleTenant
-from tests.integration.conftest import Deployed, make_tenant_factory
+from tests.integration.conftest import TIMEOUT_SCALE, Deployed, make_tenant_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +22,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         pipeline_runner="executing",
         pipeline_workers=2,
         schedule_interval_seconds=3600,
+        lambda_timeout_scale=TIMEOUT_SCALE,
     ) as cloud:
         yield Deployed(cloud, cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-pit"))
 

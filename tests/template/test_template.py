@@ -312,7 +312,10 @@ def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dic
         "sagemaker:DeleteModelPackageGroup",
         "sagemaker:DeleteModelPackage",
         "sagemaker:ListModelPackages",
+        # Only to its on-failure destination (a failed sweep is kept, not dropped).
+        "sqs:SendMessage",
     }
+    assert granted["sqs:SendMessage"] == [{"Fn::GetAtt": ["OffboardingSweepDeadLetterQueue", "Arn"]}]
     subs = {
         action: [r.get("Fn::Sub", r) if isinstance(r, dict) else r for r in found]
         for action, found in granted.items()
