@@ -192,3 +192,31 @@ def test_decisions(status: JobStatus, execution: str | None, extra: dict[str, An
     job = open_job_from_item({"jobId": "j", "status": status.value, "openStatus": status.value} | extra)
     assert job is not None
     assert decide(job, execution, now=NOW) is action
+
+
+def test_a_pipeline_started_but_never_recorded_is_found_and_stopped(
+    table: Callable[[str], Any], stepfunctions: FakeStepFunctions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invariant 6: the execution ended between StartPipelineExecution and "Record that the pipeline
+    started"; the pipeline is found by its display name (the job id) in moto's SageMaker and stopped."""
+    from conftest import ENVIRONMENT, aws_client  # noqa: PLC0415
+
+    from controlplane.builds import pipeline_store  # noqa: PLC0415
+
+    sagemaker = aws_client("sagemaker")
+    name = ENVIRONMENT["PIPELINE_NAME"]
+    sagemaker.create_pipeline(
+        PipelineName=name,
+        PipelineDefinition='{"Version": "2020-12-01", "Steps": []}',
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/p",
+    )
+    job_id = open_job(table, 1, JobStatus.ADMITTED, admittedAt=LONG_AGO)
+    sagemaker.start_pipeline_execution(PipelineName=name, PipelineExecutionDisplayName="someone-else")
+    started = sagemaker.start_pipeline_execution(PipelineName=name, PipelineExecutionDisplayName=job_id)
+    stops: list[str] = []
+    monkeypatch.setattr(pipeline_store, "status", lambda arn: "Executing")
+    monkeypatch.setattr(pipeline_store, "stop", lambda arn, client_request_token: stops.append(arn))
+    stepfunctions.statuses[execution_arn(job_id)] = "ABORTED"
+    sweep()
+    assert stops == [started["PipelineExecutionArn"]]
+    assert stored(table, job_id)["status"] == "FAILED"

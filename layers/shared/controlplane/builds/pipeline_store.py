@@ -46,3 +46,25 @@ def stop(pipeline_execution_arn: str, *, client_request_token: str) -> None:
     client("sagemaker").stop_pipeline_execution(
         PipelineExecutionArn=pipeline_execution_arn, ClientRequestToken=client_request_token
     )
+
+
+@translated
+def find_by_display_name(pipeline_name: str, display_name: str, *, created_after: datetime) -> str | None:
+    """The execution of ``pipeline_name`` started with ``display_name`` (the job id) since
+    ``created_after``, or None: for a job that was admitted but ended before its start was recorded.
+    Newest first, stopping at the first page older than ``created_after``, so the work stays bounded."""
+    pages = (
+        client("sagemaker")
+        .get_paginator("list_pipeline_executions")
+        .paginate(
+            PipelineName=pipeline_name,
+            CreatedAfter=created_after,
+            SortBy="CreationTime",
+            SortOrder="Descending",
+        )
+    )
+    for page in pages:
+        for summary in page.get("PipelineExecutionSummaries", []):
+            if summary.get("PipelineExecutionDisplayName") == display_name:
+                return str(summary["PipelineExecutionArn"])
+    return None

@@ -15,16 +15,18 @@ The slot goes first, as in the state machine: whoever reads a terminal job finds
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from controlplane.admission import slot_store as slots
 from controlplane.builds import pipeline_store as pipelines
 from controlplane.core.errors import AwsServiceError
-from controlplane.core.model import utc_now
+from controlplane.core.model import parse_timestamp, utc_now
 from controlplane.jobs import store as jobs
 from controlplane.jobs.execution_end import ExecutionEnd, closing_reason, closing_state
 from controlplane.jobs.lifecycle import JobStatus
 from controlplane.observability import count, logger
+from controlplane.settings import get_settings
 
 STOP_REQUEST_PREFIX: Final = "stop-"  # the same ClientRequestToken the state machine's overdue stop uses
 
@@ -102,20 +104,33 @@ def close_build(
 def _stop_pipeline(job: dict[str, Any], context: dict[str, Any]) -> bool:
     """Stop the job's pipeline execution if it still runs: with the build's execution over, nothing waits
     for it, and it would go on spending compute. Best effort: a failure is logged and counted."""
-    pipeline_arn = job.get("pipelineExecutionArn")
-    if not pipeline_arn or job.get("pipelineOutcome"):
-        return False  # never started, or its terminal status is recorded: nothing runs
+    if job.get("pipelineOutcome"):
+        return False  # its terminal status is recorded: nothing runs
     tier = context.get("tier")
     try:
+        pipeline_arn = job.get("pipelineExecutionArn") or _unrecorded_pipeline(job)
+        if not pipeline_arn:
+            return False  # never started
         if pipelines.status(str(pipeline_arn)) not in pipelines.STOPPABLE_STATUSES:
             return False
         pipelines.stop(str(pipeline_arn), client_request_token=f"{STOP_REQUEST_PREFIX}{job['jobId']}")
     except AwsServiceError:
-        logger.exception(
-            "Could not stop the pipeline of a closed job", extra=context | {"pipelineArn": pipeline_arn}
-        )
+        logger.exception("Could not stop the pipeline of a closed job", extra=context)
         count("PipelineStopErrors", tier=tier)
         return False
     count("PipelinesStoppedAfterExecutionEnded", tier=tier)
     logger.warning("Stopped the pipeline of a closed job", extra=context | {"pipelineArn": pipeline_arn})
     return True
+
+
+def _unrecorded_pipeline(job: dict[str, Any]) -> str | None:
+    """An admitted job whose execution ended between StartPipelineExecution and "Record that the pipeline
+    started" may have a pipeline that nobody recorded: find it by its display name (the job id)."""
+    admitted_at = job.get("admittedAt")
+    if not admitted_at:
+        return None  # never admitted: never started
+    return pipelines.find_by_display_name(
+        get_settings().pipeline_name,
+        str(job["jobId"]),
+        created_after=parse_timestamp(str(admitted_at)) - timedelta(minutes=1),
+    )
