@@ -12,7 +12,7 @@ LOCAL_PORT ?= 4566
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition bench openapi
+.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition bench openapi asl soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ pipeline-venv: $(PIPELINE_STAMP) ## create build/pipeline-venv (SageMaker SDK 2.
 pipeline-definition: $(PIPELINE_STAMP) ## regenerate pipeline/definition.json from pipeline/build_definition.py (commit it)
 	$(PIPELINE_VENV)/bin/python pipeline/build_definition.py
 
+asl: $(STAMP) ## write the job-status conditions of the state machine from the transitions table (commit it)
+	PYTHONPATH=layers/shared $(BIN)/python -m scripts.asl_conditions
+
 openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
 	$(BIN)/python -m scripts.openapi
 
@@ -47,7 +50,7 @@ local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOC
 test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
 	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
 	@# Each emulator group gets a worker process of its own: moto's state is process-wide.
-	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/pipeline_integration
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/pipeline_integration tests/soak
 
 unit: $(STAMP) ## fast tests only (no emulator)
 	$(BIN)/pytest -q tests/unit tests/template
@@ -72,6 +75,9 @@ template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker nee
 
 bench: $(STAMP) ## benchmarks: fair-share vs FIFO (1M jobs), decision time, the real stack in the emulator; build/bench.json
 	PYTHONPATH=layers/shared:. $(BIN)/python -m bench
+
+soak: $(STAMP) ## fault-injection soak: >=1,000 uploads, 30 tenants, SIMULATED faults and pipelines; build/soak.json
+	PYTHONPATH=layers/shared:. $(BIN)/python -m bench.soak --state-dir build/soak-state
 
 check: lint types test ## everything CI runs: lint, types, template validation and build, all tests
 

@@ -125,12 +125,12 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import get_pipeline_execution_from_arn
 from moto.sqs.models import sqs_backends
 from moto.stepfunctions.parser.api import StateMachineType
+from moto.stepfunctions.parser.asl.component.common.path import result_path as sfn_result_path
 from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-from moto.stepfunctions.parser.asl.component.common.path import result_path as sfn_result_path
 from moto.stepfunctions.parser.asl.utils import boto_client as sfn_boto_client
 from moto.stepfunctions.parser.asl.utils import json_path as sfn_json_path
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str

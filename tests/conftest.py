@@ -16,6 +16,7 @@ EMULATOR_GROUPS = {
     "tests/integration/": "emulator-integration",
     "tests/localcloud/": "emulator-localcloud",
     "tests/pipeline_integration/": "emulator-pipeline",
+    "tests/soak/": "emulator-soak",
 }
 
 

@@ -426,11 +426,13 @@ def scheduled_sweep(tier_names: tuple[str, ...], cursors: dict[str, Any]) -> Sch
     waiting room (``cursors`` carries where each tier's waiting-room sweep goes on); then every open job
     whose execution is over. One tier's failure is logged and does not stop the others."""
     settings = get_settings()
+    # One knob for both sweeps: long enough for EventBridge's and Lambda's own retries to have run.
+    grace = timedelta(seconds=settings.sweep_grace_seconds)
     result = ScheduledSweep()
     for tier in tier_names:
         try:
             reclaimed = reclaim(tier)
-            recovered = reconciling.recover_lost_completions(tier)
+            recovered = reconciling.recover_lost_completions(tier, grace=grace)
             waiting = sweep_waiting_room(tier, start_key=cursors.get(tier))
             cursors[tier] = waiting.next_key
             result.tiers[tier] = {
@@ -446,7 +448,7 @@ def scheduled_sweep(tier_names: tuple[str, ...], cursors: dict[str, Any]) -> Sch
     allowances = {tier: _allowance(tier) for tier in tier_names}
     open_jobs = sweep_open_jobs(
         now=datetime.now(UTC),
-        grace=timedelta(seconds=settings.sweep_grace_seconds),
+        grace=grace,
         limit=SWEEP_LIMIT,
         allowance=lambda tier: allowances.get(tier) if tier else None,
         tiers=tier_names,
