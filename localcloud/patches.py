@@ -91,6 +91,10 @@ version, because these names are private and change between releases. What each 
    `...asl.component.common.path.result_path` (jsonpath_ng) - every JSONPath a state evaluates was parsed
    again, building a PLY parser each time (16 % of the GIL in a soak). Wrapped: memoised per path text
    (parsed paths are immutable; finding and updating work on the document).
+20. `moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk
+   ._SERVICE_ERROR_NAMES` - moto names an aws-sdk SageMaker error `sagemaker.<Code>Exception`; Step
+   Functions names it `SageMaker.<Code>Exception` (e.g. `SageMaker.ResourceLimitExceededException`, which
+   the state machine catches to requeue a job). Extended with that binding, as seam 8 extends a table.
 """
 
 from __future__ import annotations
@@ -127,7 +131,10 @@ from moto.sqs.models import sqs_backends
 from moto.stepfunctions.parser.api import StateMachineType
 from moto.stepfunctions.parser.asl.component.common.path import result_path as sfn_result_path
 from moto.stepfunctions.parser.asl.component.state import state as state_module
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_lambda,
+)
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
@@ -740,6 +747,11 @@ def _lambda_invoke_parameters() -> set[str]:
     return parameters
 
 
+def _aws_sdk_error_prefixes() -> dict[str, str]:
+    prefixes: dict[str, str] = state_task_service_aws_sdk._SERVICE_ERROR_NAMES
+    return prefixes
+
+
 def _original(owner: Any, name: str) -> Any:
     for patched_owner, patched_name, original in _replaced:
         if patched_owner is owner and patched_name == name:
@@ -759,6 +771,7 @@ def install(hooks: Hooks) -> None:
         _replaced.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, replacement)
     _lambda_invoke_parameters().add("InvocationType")
+    _aws_sdk_error_prefixes()["sagemaker"] = "SageMaker"
     _hooks = hooks
 
 
@@ -771,4 +784,5 @@ def uninstall() -> None:
             setattr(owner, name, original)
     _replaced.clear()
     _lambda_invoke_parameters().discard("InvocationType")
+    _aws_sdk_error_prefixes().pop("sagemaker", None)
     _hooks = None
