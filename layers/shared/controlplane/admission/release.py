@@ -25,10 +25,6 @@ def release_items(
 ) -> list[dict[str, Any]]:
     """The release transaction, in DynamoDB's attribute-value form. ``value(name)`` gives the attribute
     value of a slot (``{"S": ...}`` or ``{"S.$": path}``), ``table(name)`` a table name."""
-    minus_one = {
-        "ExpressionAttributeNames": {"#running": "running"},
-        "ExpressionAttributeValues": {":minusOne": {"N": "-1"}},
-    }
     return [
         # 1. The lease, only if present: a second release is cancelled here.
         {
@@ -50,22 +46,8 @@ def release_items(
             }
         },
         # 3. and 4. The account's and the tenant's share counters follow the tier's.
-        {
-            "Update": {
-                "TableName": table("tiers"),
-                "Key": {"tier": {"S": ACCOUNT_KEY}},
-                "UpdateExpression": "ADD #running :minusOne",
-                **minus_one,
-            }
-        },
-        {
-            "Update": {
-                "TableName": table("fairShare"),
-                "Key": {"shareId": value("shareId")},
-                "UpdateExpression": "ADD #running :minusOne",
-                **minus_one,
-            }
-        },
+        _decrement(table("tiers"), {"tier": {"S": ACCOUNT_KEY}}),
+        _decrement(table("fairShare"), {"shareId": value("shareId")}),
         # 5. The end of [admittedAt, slotReleasedAt], the interval the job held a slot; conditional, so a
         # release never creates a stub job item.
         {
@@ -79,6 +61,19 @@ def release_items(
             }
         },
     ]
+
+
+def _decrement(table_name: str, key: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """running - 1, unconditionally: the lease delete in the same transaction makes it happen once."""
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": key,
+            "UpdateExpression": "ADD #running :minusOne",
+            "ExpressionAttributeNames": {"#running": "running"},
+            "ExpressionAttributeValues": {":minusOne": {"N": "-1"}},
+        }
+    }
 
 
 LEASE, TIER_COUNTER, ACCOUNT_COUNTER, SHARE_COUNTER, JOB_STAMP = range(5)

@@ -94,9 +94,11 @@ def _look_at(job: OpenJob, sweep: OpenJobsSweep, *, now: datetime, stamp: str, a
             sweep.closed.append(job.job_id)
             count("OpenJobsClosedBySweep", tier=job.tier)
         return
-    abandoned_before = format_timestamp(now - RESUME_CLAIM_ABANDONED_AFTER)
-    item = jobs.get(job.job_id) if action is Action.RESUME else None
-    if item and resume_if_ready(item, claimant=CLAIMANT, abandoned_before=abandoned_before):
+    if action is Action.RESUME and resume_if_ready(
+        jobs.get(job.job_id),
+        claimant=CLAIMANT,
+        abandoned_before=format_timestamp(now - RESUME_CLAIM_ABANDONED_AFTER),
+    ):
         sweep.resumed.append(job.job_id)
         count("PipelineWaitsResumedBySweep", tier=job.tier)
         logger.warning("Resumed a build whose pipeline outcome was recorded but never delivered")
