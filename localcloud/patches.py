@@ -771,8 +771,7 @@ def install(hooks: Hooks) -> None:
         _replaced.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, replacement)
     _lambda_invoke_parameters().add("InvocationType")
-    # Seam 20 is written but not installed: see the closing note (the requeue path leaves a job ADMITTED
-    # in one soak run in three). _aws_sdk_error_prefixes()["sagemaker"] = "SageMaker"
+    _aws_sdk_error_prefixes()["sagemaker"] = "SageMaker"
     _hooks = hooks
 
 

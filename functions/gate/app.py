@@ -1,9 +1,9 @@
 """gate: admit queued jobs into free slots of their tier.
 
 Invoked three ways (docs/contracts.md):
-- SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn}: store each token on
-  its job (the job enters the tier's waiting room, its tenant the tier's backlog), then admit. Partial batch
-  failures.
+- SQS batch from a tier queue, body {taskToken, jobId, tenantId, tier, executionArn, queueRound}: store each
+  token on its job if it belongs to the job's current wait (the job enters the tier's waiting room, its
+  tenant the tier's backlog), then admit. Partial batch failures.
   A job the tenant cancelled before its token arrived gets its wait failed with JobCancelled instead.
 - {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit.
 - {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, record the outcome
@@ -49,6 +49,8 @@ class QueueMessage(BaseModel):
     tenant_id: str = Field(alias="tenantId", min_length=1)
     tier: Tier
     execution_arn: str = Field(alias="executionArn", min_length=1)
+    # Which wait of the job this is (0, then once more per capacity shortage); absent in older definitions.
+    queue_round: int = Field(alias="queueRound", default=0, ge=0)
 
 
 class QueueRecord(SqsRecordModel):  # type: ignore[misc]
@@ -110,6 +112,7 @@ def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[s
                 tier=message.tier.value,
                 task_token=message.task_token,
                 now=utc_now(),
+                queue_round=message.queue_round,
             )
             if stored is TokenStored.STORED:
                 tiers_with_new_jobs.add(message.tier.value)
@@ -122,6 +125,14 @@ def _handle_queue_batch(event: dict[str, Any], context: LambdaContext) -> dict[s
                 # Retrying cannot fix a message on the wrong queue; the wait times out and the job EXPIRES.
                 logger.error("Queue message names another tier than the job", extra={"jobTier": status})
                 count("QueueMessagesMisrouted", tier=message.tier.value)
+            elif stored is TokenStored.EARLIER_WAIT:
+                # Redelivered after the job was put back in line: its token is spent; the current wait's own
+                # message stores the live one.
+                logger.warning(
+                    "Queue message of an earlier wait dropped",
+                    extra={"messageRound": message.queue_round, "jobRound": status},
+                )
+                count("StaleQueueMessages", tier=message.tier.value)
             else:
                 logger.info("Job no longer waits for admission; message dropped", extra={"status": status})
         finally:

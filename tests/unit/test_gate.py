@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +19,7 @@ from conftest import (
 )
 
 from controlplane.admission import gate as admission
+from controlplane.admission import slot_store as slots
 from controlplane.admission.decisions import queued_job_from_item
 from controlplane.core.errors import AwsServiceError
 from controlplane.core.model import format_timestamp
@@ -25,6 +27,7 @@ from controlplane.jobs import execution_store as executions
 
 pytestmark = pytest.mark.usefixtures("aws")
 BATCH = load_event("gate_sqs_batch.json")
+ASL_PATH = Path(__file__).parents[2] / "statemachines" / "training_job.asl.json"
 EXECUTION_PREFIX = "arn:aws:states:us-east-1:123456789012:execution:MLaaS-Test-training-job"
 
 
@@ -43,19 +46,25 @@ def gate(
 
 
 def message(
-    job_id: str, *, tier: str = "basic", token: str | None = None, tenant: str = "acme"
+    job_id: str,
+    *,
+    tier: str = "basic",
+    token: str | None = None,
+    tenant: str = "acme",
+    queue_round: int | None = None,
 ) -> dict[str, Any]:
     record = json.loads(json.dumps(BATCH["Records"][0]))
     record["messageId"] = f"msg-{job_id}"
-    record["body"] = json.dumps(
-        {
-            "taskToken": token or f"token-{job_id}",
-            "jobId": job_id,
-            "tenantId": tenant,
-            "tier": tier,
-            "executionArn": f"{EXECUTION_PREFIX}:{job_id}",
-        }
-    )
+    body = {
+        "taskToken": token or f"token-{job_id}",
+        "jobId": job_id,
+        "tenantId": tenant,
+        "tier": tier,
+        "executionArn": f"{EXECUTION_PREFIX}:{job_id}",
+    }
+    if queue_round is not None:
+        body["queueRound"] = queue_round
+    record["body"] = json.dumps(body)
     return record
 
 
@@ -133,6 +142,45 @@ def test_redelivered_message_for_an_admitted_job_is_dropped(
     assert gate({"Records": [message(job_id_for(1))]}) == {"batchItemFailures": []}
     assert len(stepfunctions.sent) == 1
     assert running(table) == 1
+
+
+def test_a_message_of_an_earlier_wait_never_replaces_the_current_waits_token(
+    gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
+) -> None:
+    """A capacity shortage put the job back in line (round 1); its first wait's message, redelivered by
+    SQS, must not be stored: its token is spent, and admitting with it would leave the live wait stranded."""
+    job_id = job_id_for(1)
+    just_queued(table, job_id, "2024-05-14T09:00:00.000Z")
+    gate({"Records": [message(job_id, token="first-wait", queue_round=0)]})
+    assert [token for token, _ in stepfunctions.sent] == ["first-wait"]
+    assert slots.release(job_id, "basic")  # the refused start gave the slot back ...
+    table("JOBS_TABLE_NAME").update_item(  # ... and "Put the job back in its tier's queue" ran
+        Key={"jobId": job_id},
+        UpdateExpression="SET #status = :queued, queueRound = :round",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":queued": "QUEUED", ":round": 1},
+    )
+
+    stale = message(job_id, token="first-wait", queue_round=0)
+    assert gate({"Records": [stale]}) == {"batchItemFailures": []}
+    assert [token for token, _ in stepfunctions.sent] == ["first-wait"]
+    assert "queueTaskToken" not in job(table, job_id)
+    assert job(table, job_id)["status"] == "QUEUED"
+
+    gate({"Records": [message(job_id, token="second-wait", queue_round=1)]})
+    assert [token for token, _ in stepfunctions.sent] == ["first-wait", "second-wait"]
+    assert job(table, job_id)["status"] == "ADMITTED"
+    assert running(table) == 1
+
+
+def test_every_queue_write_and_the_queue_message_name_the_same_wait_round() -> None:
+    """The round the gate compares is written by both queueing states and sent by the wait, from one path."""
+    states = json.loads(ASL_PATH.read_text())["States"]
+    path = states["Wait in the tier's queue for a free slot"]["Parameters"]["MessageBody"]["queueRound.$"]
+    for name in ("Put the job in its tier's queue", "Put the job back in its tier's queue"):
+        parameters = states[name]["Parameters"]
+        assert "#queueRound = :round" in parameters["UpdateExpression"]
+        assert parameters["ExpressionAttributeValues"][":round"] == {"N.$": f"States.Format('{{}}', {path})"}
 
 
 def test_message_on_the_wrong_queue_is_not_admitted(

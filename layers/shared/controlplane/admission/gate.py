@@ -173,11 +173,12 @@ def _explain(blocked: Blocked, capacity: Capacity) -> str:
 
 
 def enqueue(
-    job_id: str, *, tenant_id: str, tier: str, task_token: str, now: str
+    job_id: str, *, tenant_id: str, tier: str, task_token: str, now: str, queue_round: int = 0
 ) -> tuple[TokenStored, str | None]:
     """Store a queued job's task token (it enters the waiting room) and mark its tenant's share of the tier
-    backlogged, in one transaction; retried when the share changed under us. Returns the outcome and, when
-    not stored, the job's status (or tier)."""
+    backlogged, in one transaction; retried when the share changed under us. ``queue_round`` is the wait the
+    token belongs to (how many times the job was put back in line). Returns the outcome and, when not
+    stored, the job's status (or tier, or current round)."""
     policy = get_settings().fair_share_policy()
     tenant = tenants.get(tenant_id) or {}
     weight = float(tenant.get("fairShareWeight") or DEFAULT_WEIGHT)
@@ -190,6 +191,7 @@ def enqueue(
             job_id,
             tier=tier,
             task_token=task_token,
+            queue_round=queue_round,
             now=now,
             share_id=share.share_id,
             share_update=fair_share.enqueue_update(share, placed, weight=weight, cap=cap, now=now),

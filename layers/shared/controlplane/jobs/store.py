@@ -186,15 +186,32 @@ class TokenStored(StrEnum):
     NOT_QUEUED = "NOT_QUEUED"  # admitted already, closed, or gone: nothing to wait for
     WRONG_TIER = "WRONG_TIER"
     CANCELLED = "CANCELLED"  # the tenant cancelled it before its token was stored: fail the wait
+    # A message of an earlier wait of this job (redelivered after the job was put back in line): its token is
+    # spent, and storing it would strand the current wait, whose token no admission could then resume.
+    EARLIER_WAIT = "EARLIER_WAIT"
     SHARE_CHANGED = "SHARE_CHANGED"  # the tenant's share changed since it was read: read it and try again
 
 
+def _same_wait(queue_round: int) -> str:
+    # Jobs queued by a definition older than queueRound carry none: they are in their first wait.
+    same = "#queueRound = :round"
+    return f"({same} OR attribute_not_exists(#queueRound))" if queue_round == 0 else same
+
+
 def store_queue_token(
-    job_id: str, *, tier: str, task_token: str, now: str, share_id: str, share_update: Mapping[str, Any]
+    job_id: str,
+    *,
+    tier: str,
+    task_token: str,
+    queue_round: int,
+    now: str,
+    share_id: str,
+    share_update: Mapping[str, Any],
 ) -> tuple[TokenStored, str | None]:
     """Put a QUEUED job in its tier's waiting room (the sparse tier-queue and share-queue indexes) with its
     task token, in one transaction with ``share_update`` (controlplane.admission.share_store.enqueue_update),
-    so a waiting job's tenant is always in the tier's backlog. Returns the outcome and the job's status
+    so a waiting job's tenant is always in the tier's backlog. Only a token of the job's current wait
+    (``queue_round``, the times it was put back in line) is stored. Returns the outcome and the job's status
     (or tier) when it was not stored."""
     job_update = {
         "Update": {
@@ -204,7 +221,8 @@ def store_queue_token(
                 "SET #queueTaskToken = :token, #queueTier = :tier, #queueShare = :share, #updatedAt = :now"
             ),
             "ConditionExpression": (
-                "#status = :queued AND #tier = :tier AND attribute_not_exists(#cancelRequestedAt)"
+                "#status = :queued AND #tier = :tier AND attribute_not_exists(#cancelRequestedAt) AND "
+                + _same_wait(queue_round)
             ),
             "ExpressionAttributeNames": _names(
                 "queueTaskToken",
@@ -214,6 +232,7 @@ def store_queue_token(
                 "status",
                 "tier",
                 "cancelRequestedAt",
+                "queueRound",
             ),
             "ExpressionAttributeValues": dynamo.values(
                 {
@@ -222,6 +241,7 @@ def store_queue_token(
                     ":share": share_id,
                     ":now": now,
                     ":queued": JobStatus.QUEUED.value,
+                    ":round": queue_round,
                 }
             ),
         }
@@ -236,18 +256,20 @@ def store_queue_token(
             raise
         job_code, share_code = [*dynamo.cancellation_codes(error), None, None][:2]
         if job_code == "ConditionalCheckFailed":
-            return _why_not_stored(job_id)
+            return _why_not_stored(job_id, queue_round)
         if share_code == "ConditionalCheckFailed":
             return TokenStored.SHARE_CHANGED, None
         raise
     return TokenStored.STORED, None
 
 
-def _why_not_stored(job_id: str) -> tuple[TokenStored, str | None]:
+def _why_not_stored(job_id: str, queue_round: int) -> tuple[TokenStored, str | None]:
     old = get(job_id)
     status = None if old is None else str(old.get("status"))
     if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
         return TokenStored.CANCELLED, status
+    if old is not None and status == JobStatus.QUEUED.value and int(old.get("queueRound", 0)) != queue_round:
+        return TokenStored.EARLIER_WAIT, str(old.get("queueRound", 0))
     if old is not None and status == JobStatus.QUEUED.value:
         return TokenStored.WRONG_TIER, str(old.get("tier"))
     return TokenStored.NOT_QUEUED, status
