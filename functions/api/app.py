@@ -123,7 +123,7 @@ def list_jobs(
     created_from, created_to = created_after or _EARLIEST, created_before or _LATEST
     if created_from > created_to:
         raise BadRequestError("createdAfter is later than createdBefore")
-    items, last = jobs.list_for_tenant(
+    found, last = jobs.list_for_tenant(
         tenant_id,
         created_from=created_from,
         created_to=created_to,
@@ -131,18 +131,18 @@ def list_jobs(
         limit=limit,
         start_key=start,
     )
-    return JobPage(items=[JobView.model_validate(item) for item in items], next_token=encode_page_token(last))
+    return JobPage(items=[JobView.of(job) for job in found], next_token=encode_page_token(last))
 
 
 @app.get("/jobs/<jobId>", summary="One of my jobs: status, reasons, timeline, statistics", tags=["tenant"])
 def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobView:
     tenant_id = _tenant()
     # Same answer for a malformed id, a missing job and another tenant's job: nothing leaks.
-    item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
-    if item is None or item.get("tenantId") != tenant_id:
+    job = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if job is None or job.tenant_id != tenant_id:
         raise NotFoundError(_JOB_NOT_FOUND)
     bind_job(job_id=job_id)
-    return JobView.model_validate(item)
+    return JobView.of(job)
 
 
 @app.post(
@@ -153,10 +153,10 @@ def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobV
 )
 def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> tuple[JobView, int]:
     tenant_id = _tenant()
-    item = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
-    if item is None or item.get("tenantId") != tenant_id:
+    job = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if job is None or job.tenant_id != tenant_id:
         raise NotFoundError(_JOB_NOT_FOUND)
-    bind_job(job_id=job_id, tier=item.get("tier"))
+    bind_job(job_id=job_id, tier=job.tier)
     try:
         cancellation = cancel_job(job_id)
     except JobNotFoundError:
@@ -164,7 +164,7 @@ def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -
     except JobClosedError as closed:
         raise _conflict(f"the job has already ended: {closed.status}") from None
     logger.info("Job cancel requested", extra={"action": cancellation.action})
-    return JobView.model_validate(cancellation.job), 202
+    return JobView.of(cancellation.job), 202
 
 
 # ------------------------------------------------------------------ operator routes

@@ -37,17 +37,17 @@ class AwaitPipelineRequest(BaseModel):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AwaitPipelineRequest.model_validate(event)
     bind_job(tenant_id=request.tenant_id, job_id=request.job_id)
-    # One atomic UpdateItem stores the token and returns the whole item: if the outcome is already there,
+    # One atomic UpdateItem stores the token and returns the whole job: if the outcome is already there,
     # this side resumes; if not, the outcome's writer will see the token (exactly one of us claims).
-    item = jobs.mark_running(
+    job = jobs.mark_running(
         request.job_id,
         task_token=request.task_token,
         pipeline_execution_arn=request.pipeline_execution_arn,
         now=utc_now(),
     )
-    bind_job(tier=item.get("tier"))
-    if item.get("cancelRequestedAt") and stop_cancelled_pipeline(item):
+    bind_job(tier=job.tier)
+    if job.cancel_requested_at and stop_cancelled_pipeline(job):
         logger.info("The tenant cancelled the job before its pipeline started; stopped the pipeline")
-    resumed = resume_if_ready(item, claimant=f"await_pipeline:{context.aws_request_id}")
+    resumed = resume_if_ready(job, claimant=f"await_pipeline:{context.aws_request_id}")
     logger.info("Waiting for the pipeline" if not resumed else "Pipeline had already finished; resumed")
-    return {"jobId": request.job_id, "status": item.get("status"), "resumed": resumed}
+    return {"jobId": request.job_id, "status": job.status.value, "resumed": resumed}

@@ -23,10 +23,11 @@ from conftest import (
     take_slot,
 )
 
-from controlplane.admission.decisions import TakeOutcome, queued_job_from_item
+from controlplane.admission.decisions import TakeOutcome, queued_job_from
 from controlplane.builds.outcome import CANCELLED_BY_TENANT
 from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import CANCEL_ERROR, CANCEL_REASON
+from controlplane.jobs.lifecycle import Job
 from tests.unit import test_api
 from tests.unit.test_api import put_job, tenant
 
@@ -63,7 +64,7 @@ def test_a_queued_job_has_its_wait_failed_with_job_cancelled_and_is_never_admitt
     assert body["cancelRequestedAt"]
     assert stepfunctions.failures == [(queued["queueTaskToken"], CANCEL_ERROR, CANCEL_REASON)]
     # A racing admission (the gate read the waiting room before the cancel) cannot take a slot for it.
-    candidate = queued_job_from_item(item(table, job_id_for(1)))
+    candidate = queued_job_from(Job.model_validate(item(table, job_id_for(1))))
     assert candidate is not None
     assert take_slot(candidate, now="2024-05-01T00:00:01.000Z") is TakeOutcome.NOT_QUEUED
     assert int(table("TIERS_TABLE_NAME").get_item(Key={"tier": "basic"})["Item"]["running"]) == 0

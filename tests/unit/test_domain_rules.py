@@ -15,7 +15,7 @@ from controlplane.admission.decisions import (
     classify_take_failure,
     lease_is_leaked,
     order_candidates,
-    queued_job_from_item,
+    queued_job_from,
     should_redeliver_admission,
 )
 from controlplane.builds.outcome import (
@@ -26,7 +26,7 @@ from controlplane.builds.outcome import (
 )
 from controlplane.core.errors import RegistrationConflictError
 from controlplane.core.model import Tier, format_timestamp
-from controlplane.jobs.lifecycle import TERMINAL_STATUSES, JobStatus, can_transition, is_terminal
+from controlplane.jobs.lifecycle import TERMINAL_STATUSES, Job, JobStatus, can_transition, is_terminal
 from controlplane.tenants.model import Tenant, TenantContract
 from controlplane.uploads.keys import KeyRejection, UploadKey, derive_job_id
 from controlplane.uploads.model import UploadedObject
@@ -156,7 +156,7 @@ def test_new_job_items() -> None:
 def test_existing_job_from_another_execution_is_a_duplicate() -> None:
     decision = decide(tenant_item())
     ref = job_ref(JOB_ID, "acme", UPLOAD)
-    existing = new_job_item(JOB_ID, UPLOAD, decision, execution_arn="arn:other", now="T")
+    existing = Job.model_validate(new_job_item(JOB_ID, UPLOAD, decision, execution_arn="arn:other", now="T"))
     result = result_for_existing_job(ref, existing, decision, execution_arn=EXECUTION)
     assert result.outcome is Outcome.DUPLICATE
     assert result.wire()["plan"] is None
@@ -165,11 +165,13 @@ def test_existing_job_from_another_execution_is_a_duplicate() -> None:
 def test_retried_registration_replays_its_own_outcome() -> None:
     decision = decide(tenant_item())
     ref = job_ref(JOB_ID, "acme", UPLOAD)
-    existing = new_job_item(JOB_ID, UPLOAD, decision, execution_arn=EXECUTION, now="T")
+    existing = Job.model_validate(new_job_item(JOB_ID, UPLOAD, decision, execution_arn=EXECUTION, now="T"))
     assert result_for_existing_job(ref, existing, decision, execution_arn=EXECUTION) == result_for_new_job(
         ref, decision
     )
-    rejected = new_job_item(JOB_ID, UPLOAD, decide(None), execution_arn=EXECUTION, now="T")
+    rejected = Job.model_validate(
+        new_job_item(JOB_ID, UPLOAD, decide(None), execution_arn=EXECUTION, now="T")
+    )
     replay = result_for_existing_job(ref, rejected, decision, execution_arn=EXECUTION)
     assert (replay.outcome, replay.reasons) == (Outcome.REJECTED, ("tenant 'acme' is not onboarded",))
     with pytest.raises(RegistrationConflictError):
@@ -264,9 +266,11 @@ def test_queued_job_from_index_item() -> None:
         "tenantId": "acme",
         "executionArn": "arn",
     }
-    assert queued_job_from_item(item) == QueuedJob("job-1", "acme", "basic", "T", "t", "arn")
-    assert queued_job_from_item(item | {"status": "ADMITTED"}) is None
-    assert queued_job_from_item({k: v for k, v in item.items() if k != "queueTaskToken"}) is None
+    assert queued_job_from(Job.model_validate(item)) == QueuedJob("job-1", "acme", "basic", "T", "t", "arn")
+    assert queued_job_from(Job.model_validate(item | {"status": "ADMITTED"})) is None
+    assert (
+        queued_job_from(Job.model_validate({k: v for k, v in item.items() if k != "queueTaskToken"})) is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,11 +306,13 @@ def test_redelivery_only_for_stale_admitted_jobs_with_a_token() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     old = format_timestamp(now - timedelta(minutes=5))
     fresh = format_timestamp(now - timedelta(seconds=10))
-    job = {"status": "ADMITTED", "queueTaskToken": "t"}
+    item = {"jobId": "job-1", "tenantId": "acme", "status": "ADMITTED", "queueTaskToken": "t"}
+    job = Job.model_validate(item)
     assert should_redeliver_admission(job, old, now)
     assert not should_redeliver_admission(job, fresh, now)
-    assert not should_redeliver_admission({"status": "ADMITTED"}, old, now)
-    assert not should_redeliver_admission(job | {"status": "RUNNING"}, old, now)
+    untokened = Job.model_validate({k: v for k, v in item.items() if k != "queueTaskToken"})
+    assert not should_redeliver_admission(untokened, old, now)
+    assert not should_redeliver_admission(Job.model_validate(item | {"status": "RUNNING"}), old, now)
     assert not should_redeliver_admission(None, old, now)
 
 
@@ -344,13 +350,25 @@ def test_failed_without_reason_and_non_terminal_statuses() -> None:
 
 def test_resume_needs_token_and_outcome_and_no_claim() -> None:
     outcome = {"status": "SUCCEEDED", "reason": "", "at": "T", "pipelineExecutionArn": ARN}
-    item = {"jobId": "job-1", "pipelineTaskToken": "tok", "pipelineOutcome": outcome}
-    decision = resume_decision(item)
+    item = {
+        "jobId": "job-1",
+        "tenantId": "acme",
+        "status": "RUNNING",
+        "pipelineTaskToken": "tok",
+        "pipelineOutcome": outcome,
+    }
+    decision = resume_decision(Job.model_validate(item))
     assert decision is not None
     assert (decision.job_id, decision.task_token) == ("job-1", "tok")
-    assert resume_decision({k: v for k, v in item.items() if k != "pipelineOutcome"}) is None
-    assert resume_decision({k: v for k, v in item.items() if k != "pipelineTaskToken"}) is None
-    assert resume_decision(item | {"resumedAt": "T"}) is None
+    assert decision.outcome.wire() == outcome
+    assert (
+        resume_decision(Job.model_validate({k: v for k, v in item.items() if k != "pipelineOutcome"})) is None
+    )
+    assert (
+        resume_decision(Job.model_validate({k: v for k, v in item.items() if k != "pipelineTaskToken"}))
+        is None
+    )
+    assert resume_decision(Job.model_validate(item | {"resumedAt": "T"})) is None
     assert resume_decision(None) is None
 
 

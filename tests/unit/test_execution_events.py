@@ -21,8 +21,9 @@ from conftest import (
 )
 
 from controlplane.admission import slot_store as slots
-from controlplane.admission.decisions import queued_job_from_item
+from controlplane.admission.decisions import queued_job_from
 from controlplane.core.model import format_timestamp
+from controlplane.jobs.lifecycle import Job
 from controlplane.uploads.keys import derive_job_id
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -88,7 +89,7 @@ def waiting_job(table: Callable[[str], Any], job_id: str = JOB_ID, **overrides: 
 
 def building_job(table: Callable[[str], Any], job_id: str = JOB_ID) -> None:
     """RUNNING: admitted (slot and lease taken), pipeline started, the await's task token parked."""
-    holder = queued_job_from_item(waiting_job(table, job_id))
+    holder = queued_job_from(Job.model_validate(waiting_job(table, job_id)))
     assert holder is not None
     take_slot(holder, now=format_timestamp(datetime.now(UTC)))
     table("JOBS_TABLE_NAME").update_item(
@@ -229,7 +230,12 @@ def test_a_failure_the_state_machine_recorded_itself_is_left_as_it_is(
         ExpressionAttributeValues={
             ":failed": "FAILED",
             ":r": ["the pipeline failed: x"],
-            ":o": {"status": "FAILED"},
+            ":o": {
+                "status": "FAILED",
+                "reason": "the pipeline failed: x",
+                "at": "2024-05-01T00:00:00.000Z",
+                "pipelineExecutionArn": PIPELINE_ARN,
+            },
         },
     )
     before = job(table)

@@ -20,10 +20,11 @@ from conftest import (
 
 from controlplane.admission import gate as admission
 from controlplane.admission import slot_store as slots
-from controlplane.admission.decisions import queued_job_from_item
+from controlplane.admission.decisions import queued_job_from
 from controlplane.core.errors import AwsServiceError
 from controlplane.core.model import format_timestamp
 from controlplane.jobs import execution_store as executions
+from controlplane.jobs.lifecycle import Job
 
 pytestmark = pytest.mark.usefixtures("aws")
 BATCH = load_event("gate_sqs_batch.json")
@@ -232,7 +233,9 @@ def test_schedule_reclaims_leaked_slots_and_admits(
     stepfunctions: FakeStepFunctions,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    holders = [queued_job_from_item(queued_job(table, job_id_for(number))) for number in range(2)]
+    holders = [
+        queued_job_from(Job.model_validate(queued_job(table, job_id_for(number)))) for number in range(2)
+    ]
     for holder in holders:
         assert holder is not None
         take_slot(holder, now=format_timestamp(datetime.now(UTC)))
@@ -256,7 +259,7 @@ def test_schedule_reclaims_leaked_slots_and_admits(
 def test_schedule_reclaims_slots_of_executions_that_no_longer_exist(
     gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
 ) -> None:
-    holder = queued_job_from_item(queued_job(table, job_id_for(1)))
+    holder = queued_job_from(Job.model_validate(queued_job(table, job_id_for(1))))
     assert holder is not None
     take_slot(holder, now=format_timestamp(datetime.now(UTC)))
     stepfunctions.statuses[holder.execution_arn] = None
@@ -267,7 +270,7 @@ def test_schedule_reclaims_slots_of_executions_that_no_longer_exist(
 def test_schedule_redelivers_an_admission_an_invocation_died_before_sending(
     gate: Callable[..., dict[str, Any]], table: Callable[[str], Any], stepfunctions: FakeStepFunctions
 ) -> None:
-    holder = queued_job_from_item(queued_job(table, job_id_for(1)))
+    holder = queued_job_from(Job.model_validate(queued_job(table, job_id_for(1))))
     assert holder is not None
     long_ago = format_timestamp(datetime.now(UTC) - timedelta(minutes=10))
     take_slot(holder, now=long_ago)  # ...and the invocation died before SendTaskSuccess
@@ -289,7 +292,7 @@ def fresh_cursors(load_app: Callable[[str], ModuleType]) -> None:
 
 
 def take(table: Callable[[str], Any], number: int, *, at: datetime | None = None) -> str:
-    holder = queued_job_from_item(queued_job(table, job_id_for(number)))
+    holder = queued_job_from(Job.model_validate(queued_job(table, job_id_for(number))))
     assert holder is not None
     take_slot(holder, now=format_timestamp(at or datetime.now(UTC)))
     return holder.execution_arn

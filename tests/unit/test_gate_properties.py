@@ -47,8 +47,9 @@ from hypothesis.stateful import (
 from controlplane.admission import gate as admission
 from controlplane.admission import share_store as fair_share
 from controlplane.admission import slot_store as slots
-from controlplane.admission.decisions import queued_job_from_item
+from controlplane.admission.decisions import queued_job_from
 from controlplane.core.model import format_timestamp
+from controlplane.jobs.lifecycle import Job
 
 pytestmark = pytest.mark.usefixtures("aws")
 TIERS = ("basic", "premium")
@@ -135,7 +136,7 @@ def test_gate_invariants_hold_in_every_interleaving(
             """A gate takes a slot and dies before SendTaskSuccess: the token stays on the job."""
             job_id = data.draw(st.sampled_from(self._waiting()))
             item = table("JOBS_TABLE_NAME").get_item(Key={"jobId": job_id})["Item"]
-            job = queued_job_from_item(item)
+            job = queued_job_from(Job.model_validate(item))
             assert job is not None
             take_slot(job, now="2024-05-14T00:00:00.000Z")  # may find the tier full: then nothing happens
 

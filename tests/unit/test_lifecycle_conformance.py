@@ -153,6 +153,8 @@ def test_the_store_transitions_exactly_as_the_table_allows(
         assert result.applied is can_transition(current, target), (current, target)
         stored = jobs_table.get_item(Key={"jobId": job_id})["Item"]
         assert stored["status"] == (target if result.applied else current).value
+        assert result.item is not None
+        assert result.item.status is (target if result.applied else current)
         if result.applied and target in TERMINAL_STATUSES:
             assert "openStatus" not in stored
             assert stored["finishedAt"] == NOW

@@ -24,6 +24,7 @@ from controlplane.builds.lost_completions import (
     suspect_from_job,
 )
 from controlplane.core.model import format_timestamp
+from controlplane.jobs.lifecycle import Job
 
 NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
 OLD = format_timestamp(NOW - timedelta(minutes=30))
@@ -46,11 +47,15 @@ def running_item(job_id: str = job_id_for(1), **overrides: Any) -> dict[str, Any
     } | overrides
 
 
+def running_job(job_id: str = job_id_for(1), **overrides: Any) -> Job:
+    return Job.model_validate(running_item(job_id, **overrides))
+
+
 # ------------------------------------------------------------------ the pure decision
 
 
 def test_a_quiet_running_job_with_a_pipeline_is_a_suspect() -> None:
-    suspect = suspect_from_job(running_item(), now=NOW, grace=LOST_COMPLETION_GRACE)
+    suspect = suspect_from_job(running_job(), now=NOW, grace=LOST_COMPLETION_GRACE)
     assert suspect == Suspect(
         job_id=job_id_for(1),
         tier="basic",
@@ -71,21 +76,21 @@ def test_a_quiet_running_job_with_a_pipeline_is_a_suspect() -> None:
     ],
 )
 def test_not_a_suspect(overrides: dict[str, Any]) -> None:
-    assert suspect_from_job(running_item(**overrides), now=NOW, grace=LOST_COMPLETION_GRACE) is None
+    assert suspect_from_job(running_job(**overrides), now=NOW, grace=LOST_COMPLETION_GRACE) is None
     assert suspect_from_job(None, now=NOW, grace=LOST_COMPLETION_GRACE) is None
 
 
 def test_the_grace_period_is_a_boundary() -> None:
     grace = timedelta(minutes=5)
-    at_boundary = running_item(updatedAt=format_timestamp(NOW - grace))
-    just_inside = running_item(updatedAt=format_timestamp(NOW - grace + timedelta(seconds=1)))
+    at_boundary = running_job(updatedAt=format_timestamp(NOW - grace))
+    just_inside = running_job(updatedAt=format_timestamp(NOW - grace + timedelta(seconds=1)))
     assert suspect_from_job(at_boundary, now=NOW, grace=grace) is not None
     assert suspect_from_job(just_inside, now=NOW, grace=grace) is None
 
 
 def test_a_recorded_but_undelivered_outcome_is_flagged() -> None:
-    item = running_item(pipelineOutcome={"status": "SUCCEEDED"})
-    suspect = suspect_from_job(item, now=NOW, grace=LOST_COMPLETION_GRACE)
+    outcome = {"status": "SUCCEEDED", "reason": "", "at": OLD, "pipelineExecutionArn": f"{PIPELINE}/x"}
+    suspect = suspect_from_job(running_job(pipelineOutcome=outcome), now=NOW, grace=LOST_COMPLETION_GRACE)
     assert suspect is not None
     assert suspect.outcome_recorded
 

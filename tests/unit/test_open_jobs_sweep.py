@@ -11,14 +11,20 @@ import pytest
 from conftest import ACCOUNT, REGION, FakePipelines, FakeStepFunctions, job_id_for
 
 from controlplane.core.model import format_timestamp
-from controlplane.jobs.lifecycle import NON_TERMINAL_STATUSES, JobStatus
+from controlplane.jobs.lifecycle import NON_TERMINAL_STATUSES, Job, JobStatus
 from controlplane.jobs.sweep import sweep_open_jobs
-from controlplane.jobs.sweeping import Action, decide, open_job_from_item
+from controlplane.jobs.sweeping import Action, decide, open_job_from
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LONG_AGO = format_timestamp(NOW - timedelta(hours=1))
 A_MINUTE_AGO = format_timestamp(NOW - timedelta(minutes=1))
 GRACE = timedelta(minutes=5)
+OUTCOME = {
+    "status": "SUCCEEDED",
+    "reason": "",
+    "at": LONG_AGO,
+    "pipelineExecutionArn": "arn:pipeline-execution",
+}
 TIERS = ("basic", "standard", "premium")
 
 
@@ -78,6 +84,26 @@ def test_a_running_pipeline_of_a_closed_job_is_stopped(
     stepfunctions.statuses[execution_arn(job_id)] = "FAILED"
     sweep()
     assert [stop[0] for stop in sagemaker.stops] == [arn]
+
+
+def test_an_item_that_does_not_parse_is_left_out_and_does_not_stop_the_sweep(
+    table: Callable[[str], Any],
+    stepfunctions: FakeStepFunctions,
+    sagemaker: FakePipelines,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Written by hand: no tenant, an unknown tier. The store cannot make a Job of it.
+    table("JOBS_TABLE_NAME").put_item(
+        Item={"jobId": job_id_for(1), "tier": "gold", "openStatus": "RECEIVED", "sweepAt": LONG_AGO}
+    )
+    dead = open_job(table, 2, JobStatus.RECEIVED)
+    stepfunctions.statuses[execution_arn(dead)] = "ABORTED"
+    result = sweep()
+    assert (result.looked_at, result.closed, result.errors) == (1, [dead], 0)
+    assert [record.levelname for record in caplog.records if "does not parse" in record.getMessage()] == [
+        "ERROR"
+    ]
+    assert stored(table, job_id_for(1))["sweepAt"] == LONG_AGO  # left exactly as it was
 
 
 def test_live_jobs_go_to_the_back_of_the_line(
@@ -163,18 +189,18 @@ def test_a_describe_error_is_counted_and_does_not_stop_the_run(
         (JobStatus.QUEUED, "RUNNING", {}, Action.LOOK_AGAIN),
         (JobStatus.QUEUED, None, {}, Action.CLOSE),  # the execution does not exist
         (JobStatus.RUNNING, "SUCCEEDED", {}, Action.CLOSE),
-        (JobStatus.RUNNING, "RUNNING", {"pipelineOutcome": {"status": "SUCCEEDED"}}, Action.LOOK_AGAIN),
+        (JobStatus.RUNNING, "RUNNING", {"pipelineOutcome": OUTCOME}, Action.LOOK_AGAIN),
         (
             JobStatus.RUNNING,
             "RUNNING",
-            {"pipelineOutcome": {"status": "SUCCEEDED"}, "pipelineTaskToken": "t"},
+            {"pipelineOutcome": OUTCOME, "pipelineTaskToken": "t"},
             Action.RESUME,
         ),
         (
             JobStatus.RUNNING,
             "RUNNING",
             {
-                "pipelineOutcome": {"status": "SUCCEEDED"},
+                "pipelineOutcome": OUTCOME,
                 "pipelineTaskToken": "t",
                 "resumedAt": LONG_AGO[:11] + "11:59:00.000Z",
             },
@@ -183,13 +209,14 @@ def test_a_describe_error_is_counted_and_does_not_stop_the_run(
         (
             JobStatus.RUNNING,
             "RUNNING",
-            {"pipelineOutcome": {"status": "SUCCEEDED"}, "pipelineTaskToken": "t", "resumedAt": LONG_AGO},
+            {"pipelineOutcome": OUTCOME, "pipelineTaskToken": "t", "resumedAt": LONG_AGO},
             Action.RESUME,  # a claim an hour old was abandoned (its claimant died before sending)
         ),
     ],
 )
 def test_decisions(status: JobStatus, execution: str | None, extra: dict[str, Any], action: Action) -> None:
-    job = open_job_from_item({"jobId": "j", "status": status.value, "openStatus": status.value} | extra)
+    item = {"jobId": "j", "tenantId": "acme", "status": status.value, "openStatus": status.value} | extra
+    job = open_job_from(Job.model_validate(item))
     assert job is not None
     assert decide(job, execution, now=NOW) is action
 

@@ -11,14 +11,15 @@ from conftest import FakeStepFunctions, job_id_for, queued_job, set_account_cap,
 
 from controlplane.admission import gate as admission
 from controlplane.admission import slot_store as slots
-from controlplane.admission.decisions import QueuedJob, TakeOutcome, queued_job_from_item
+from controlplane.admission.decisions import QueuedJob, TakeOutcome, queued_job_from
+from controlplane.jobs.lifecycle import Job
 
 pytestmark = pytest.mark.usefixtures("aws")
 NOW = "2024-05-01T00:01:00.000Z"
 
 
 def waiting(table: Callable[[str], Any], number: int, **kwargs: Any) -> QueuedJob:
-    job = queued_job_from_item(queued_job(table, job_id_for(number), **kwargs))
+    job = queued_job_from(Job.model_validate(queued_job(table, job_id_for(number), **kwargs)))
     assert job is not None
     return job
 

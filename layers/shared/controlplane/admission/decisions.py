@@ -7,15 +7,15 @@ decide what to attempt, so they cannot break the "never above the limit" invaria
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
 from controlplane.core.model import parse_timestamp
 from controlplane.jobs.execution_end import execution_is_over
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.lifecycle import Job, JobStatus
 
 # Bounded so one invocation fits the function timeout even when the waiting room holds stale entries.
 MAX_ATTEMPTS_PER_RUN: Final = 50
@@ -53,18 +53,17 @@ class AdmissionReport:
     stopped_because: str = "no job is waiting"
 
 
-def queued_job_from_item(item: Mapping[str, Any]) -> QueuedJob | None:
+def queued_job_from(job: Job) -> QueuedJob | None:
     """A waiting-room entry, or None when the (eventually consistent) index entry is not a waiting job."""
-    token = item.get("queueTaskToken")
-    if item.get("status") != JobStatus.QUEUED.value or not token or not item.get("queueTier"):
+    if job.status is not JobStatus.QUEUED or not job.queue_task_token or job.queue_tier is None:
         return None
     return QueuedJob(
-        job_id=str(item["jobId"]),
-        tenant_id=str(item.get("tenantId", "")),
-        tier=str(item["queueTier"]),
-        queued_at=str(item.get("queuedAt", "")),
-        task_token=str(token),
-        execution_arn=str(item.get("executionArn", "")),
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        tier=job.queue_tier.value,
+        queued_at=job.queued_at or "",
+        task_token=job.queue_task_token,
+        execution_arn=job.execution_arn or "",
     )
 
 
@@ -92,13 +91,9 @@ def lease_is_leaked(execution_status: str | None) -> bool:
     return execution_is_over(execution_status)
 
 
-def should_redeliver_admission(job_item: Mapping[str, Any] | None, acquired_at: str, now: datetime) -> bool:
+def should_redeliver_admission(job: Job | None, acquired_at: str, now: datetime) -> bool:
     """The job holds a slot and is ADMITTED but its queue token was never cleared: resend the admission."""
-    if (
-        job_item is None
-        or job_item.get("status") != JobStatus.ADMITTED.value
-        or not job_item.get("queueTaskToken")
-    ):
+    if job is None or job.status is not JobStatus.ADMITTED or not job.queue_task_token:
         return False
     try:
         acquired = parse_timestamp(acquired_at)

@@ -23,7 +23,7 @@ from controlplane.admission.decisions import (
     TakeOutcome,
     lease_is_leaked,
     order_candidates,
-    queued_job_from_item,
+    queued_job_from,
     should_redeliver_admission,
 )
 from controlplane.admission.fair_share import (
@@ -207,7 +207,7 @@ def enqueue(
 def _head_job(share: Share, skipped: set[str]) -> QueuedJob | None:
     """The share's oldest waiting job (share-queue index), or None when it has none."""
     page = jobs.share_waiting(share.share_id, limit=HEAD_LOOKAHEAD)
-    waiting = order_candidates(job for job in map(queued_job_from_item, page) if job is not None)
+    waiting = order_candidates(job for job in map(queued_job_from, page) if job is not None)
     return next((job for job in waiting if job.job_id not in skipped), None)
 
 
@@ -302,8 +302,9 @@ def reclaim(tier: str, *, now: datetime | None = None) -> list[str]:
                 )
             continue
         job = jobs.get(job_id)
-        if should_redeliver_admission(job, str(lease.get("acquiredAt", "")), moment) and job is not None:
-            _redeliver(job_id, tier, str(job["queueTaskToken"]), str(job.get("admittedAt", "")))
+        acquired_at = str(lease.get("acquiredAt", ""))
+        if should_redeliver_admission(job, acquired_at, moment) and job is not None and job.queue_task_token:
+            _redeliver(job_id, tier, job.queue_task_token, job.admitted_at or "")
     return reclaimed
 
 
@@ -348,7 +349,7 @@ def sweep_waiting_room(
         page_start = key
         page, key = jobs.waiting(tier, limit=limit - examined, start_key=key)
         examined += len(page)
-        for job in (queued_job_from_item(item) for item in page):
+        for job in map(queued_job_from, page):
             if job is None or not job.execution_arn:
                 continue  # admitted a moment ago (the index lags the table), or not ours to judge
             sweep.checked += 1

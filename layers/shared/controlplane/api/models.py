@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from controlplane.core.model import Tier
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN
 from controlplane.tenants.model import ProblemType, TenantStatus
 
@@ -95,6 +95,11 @@ class JobView(ResponseModel):
     cancel_requested_at: str | None = Field(
         default=None, description="When the tenant asked to cancel (POST /jobs/{jobId}/cancel)"
     )
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        """What the tenant sees of a job: the attributes above, read off the stored job."""
+        return cls.model_validate(job, from_attributes=True)
 
 
 class JobPage(ResponseModel):

@@ -8,14 +8,14 @@ asks SageMaker for their pipeline execution's status, and records a terminal one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from controlplane.builds.outcome import is_terminal_pipeline_status
 from controlplane.core.model import parse_timestamp
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.lifecycle import Job, JobStatus
 
 # A resume claim this old was abandoned: its claimant (a Lambda with a 30 s Timeout, retried twice) died
 # between its claim and its SendTaskSuccess; the sweep takes the claim over.
@@ -47,17 +47,16 @@ class PipelineExecutionState:
     last_modified: datetime | None = None
 
 
-def suspect_from_job(item: Mapping[str, Any] | None, *, now: datetime, grace: timedelta) -> Suspect | None:
+def suspect_from_job(job: Job | None, *, now: datetime, grace: timedelta) -> Suspect | None:
     """The job as a suspect, or None when it is not one: not RUNNING, no pipeline execution recorded, already
     resumed, or updated within ``grace`` (its event may still be on its way)."""
-    if not item or item.get("status") != JobStatus.RUNNING.value:
+    if job is None or job.status is not JobStatus.RUNNING:
         return None
-    claimed_at = str(item.get("resumedAt") or "")
-    if claimed_at and not claim_abandoned(claimed_at, now):
+    if job.resumed_at and not claim_abandoned(job.resumed_at, now):
         return None
-    arn = str(item.get("pipelineExecutionArn") or "")
-    updated_at = str(item.get("updatedAt") or "")
-    if not arn or not updated_at or not item.get("jobId"):
+    arn = job.pipeline_execution_arn
+    updated_at = job.updated_at
+    if not arn or not updated_at:
         return None
     try:
         quiet_since = parse_timestamp(updated_at)
@@ -66,11 +65,11 @@ def suspect_from_job(item: Mapping[str, Any] | None, *, now: datetime, grace: ti
     if now - quiet_since < grace:
         return None
     return Suspect(
-        job_id=str(item["jobId"]),
-        tier=str(item.get("tier") or ""),
+        job_id=job.job_id,
+        tier=job.tier.value if job.tier else "",
         pipeline_execution_arn=arn,
         updated_at=updated_at,
-        outcome_recorded=bool(item.get("pipelineOutcome")),
+        outcome_recorded=job.pipeline_outcome is not None,
     )
 
 

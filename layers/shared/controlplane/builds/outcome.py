@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from controlplane.jobs.lifecycle import JobStatus, PipelineOutcome
+from controlplane.jobs.lifecycle import Job, JobStatus, PipelineOutcome
 
 CANCELLED_BY_TENANT: Final = "cancelled by the tenant: its pipeline execution was stopped"
 
@@ -62,22 +62,15 @@ def outcome_from_status(
     )
 
 
-def resume_decision(item: Mapping[str, Any] | None, *, abandoned_before: str | None = None) -> Resume | None:
-    """Given the job item right after an update, whether the execution can be resumed now. A resume claim
+def resume_decision(job: Job | None, *, abandoned_before: str | None = None) -> Resume | None:
+    """Given the job right after an update, whether the execution can be resumed now. A resume claim
     made before ``abandoned_before`` (ISO timestamps, compared as strings) no longer stands in the way."""
-    claimed_at = str(item.get("resumedAt") or "") if item else ""
-    if (
-        not item
-        or (claimed_at and (abandoned_before is None or claimed_at >= abandoned_before))
-        or not item.get("pipelineTaskToken")
-        or not item.get("pipelineOutcome")
-    ):
+    if job is None or not job.pipeline_task_token or job.pipeline_outcome is None:
         return None
-    return Resume(
-        job_id=str(item["jobId"]),
-        task_token=str(item["pipelineTaskToken"]),
-        outcome=PipelineOutcome.model_validate(item["pipelineOutcome"]),
-    )
+    claimed_at = job.resumed_at or ""
+    if claimed_at and (abandoned_before is None or claimed_at >= abandoned_before):
+        return None
+    return Resume(job_id=job.job_id, task_token=job.pipeline_task_token, outcome=job.pipeline_outcome)
 
 
 def pipeline_name_from_arn(pipeline_arn: str) -> str:

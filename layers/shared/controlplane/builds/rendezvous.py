@@ -4,23 +4,21 @@ its job (pipeline_events, and the gate's sweep for completion events that were l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from controlplane.builds.outcome import outcome_from_status, resume_decision
 from controlplane.core.errors import TaskTokenDeadError
 from controlplane.core.model import utc_now
 from controlplane.jobs import execution_store as executions
 from controlplane.jobs import store as jobs
-from controlplane.jobs.lifecycle import PipelineOutcome
+from controlplane.jobs.lifecycle import Job, PipelineOutcome
 from controlplane.observability import bind_job, count, logger
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedOutcome:
     outcome: PipelineOutcome  # the outcome this call derived from the status
-    item: dict[str, Any]  # the job right after the update
+    job: Job  # the job right after the update
     recorded: bool  # this call's outcome is the one on the job (the first recorded one wins)
     resumed: bool  # this call resumed the execution
 
@@ -37,7 +35,8 @@ def record_pipeline_outcome(
     """Record a terminal pipeline status on the job and resume its execution when its token is there.
     None when there is no such job; ValueError for a status that is not terminal."""
     # A tenant's cancel is made durable on the job before its pipeline is stopped: read it to say so.
-    cancelled = status == "Stopped" and bool((jobs.get(job_id) or {}).get("cancelRequestedAt"))
+    before = jobs.get(job_id) if status == "Stopped" else None
+    cancelled = before is not None and bool(before.cancel_requested_at)
     outcome = outcome_from_status(
         status,
         pipeline_execution_arn=pipeline_execution_arn,
@@ -47,23 +46,20 @@ def record_pipeline_outcome(
     )
     if outcome is None:
         raise ValueError(f"pipeline status {status} is not terminal")
-    item = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
-    if item is None:
+    job = jobs.store_pipeline_outcome(job_id, outcome.wire(), now=utc_now())
+    if job is None:
         return None
-    bind_job(tenant_id=item.get("tenantId"), tier=item.get("tier"))
-    count(f"Pipelines{outcome.status.value.title()}", tier=item.get("tier"))
-    resumed = resume_if_ready(item, claimant=claimant)
-    return RecordedOutcome(
-        outcome=outcome, item=item, recorded=item.get("pipelineOutcome") == outcome.wire(), resumed=resumed
-    )
+    bind_job(tenant_id=job.tenant_id, tier=job.tier)
+    count(f"Pipelines{outcome.status.value.title()}", tier=job.tier)
+    resumed = resume_if_ready(job, claimant=claimant)
+    recorded = job.pipeline_outcome == outcome
+    return RecordedOutcome(outcome=outcome, job=job, recorded=recorded, resumed=resumed)
 
 
-def resume_if_ready(
-    item: Mapping[str, Any] | None, *, claimant: str, abandoned_before: str | None = None
-) -> bool:
-    """True when this call resumed the execution. ``item`` is the job right after the caller's update.
+def resume_if_ready(job: Job | None, *, claimant: str, abandoned_before: str | None = None) -> bool:
+    """True when this call resumed the execution. ``job`` is the job right after the caller's update.
     ``abandoned_before`` (the sweep): a resume claim made before then is taken over."""
-    decision = resume_decision(item, abandoned_before=abandoned_before)
+    decision = resume_decision(job, abandoned_before=abandoned_before)
     if decision is None:
         return False
     if not jobs.claim_resume(
@@ -74,7 +70,7 @@ def resume_if_ready(
         abandoned_before=abandoned_before,
     ):
         return False  # The other side claimed it first.
-    tier = str(item.get("tier")) if item and item.get("tier") else None
+    tier = job.tier.value if job and job.tier else None
     try:
         executions.send_task_success(decision.task_token, decision.outcome.resume_payload())
     except TaskTokenDeadError as dead:

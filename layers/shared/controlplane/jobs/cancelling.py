@@ -17,14 +17,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from controlplane.builds import pipeline_store as pipelines
 from controlplane.core.errors import AwsServiceError, JobClosedError, JobNotFoundError, TaskTokenDeadError
 from controlplane.core.model import utc_now
 from controlplane.jobs import execution_store as executions
 from controlplane.jobs import store as jobs
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import count, logger
 
 CANCEL_ERROR: Final = "JobCancelled"  # the state machine's Catch on the queue wait matches this name
@@ -35,7 +35,7 @@ CANCEL_STOP_PREFIX: Final = "cancel-"
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
-    job: dict[str, Any]  # the job item after the request
+    job: Job  # the job after the request
     action: str  # "cancelled" | "dequeued" | "dequeue-pending" | "stopping" | "stop-pending"
 
 
@@ -49,21 +49,21 @@ def fail_queue_wait(job_id: str, task_token: str) -> bool:
     return True
 
 
-def stop_cancelled_pipeline(job: dict[str, Any]) -> bool:
+def stop_cancelled_pipeline(job: Job) -> bool:
     """Stop the pipeline of a cancelled job if it is recorded and has not ended. Idempotent per job
     (ClientRequestToken); a pipeline that already ended is left as it is."""
-    arn = job.get("pipelineExecutionArn")
-    if not arn or job.get("pipelineOutcome"):
+    arn = job.pipeline_execution_arn
+    if not arn or job.pipeline_outcome is not None:
         return False
     try:
-        if pipelines.status(str(arn)) not in pipelines.STOPPABLE_STATUSES:
+        if pipelines.status(arn) not in pipelines.STOPPABLE_STATUSES:
             return False
-        pipelines.stop(str(arn), client_request_token=f"{CANCEL_STOP_PREFIX}{job['jobId']}")
+        pipelines.stop(arn, client_request_token=f"{CANCEL_STOP_PREFIX}{job.job_id}")
     except AwsServiceError:
         logger.exception("Could not stop the pipeline of a cancelled job", extra={"pipelineArn": arn})
-        count("PipelineStopErrors", tier=job.get("tier"))
+        count("PipelineStopErrors", tier=job.tier)
         return False
-    count("PipelinesStoppedByCancel", tier=job.get("tier"))
+    count("PipelinesStoppedByCancel", tier=job.tier)
     return True
 
 
@@ -73,7 +73,7 @@ def cancel_job(job_id: str, *, now: str | None = None) -> Cancellation:
     moment = now or utc_now()
     before = jobs.cancel_before_queue(job_id, reason=CANCEL_REASON, state=CANCEL_STATE, now=moment)
     if before.changed and before.item is not None:
-        count("JobsCancelled", tier=before.item.get("tier"))
+        count("JobsCancelled", tier=before.item.tier)
         return Cancellation(job=before.item, action="cancelled")
     if before.item is None:
         raise JobNotFoundError(job_id)
@@ -81,15 +81,13 @@ def cancel_job(job_id: str, *, now: str | None = None) -> Cancellation:
     job = request.item
     if job is None:
         raise JobNotFoundError(job_id)
-    status = str(job.get("status", ""))
     if not request.changed:
         # Statuses only move forward: having been neither RECEIVED/VALIDATED nor in flight, it is terminal.
-        raise JobClosedError(job_id, status)
-    count("JobCancelRequests", tier=job.get("tier"))
-    if status == JobStatus.QUEUED.value:
-        token = job.get("queueTaskToken")
-        if token:
-            fail_queue_wait(job_id, str(token))
+        raise JobClosedError(job_id, job.status.value)
+    count("JobCancelRequests", tier=job.tier)
+    if job.status is JobStatus.QUEUED:
+        if job.queue_task_token:
+            fail_queue_wait(job_id, job.queue_task_token)
             return Cancellation(job=job, action="dequeued")
         return Cancellation(job=job, action="dequeue-pending")
     return Cancellation(job=job, action="stopping" if stop_cancelled_pipeline(job) else "stop-pending")

@@ -24,7 +24,7 @@ from controlplane.core.errors import AwsServiceError
 from controlplane.core.model import parse_timestamp, utc_now
 from controlplane.jobs import store as jobs
 from controlplane.jobs.execution_end import ExecutionEnd, closing_reason, closing_state
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import count, logger
 from controlplane.settings import get_settings
 
@@ -54,11 +54,11 @@ def close_build(
     now = utc_now()
     reason = closing_reason(end)
     job = jobs.get(job_id)
-    owned = job is not None and job.get("executionArn") == execution_arn
-    tier = tier or (str(job["tier"]) if job and job.get("tier") else None)
+    owned = job is not None and job.execution_arn == execution_arn
+    tier = tier or (job.tier.value if job and job.tier else None)
     context = {
         "jobId": job_id,
-        "tenantId": job.get("tenantId") if job else None,
+        "tenantId": job.tenant_id if job else None,
         "tier": tier,
         "executionArn": execution_arn,
         "executionStatus": end.status,
@@ -68,7 +68,7 @@ def close_build(
     # A job that never left the waiting room holds no slot: the take sets admittedAt in its transaction.
     # (With its execution over, no admission can deliver any more: a take meanwhile finds the token dead
     # and comes here too.)
-    may_hold_slot = job is None or (owned and bool(job.get("admittedAt")))
+    may_hold_slot = job is None or (owned and bool(job.admitted_at))
     released = False
     if tier and may_hold_slot:
         released = slots.release(job_id, tier, now=now, execution_arn=execution_arn)
@@ -84,11 +84,11 @@ def close_build(
         count("JobsClosedAfterExecutionEnded", tier=tier)
         logger.warning(
             "Closed the job of an execution that ended without recording its outcome",
-            extra=context | {"previousStatus": job.get("status") if job else None, "reason": reason},
+            extra=context | {"previousStatus": job.status.value if job else None, "reason": reason},
         )
 
     pipeline_stopped = job is not None and owned and _stop_pipeline(job, context)
-    status = JobStatus.FAILED.value if closing.closed else (str(job.get("status")) if job else None)
+    status = JobStatus.FAILED.value if closing.closed else (job.status.value if job else None)
     return BuildClosing(
         job_id=job_id,
         job_found=job is not None,
@@ -101,19 +101,19 @@ def close_build(
     )
 
 
-def _stop_pipeline(job: dict[str, Any], context: dict[str, Any]) -> bool:
+def _stop_pipeline(job: Job, context: dict[str, Any]) -> bool:
     """Stop the job's pipeline execution if it still runs: with the build's execution over, nothing waits
     for it, and it would go on spending compute. Best effort: a failure is logged and counted."""
-    if job.get("pipelineOutcome"):
+    if job.pipeline_outcome is not None:
         return False  # its terminal status is recorded: nothing runs
     tier = context.get("tier")
     try:
-        pipeline_arn = job.get("pipelineExecutionArn") or _unrecorded_pipeline(job)
+        pipeline_arn = job.pipeline_execution_arn or _unrecorded_pipeline(job)
         if not pipeline_arn:
             return False  # never started
-        if pipelines.status(str(pipeline_arn)) not in pipelines.STOPPABLE_STATUSES:
+        if pipelines.status(pipeline_arn) not in pipelines.STOPPABLE_STATUSES:
             return False
-        pipelines.stop(str(pipeline_arn), client_request_token=f"{STOP_REQUEST_PREFIX}{job['jobId']}")
+        pipelines.stop(pipeline_arn, client_request_token=f"{STOP_REQUEST_PREFIX}{job.job_id}")
     except AwsServiceError:
         logger.exception("Could not stop the pipeline of a closed job", extra=context)
         count("PipelineStopErrors", tier=tier)
@@ -123,14 +123,13 @@ def _stop_pipeline(job: dict[str, Any], context: dict[str, Any]) -> bool:
     return True
 
 
-def _unrecorded_pipeline(job: dict[str, Any]) -> str | None:
+def _unrecorded_pipeline(job: Job) -> str | None:
     """An admitted job whose execution ended between StartPipelineExecution and "Record that the pipeline
     started" may have a pipeline that nobody recorded: find it by its display name (the job id)."""
-    admitted_at = job.get("admittedAt")
-    if not admitted_at:
+    if not job.admitted_at:
         return None  # never admitted: never started
     return pipelines.find_by_display_name(
         get_settings().pipeline_name,
-        str(job["jobId"]),
-        created_after=parse_timestamp(str(admitted_at)) - timedelta(minutes=1),
+        job.job_id,
+        created_after=parse_timestamp(job.admitted_at) - timedelta(minutes=1),
     )

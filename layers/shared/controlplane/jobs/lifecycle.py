@@ -277,7 +277,8 @@ class PipelineOutcome(CamelModel):
 
 
 class Job(CamelModel):
-    """A Jobs table item (docs/contracts.md, "Items"). Attributes appear as the job progresses."""
+    """A Jobs table item as controlplane.jobs.store returns it (docs/contracts.md, "Items"). Attributes
+    appear as the job progresses; every writer that creates the item sets tenantId and status."""
 
     job_id: str
     tenant_id: str
@@ -297,6 +298,8 @@ class Job(CamelModel):
     training_data_uri: str | None = None
     model_output_uri: str | None = None
     queued_at: str | None = None
+    # Which wait the job is in (docs/contracts.md): jobs queued before queueRound existed carry none.
+    queue_round: int = 0
     queue_tier: Tier | None = None
     queue_share: str | None = None
     queue_task_token: str | None = None
@@ -309,6 +312,9 @@ class Job(CamelModel):
     resumed_by: str | None = None
     cancel_requested_at: str | None = None
     finished_at: str | None = None
+    # Only while the job is open: the sparse open-jobs index (OPEN_STATUS, SWEEP_AT).
+    open_status: JobStatus | None = None
+    sweep_at: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -10,6 +10,10 @@ Access patterns (key conditions as in template.yaml):
 
 Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
 ``timeline``; a terminal status is never overwritten.
+
+What leaves this module is a typed ``Job`` (controlplane.jobs.lifecycle), never a raw item. An item that
+does not parse raises, except in the waiting-room and open-jobs pages: there it is logged and left out,
+so one corrupt item cannot stall admission or the sweep.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Final, NoReturn
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from controlplane.core import dynamo
 from controlplane.core.clients import client
@@ -27,12 +32,13 @@ from controlplane.core.errors import JobClosedError, JobNotFoundError, Transitio
 from controlplane.jobs.lifecycle import (
     STATE_PIPELINE_WAIT,
     STATE_VALIDATE,
+    Job,
     JobStatus,
     StatusUpdate,
     can_transition,
-    is_terminal,
     status_update,
 )
+from controlplane.observability import logger
 from controlplane.settings import get_settings
 
 TIER_QUEUE_INDEX: Final = "tier-queue"
@@ -48,15 +54,42 @@ def _names(*names: str) -> dict[str, str]:
     return {f"#{name}": name for name in names}
 
 
-def get(job_id: str) -> dict[str, Any] | None:
+def _job(item: Mapping[str, Any] | None) -> Job | None:
+    """The job an item holds (None: there is no item)."""
+    return None if item is None else Job.model_validate(item)
+
+
+def _written(job_id: str, item: Mapping[str, Any] | None) -> Job:
+    """The job an applied ALL_NEW update returned (it always returns the item)."""
+    job = _job(item)
+    if job is None:
+        raise JobNotFoundError(job_id)
+    return job
+
+
+def _readable(raw_items: list[dict[str, Any]]) -> list[Job]:
+    """The jobs of an index page that parse; any other entry is logged and left out (module docstring)."""
+    found: list[Job] = []
+    for item in filter(None, map(dynamo.from_item, raw_items)):
+        try:
+            found.append(Job.model_validate(item))
+        except ValidationError as error:
+            logger.error(
+                "A job item does not parse; left out of the page",
+                extra={"jobId": item.get("jobId"), "error": str(error)},
+            )
+    return found
+
+
+def get(job_id: str) -> Job | None:
     response = client("dynamodb").get_item(
         TableName=_table(), Key=dynamo.to_item({"jobId": job_id}), ConsistentRead=True
     )
-    return dynamo.from_item(response.get("Item"))
+    return _job(dynamo.from_item(response.get("Item")))
 
 
-def claim(item: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Create the job item unless it exists. Returns None when created, else the existing item."""
+def claim(item: Mapping[str, Any]) -> Job | None:
+    """Create the job item unless it exists. Returns None when created, else the existing job."""
     if not can_transition(None, JobStatus(str(item["status"]))):
         raise TransitionNotAllowedError(str(item["jobId"]), None, str(item["status"]))
     try:
@@ -69,17 +102,16 @@ def claim(item: Mapping[str, Any]) -> dict[str, Any] | None:
     except ClientError as error:
         if not dynamo.is_condition_failure(error):
             raise
-        return dynamo.old_item(error) or get(str(item["jobId"])) or dict(item)
+        return _job(dynamo.old_item(error)) or get(str(item["jobId"])) or Job.model_validate(item)
     return None
 
 
-def _raise_for_status(job_id: str, old: Mapping[str, Any] | None, wanted: JobStatus) -> NoReturn:
+def _raise_for_status(job_id: str, old: Job | None, wanted: JobStatus) -> NoReturn:
     if old is None:
         raise JobNotFoundError(job_id)
-    status = str(old.get("status", ""))
-    if is_terminal(status):
-        raise JobClosedError(job_id, status)
-    raise TransitionNotAllowedError(job_id, status, wanted.value)
+    if old.is_terminal:
+        raise JobClosedError(job_id, old.status.value)
+    raise TransitionNotAllowedError(job_id, old.status.value, wanted.value)
 
 
 def _apply(
@@ -115,10 +147,10 @@ def update_for_transaction(job_id: str, update: StatusUpdate) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Transitioned:
-    """Whether the write applied, and the item after it (applied) or as it was (refused; None: no job)."""
+    """Whether the write applied, and the job after it (applied) or as it was (refused; None: no job)."""
 
     applied: bool
-    item: dict[str, Any] | None
+    item: Job | None
 
 
 def transition(
@@ -148,7 +180,7 @@ def transition(
     if conditions:
         update = update.extended(names=names, values=values, condition=" AND ".join(conditions))
     applied, item = _apply(job_id, update)
-    return Transitioned(applied=applied, item=item)
+    return Transitioned(applied=applied, item=_job(item))
 
 
 def record_validation(
@@ -176,9 +208,10 @@ def record_validation(
     applied, old = _apply(
         job_id, update.extended(sets=sets, names=names, values=values), return_values="NONE"
     )
-    if applied or (old is not None and old.get("status") == status.value):
+    job = _job(old)
+    if applied or (job is not None and job.status is status):
         return
-    _raise_for_status(job_id, old, status)
+    _raise_for_status(job_id, job, status)
 
 
 class TokenStored(StrEnum):
@@ -264,15 +297,14 @@ def store_queue_token(
 
 
 def _why_not_stored(job_id: str, queue_round: int) -> tuple[TokenStored, str | None]:
-    old = get(job_id)
-    status = None if old is None else str(old.get("status"))
-    if old is not None and status == JobStatus.QUEUED.value and old.get("cancelRequestedAt"):
-        return TokenStored.CANCELLED, status
-    if old is not None and status == JobStatus.QUEUED.value and int(old.get("queueRound", 0)) != queue_round:
-        return TokenStored.EARLIER_WAIT, str(old.get("queueRound", 0))
-    if old is not None and status == JobStatus.QUEUED.value:
-        return TokenStored.WRONG_TIER, str(old.get("tier"))
-    return TokenStored.NOT_QUEUED, status
+    job = get(job_id)
+    if job is None or job.status is not JobStatus.QUEUED:
+        return TokenStored.NOT_QUEUED, None if job is None else job.status.value
+    if job.cancel_requested_at:
+        return TokenStored.CANCELLED, job.status.value
+    if job.queue_round != queue_round:
+        return TokenStored.EARLIER_WAIT, str(job.queue_round)
+    return TokenStored.WRONG_TIER, job.tier.value if job.tier else None
 
 
 def clear_queue_token(job_id: str, task_token: str) -> None:
@@ -293,7 +325,7 @@ def clear_queue_token(job_id: str, task_token: str) -> None:
 
 def _oldest_first(
     index: str, attribute: str, value: str, *, limit: int, start_key: Mapping[str, Any] | None = None
-) -> tuple[list[dict[str, Any]], Any]:
+) -> tuple[list[Job], Any]:
     """One page of a sparse waiting-room index, oldest first, and where the next page starts."""
     request: dict[str, Any] = {
         "TableName": _table(),
@@ -307,19 +339,16 @@ def _oldest_first(
     if start_key:
         request["ExclusiveStartKey"] = start_key
     response = client("dynamodb").query(**request)
-    items = [item for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item]
-    return items, response.get("LastEvaluatedKey")
+    return _readable(response.get("Items", [])), response.get("LastEvaluatedKey")
 
 
-def waiting(
-    tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None
-) -> tuple[list[dict[str, Any]], Any]:
+def waiting(tier: str, *, limit: int, start_key: Mapping[str, Any] | None = None) -> tuple[list[Job], Any]:
     """One page of the tier's waiting room, oldest first (index reads are eventually consistent: callers
     must tolerate entries that were admitted a moment ago)."""
     return _oldest_first(TIER_QUEUE_INDEX, "queueTier", tier, limit=limit, start_key=start_key)
 
 
-def open_jobs(status: JobStatus, *, before: str, limit: int) -> list[dict[str, Any]]:
+def open_jobs(status: JobStatus, *, before: str, limit: int) -> list[Job]:
     """Open jobs in ``status`` nobody has written or swept since ``before``, least recently first (index
     open-jobs: openStatus = :status AND sweepAt < :before; eventually consistent, so a job may have moved
     on a moment ago: the sweep's actions are all conditional)."""
@@ -332,7 +361,7 @@ def open_jobs(status: JobStatus, *, before: str, limit: int) -> list[dict[str, A
         ScanIndexForward=True,
         Limit=limit,
     )
-    return [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+    return _readable(response.get("Items", []))
 
 
 def look_again_later(job_id: str, *, status: JobStatus, now: str) -> bool:
@@ -350,14 +379,14 @@ def look_again_later(job_id: str, *, status: JobStatus, now: str) -> bool:
     return applied
 
 
-def share_waiting(share_id: str, *, limit: int) -> list[dict[str, Any]]:
+def share_waiting(share_id: str, *, limit: int) -> list[Job]:
     """A tenant's oldest waiting jobs in a tier (index share-queue; eventually consistent, like waiting())."""
     return _oldest_first(SHARE_QUEUE_INDEX, "queueShare", share_id, limit=limit)[0]
 
 
-def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> dict[str, Any]:
+def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, now: str) -> Job:
     """Park the pipeline task token on the RUNNING job (the state machine recorded the start), in one
-    UpdateItem returning the new item. A job still ADMITTED (a definition from before the start was
+    UpdateItem returning the updated job. A job still ADMITTED (a definition from before the start was
     recorded) takes the ADMITTED -> RUNNING transition with its token.
 
     A retried await (same job already RUNNING with a token) swaps in its new token and clears any resume
@@ -376,8 +405,9 @@ def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, n
         ReturnValues="ALL_NEW",
     )
     if applied:
-        return old or {}
-    if old is not None and old.get("status") == JobStatus.ADMITTED.value:
+        return _written(job_id, old)
+    job = _job(old)
+    if job is not None and job.status is JobStatus.ADMITTED:
         update = status_update(JobStatus.RUNNING, at=now, state=STATE_PIPELINE_WAIT).extended(
             sets=("#pipelineTaskToken = :token", "#pipelineExecutionArn = :arn"),
             names=_names("pipelineTaskToken", "pipelineExecutionArn"),
@@ -385,11 +415,12 @@ def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, n
         )
         applied, old = _apply(job_id, update)
         if applied:
-            return old or {}
-    if old is None or old.get("status") != JobStatus.RUNNING.value:
-        _raise_for_status(job_id, old, JobStatus.RUNNING)
-    if old.get("pipelineTaskToken") == task_token:
-        return old
+            return _written(job_id, old)
+        job = _job(old)
+    if job is None or job.status is not JobStatus.RUNNING:
+        _raise_for_status(job_id, job, JobStatus.RUNNING)
+    if job.pipeline_task_token == task_token:
+        return job
     try:
         response = ddb.update_item(
             TableName=_table(),
@@ -406,7 +437,7 @@ def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, n
                 {
                     ":running": JobStatus.RUNNING.value,
                     ":token": task_token,
-                    ":previous": old.get("pipelineTaskToken", ""),
+                    ":previous": job.pipeline_task_token or "",
                     ":arn": pipeline_execution_arn,
                     ":now": now,
                 }
@@ -418,11 +449,11 @@ def mark_running(job_id: str, *, task_token: str, pipeline_execution_arn: str, n
             raise
         # Another await stored a token in between: the newest token wins, and it was not ours.
         raise TransitionNotAllowedError(job_id, JobStatus.RUNNING.value, JobStatus.RUNNING.value) from None
-    return dynamo.from_item(response["Attributes"]) or {}
+    return _written(job_id, dynamo.from_item(response["Attributes"]))
 
 
-def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str) -> dict[str, Any] | None:
-    """Record the pipeline's terminal outcome (the first one wins) and return the item, or None when no
+def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str) -> Job | None:
+    """Record the pipeline's terminal outcome (the first one wins) and return the job, or None when no
     such job exists. The status is left to the state machine, which records it after releasing the slot."""
     try:
         response = client("dynamodb").update_item(
@@ -440,7 +471,7 @@ def store_pipeline_outcome(job_id: str, outcome: Mapping[str, Any], *, now: str)
         if dynamo.is_condition_failure(error):
             return None
         raise
-    return dynamo.from_item(response["Attributes"])
+    return _written(job_id, dynamo.from_item(response["Attributes"]))
 
 
 def claim_resume(
@@ -470,11 +501,12 @@ def claim_resume(
     if applied:
         return True
     # The claim on the item is this claimant's own (an earlier attempt of this request), for this token.
-    return bool(
-        before
-        and before.get("resumedBy") == claimant
-        and before.get("pipelineTaskToken") == task_token
-        and before.get("pipelineOutcome")
+    job = _job(before)
+    return (
+        job is not None
+        and job.resumed_by == claimant
+        and job.pipeline_task_token == task_token
+        and job.pipeline_outcome is not None
     )
 
 
@@ -496,10 +528,10 @@ def release_resume_claim(job_id: str, *, claimant: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Closing:
-    """Whether this call closed the job, and the item as it was before (None: there is no such job)."""
+    """Whether this call closed the job, and the job as it was before (None: there is no such job)."""
 
     closed: bool
-    before: dict[str, Any] | None
+    before: Job | None
 
 
 def close_for_ended_execution(
@@ -514,7 +546,7 @@ def close_for_ended_execution(
         condition="attribute_exists(jobId) AND #executionArn = :arn",
     )
     applied, item = _apply(job_id, update, return_values="ALL_OLD")
-    return Closing(closed=applied, before=item)
+    return Closing(closed=applied, before=_job(item))
 
 
 TENANT_JOBS_INDEX: Final = "tenant-jobs"
@@ -529,7 +561,7 @@ def list_for_tenant(
     status: str | None,
     limit: int,
     start_key: Mapping[str, str] | None,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[Job], dict[str, Any] | None]:
     """A tenant's jobs, newest first: index tenant-jobs, tenantId = :t AND createdAt BETWEEN :from AND :to,
     optionally filtered by status (a filter: a page may hold fewer than ``limit`` items and still have a
     next page)."""
@@ -550,7 +582,8 @@ def list_for_tenant(
     if start_key:
         request["ExclusiveStartKey"] = dynamo.to_item(start_key)
     response = client("dynamodb").query(**request)
-    items = [item for raw in response.get("Items", []) if (item := dynamo.from_item(raw)) is not None]
+    # Every entry must parse (module docstring): the API and offboarding must not miss one of the jobs.
+    items = [Job.model_validate(dynamo.from_item(raw)) for raw in response.get("Items", [])]
     return items, dynamo.from_item(response.get("LastEvaluatedKey"))
 
 
@@ -566,7 +599,7 @@ class CancelRequest:
     when the condition failed (None: there is no such job)."""
 
     changed: bool
-    item: dict[str, Any] | None
+    item: Job | None
 
 
 def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> CancelRequest:
@@ -579,7 +612,7 @@ def cancel_before_queue(job_id: str, *, reason: str, state: str, now: str) -> Ca
         condition="#status IN (:received, :validated)",
     )
     applied, item = _apply(job_id, update)
-    return CancelRequest(changed=applied, item=item)
+    return CancelRequest(changed=applied, item=_job(item))
 
 
 def request_cancel(job_id: str, *, now: str) -> CancelRequest:
@@ -605,4 +638,4 @@ def request_cancel(job_id: str, *, now: str) -> CancelRequest:
         ),
         ReturnValues="ALL_NEW",
     )
-    return CancelRequest(changed=applied, item=item)
+    return CancelRequest(changed=applied, item=_job(item))

@@ -21,7 +21,7 @@ from controlplane.core.model import format_timestamp
 from controlplane.jobs import execution_store as executions
 from controlplane.jobs import store as jobs
 from controlplane.jobs.closing import close_build
-from controlplane.jobs.sweeping import SWEEP_ORDER, Action, OpenJob, decide, is_overdue, open_job_from_item
+from controlplane.jobs.sweeping import SWEEP_ORDER, Action, OpenJob, decide, is_overdue, open_job_from
 from controlplane.observability import bind_job, count, logger, unbind_job
 
 CLAIMANT: Final = "lifecycle-sweep"
@@ -60,7 +60,7 @@ def sweep_open_jobs(
             logger.exception("The lifecycle sweep could not read the open jobs", extra={"status": status})
             sweep.errors += 1
             continue
-        for job in filter(None, map(open_job_from_item, entries)):
+        for job in filter(None, map(open_job_from, entries)):
             sweep.looked_at += 1
             bind_job(job_id=job.job_id, tier=job.tier)
             try:

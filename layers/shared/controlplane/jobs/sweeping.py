@@ -14,16 +14,15 @@ Step Functions how each one's execution stands, and:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
 from controlplane.builds.lost_completions import claim_abandoned
 from controlplane.core.model import parse_timestamp
 from controlplane.jobs.execution_end import execution_is_over
-from controlplane.jobs.lifecycle import NON_TERMINAL_STATUSES, JobStatus
+from controlplane.jobs.lifecycle import NON_TERMINAL_STATUSES, Job, JobStatus
 
 # Validation runs up to 900 s; an hour of margin on top of the tier's own waits covers retries and sweeps.
 VALIDATION_ALLOWANCE_SECONDS: Final = 900
@@ -52,23 +51,21 @@ class OpenJob:
     waiting_for_pipeline: bool  # a pipeline task token is parked
 
 
-def open_job_from_item(item: Mapping[str, Any]) -> OpenJob | None:
+def open_job_from(job: Job) -> OpenJob | None:
     """The sweep's view of an open-jobs index entry, or None when the entry is not an open job."""
-    try:
-        status = JobStatus(str(item.get("openStatus") or item.get("status")))
-    except ValueError:
-        return None
-    if status not in NON_TERMINAL_STATUSES or not item.get("jobId"):
+    # The index's own key: look_again_later's condition compares against it.
+    status = job.open_status or job.status
+    if status not in NON_TERMINAL_STATUSES:
         return None
     return OpenJob(
-        job_id=str(item["jobId"]),
+        job_id=job.job_id,
         status=status,
-        tier=str(item["tier"]) if item.get("tier") else None,
-        execution_arn=str(item["executionArn"]) if item.get("executionArn") else None,
-        created_at=str(item["createdAt"]) if item.get("createdAt") else None,
-        outcome_recorded=bool(item.get("pipelineOutcome")),
-        resumed_at=str(item["resumedAt"]) if item.get("resumedAt") else None,
-        waiting_for_pipeline=bool(item.get("pipelineTaskToken")),
+        tier=job.tier.value if job.tier else None,
+        execution_arn=job.execution_arn or None,
+        created_at=job.created_at or None,
+        outcome_recorded=job.pipeline_outcome is not None,
+        resumed_at=job.resumed_at or None,
+        waiting_for_pipeline=bool(job.pipeline_task_token),
     )
 
 

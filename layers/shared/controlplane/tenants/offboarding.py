@@ -30,7 +30,7 @@ from controlplane.core.model import format_timestamp
 from controlplane.jobs import execution_store as executions
 from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import cancel_job
-from controlplane.jobs.lifecycle import JobStatus, is_terminal
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import count, logger
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import removal_store as removal
@@ -78,8 +78,8 @@ class OffboardingReport:
     removed: dict[str, int] = field(default_factory=dict)
 
 
-def _all_jobs(tenant_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+def _all_jobs(tenant_id: str) -> list[Job]:
+    found: list[Job] = []
     start: dict[str, Any] | None = None
     while True:
         page, start = jobs.list_for_tenant(
@@ -93,13 +93,13 @@ def _all_jobs(tenant_id: str) -> list[dict[str, Any]]:
 def _cancel_open_jobs(tenant_id: str) -> list[str]:
     cancelled = []
     for job in _all_jobs(tenant_id):
-        if is_terminal(str(job.get("status", ""))):
+        if job.is_terminal:
             continue
         try:
-            cancel_job(str(job["jobId"]))
+            cancel_job(job.job_id)
         except (JobClosedError, JobNotFoundError):
             continue
-        cancelled.append(str(job["jobId"]))
+        cancelled.append(job.job_id)
     return cancelled
 
 
@@ -128,16 +128,14 @@ def begin(tenant_id: str, *, now: datetime | None = None) -> OffboardingReport:
     return report
 
 
-def _still_ending(job: dict[str, Any], moment: datetime) -> bool:
-    status = str(job.get("status", ""))
-    if not is_terminal(status):
+def _still_ending(job: Job, moment: datetime) -> bool:
+    if not job.is_terminal:
         return True
-    if status != JobStatus.CANCELLED.value or not job.get("executionArn"):
+    if job.status is not JobStatus.CANCELLED or not job.execution_arn:
         return False
-    updated = str(job.get("updatedAt") or "")
-    if updated and updated < format_timestamp(moment - _CANCELLED_EXECUTION_WINDOW):
+    if job.updated_at and job.updated_at < format_timestamp(moment - _CANCELLED_EXECUTION_WINDOW):
         return False  # its execution ended long ago (validation times out after 15 minutes)
-    return executions.execution_status(str(job["executionArn"])) in _RUNNING_EXECUTION
+    return executions.execution_status(job.execution_arn) in _RUNNING_EXECUTION
 
 
 def delete_offboarded(tenant_id: str, *, now: datetime | None = None) -> dict[str, int]:
@@ -151,7 +149,7 @@ def delete_offboarded(tenant_id: str, *, now: datetime | None = None) -> dict[st
         raise TenantNotFoundError(tenant_id)
     if tenant.get("status") != TenantStatus.SUSPENDED.value or not tenant.get("offboarding"):
         raise NotOffboardedError(tenant_id)
-    ending = [str(job["jobId"]) for job in _all_jobs(tenant_id) if _still_ending(job, moment)]
+    ending = [job.job_id for job in _all_jobs(tenant_id) if _still_ending(job, moment)]
     if ending:
         raise JobsStillEndingError(ending)
     settings, api_settings = get_settings(), get_api_settings()

@@ -16,6 +16,7 @@ from controlplane.jobs.lifecycle import (
     OPEN_STATUS,
     STATE_REGISTER,
     SWEEP_AT,
+    Job,
     JobRef,
     JobStatus,
     TimelineEntry,
@@ -254,26 +255,24 @@ def result_for_new_job(job: JobRef, decision: Decision) -> RegistrationResult:
 
 
 def result_for_existing_job(
-    job: JobRef, existing: Mapping[str, Any], decision: Decision, *, execution_arn: str
+    job: JobRef, existing: Job, decision: Decision, *, execution_arn: str
 ) -> RegistrationResult:
-    """The item already existed. Another execution's claim makes this delivery a DUPLICATE; this
+    """The job already existed. Another execution's claim makes this delivery a DUPLICATE; this
     execution's own claim (a retried invocation after a lost response) replays the original outcome,
     so a retry never strands a job as RECEIVED."""
-    if existing.get("executionArn") != execution_arn:
-        owner = existing.get("executionArn", "an earlier execution")
+    if existing.execution_arn != execution_arn:
+        owner = existing.execution_arn or "an earlier execution"
         return RegistrationResult(
             Outcome.DUPLICATE,
             job,
             (f"this object version is already job {job.job_id}, registered by {owner}",),
         )
-    if existing.get("status") == JobStatus.REJECTED.value:
-        return RegistrationResult(
-            Outcome.REJECTED, job, tuple(str(reason) for reason in existing.get("reasons", []))
-        )
+    if existing.status is JobStatus.REJECTED:
+        return RegistrationResult(Outcome.REJECTED, job, tuple(existing.reasons))
     if isinstance(decision, Accepted):
         return RegistrationResult(Outcome.ACCEPTED, job, (), decision.tenant, decision.plan)
     raise RegistrationConflictError(
-        f"job {job.job_id} was claimed as {existing.get('status')} by this execution, "
+        f"job {job.job_id} was claimed as {existing.status.value} by this execution, "
         "but registering it again "
         f"now rejects it: {'; '.join(decision.reasons)}"
     )
