@@ -5,7 +5,8 @@ ends after a random, seeded duration with a random, seeded outcome) and a fault 
 (``localcloud.faults``: every kind injected from that one place). Onboards tenants over the three tiers,
 one of which sends a third of the uploads, uploads at a steady rate while faults are armed, and changes
 tier limits and the account cap mid-run through the real status API (an operator key, PATCH /tiers and
-PATCH /account). Then it disarms the faults, lets the stack drain (its own sweeps recover what the faults
+PATCH /account). Then it disarms the faults, puts the limits back as deployed (as an operator would once
+the incident is over), lets the stack drain (its own sweeps recover what the faults
 broke), runs the gate's sweep once more and checks the invariants (DESIGN.md 1-4 and 6):
 
 * uploads_without_job: uploads with no job whose event is not held in the upload events' dead-letter
@@ -75,6 +76,10 @@ FAIRNESS_WINDOW_SECONDS: Final = 20.0
 # Each sample lists every pipeline execution (moto pages none) and scans the leases: not too often.
 SAMPLE_SECONDS: Final = 2.0
 HEAVY_SHARE: Final = 1 / 3
+# A big customer buys the big tier. With the heavy tenant on basic, basic's demand (its 333 jobs plus its
+# tier's share of the rest, about 540) drains through at most 4 slots and the run takes 22-25 minutes here,
+# which measures the basic tier's size, not the control plane (README, "The fault-injection soak").
+HEAVY_TIER: Final = "premium"
 
 # Chance per opportunity (see localcloud.faults for what an opportunity is per kind).
 DEFAULT_PROBABILITIES: Final[Mapping[FaultKind, float]] = {
@@ -103,8 +108,8 @@ class SoakConfig:
     tenants_per_tier: int = 10
     seed: int = 9
     upload_seconds: float = 420.0
-    # The heavy tenant's backlog drains through basic's 4 slots after the uploads end: 435-850 s measured
-    # here under load. A timeout shorter than the backlog reports jobs still in flight as non-terminal.
+    # Generous: a timeout shorter than the backlog left after the uploads reports jobs still in flight as
+    # non-terminal (a busy machine makes the drain longer, not the run red).
     drain_timeout_seconds: float = 900.0
     schedule_interval_seconds: float = 10.0
     invalid_share: float = 0.04
@@ -145,13 +150,19 @@ def soak_tenants(per_tier: int) -> list[SampleTenant]:
     ]
 
 
+def heavy_tenant(tenants: Sequence[SampleTenant]) -> SampleTenant:
+    """The tenant that sends a third of the uploads: the first of HEAVY_TIER."""
+    return next(tenant for tenant in tenants if tenant.tier == HEAVY_TIER)
+
+
 def draw_uploads(tenants: Sequence[SampleTenant], config: SoakConfig) -> list[Upload]:
-    """config.uploads uploads: a third from the first basic tenant, the rest uniformly over all tenants;
+    """config.uploads uploads: a third from the heavy tenant, the rest uniformly over the others;
     a few invalid (no target column), in a seeded random order."""
     rng = random.Random(config.seed)
-    heavy = tenants[0]
+    heavy = heavy_tenant(tenants)
+    others = [tenant for tenant in tenants if tenant is not heavy]
     heavy_count = round(config.uploads * HEAVY_SHARE)
-    owners = [heavy] * heavy_count + [rng.choice(tenants[1:]) for _ in range(config.uploads - heavy_count)]
+    owners = [heavy] * heavy_count + [rng.choice(others) for _ in range(config.uploads - heavy_count)]
     rng.shuffle(owners)
     uploads = []
     for i, tenant in enumerate(owners):
@@ -252,6 +263,22 @@ class Operator:
     def change_cap(self, rng: random.Random) -> str | None:
         cap = rng.randint(10, 24)
         return self._patch("/account", {"accountCap": cap}, "account", cap)
+
+    def restore(self, cap: int) -> list[str]:
+        """Put every tier's limits and the account cap back as deployed, as an operator does once an
+        incident is over; the drain then measures recovery under the normal settings, not under whatever
+        the last random change left."""
+        restored = [
+            self._patch(
+                f"/tiers/{tier}",
+                {"concurrencyLimit": guaranteed, "borrowingLimit": borrowing},
+                tier,
+                guaranteed + borrowing,
+            )
+            for tier, (guaranteed, borrowing) in self._defaults.items()
+        ]
+        restored.append(self._patch("/account", {"accountCap": cap}, "account", cap))
+        return [change for change in restored if change]
 
 
 # ---------------------------------------------------------------------------------------- sampling
@@ -577,6 +604,51 @@ def explain(cloud: LocalCloud, outputs: Mapping[str, str], examples: dict[str, A
 # ---------------------------------------------------------------------------------------- the run
 
 
+def _first_at(job: Mapping[str, Any], status: str) -> float | None:
+    return next((epoch(str(e["at"])) for e in job.get("timeline", []) if e.get("status") == status), None)
+
+
+def slot_time(jobs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Where a held slot's time goes (p50 / p90 seconds over the jobs that built once, from their own
+    timestamps): the start (admitted -> RUNNING recorded), the simulated pipeline and the delivery of its
+    end (RUNNING -> outcome recorded), the resume and release (outcome -> slot released), and the hand-over
+    (a slot released -> the next admission in that tier, when jobs of the tier were waiting)."""
+    phases: dict[str, list[float]] = defaultdict(list)
+    admissions: dict[str, list[float]] = defaultdict(list)
+    releases: dict[str, list[float]] = defaultdict(list)
+    for job in jobs:
+        tier = str(job.get("tier"))
+        if job.get("admittedAt"):
+            admissions[tier].append(epoch(str(job["admittedAt"])))
+        if job.get("slotReleasedAt"):
+            releases[tier].append(epoch(str(job["slotReleasedAt"])))
+        running = _first_at(job, "RUNNING")
+        outcome = job.get("pipelineOutcome") or {}
+        if not (running and outcome.get("at") and job.get("slotReleasedAt") and job.get("admittedAt")):
+            continue
+        if [e.get("status") for e in job.get("timeline", [])].count("ADMITTED") != 1:
+            continue  # put back in line once at least: its phases are not one hold
+        admitted, ended, released = (
+            epoch(str(job["admittedAt"])),
+            epoch(str(outcome["at"])),
+            epoch(str(job["slotReleasedAt"])),
+        )
+        phases["start"].append(running - admitted)
+        phases["pipeline_and_event"].append(ended - running)
+        phases["resume_and_release"].append(released - ended)
+        phases["held"].append(released - admitted)
+    for tier, freed in releases.items():
+        taken = sorted(admissions[tier])
+        for moment in freed:
+            later = next((at for at in taken if at >= moment), None)
+            if later is not None and later - moment < 60:
+                phases["hand_over"].append(later - moment)
+    return {
+        name: {"p50": percentile(values, 50), "p90": percentile(values, 90), "n": len(values)}
+        for name, values in phases.items()
+    }
+
+
 def fault_plan(config: SoakConfig) -> FaultPlan:
     return FaultPlan(
         seed=config.seed,
@@ -611,24 +683,48 @@ def upload_steadily(cloud: LocalCloud, bucket: str, uploads: list[Upload], secon
         list(pool.map(put, range(len(uploads))))
 
 
+def job_statuses(cloud: LocalCloud, table: str, tenants: Iterable[SampleTenant]) -> list[str]:
+    """Every job's status only (the drain's poll: full items of 1,000 jobs every few seconds would load the
+    emulator's DynamoDB serialiser, the stack's own bottleneck, with the harness's reads)."""
+    dynamodb = observer(cloud, "dynamodb")
+    statuses: list[str] = []
+    for tenant in tenants:
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": "tenant-jobs",
+            "KeyConditionExpression": "tenantId = :t",
+            "ProjectionExpression": "#status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":t": {"S": tenant.tenant_id}},
+        }
+        while True:
+            page = dynamodb.query(**kwargs)
+            statuses.extend(item["status"]["S"] for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return statuses
+
+
 def drain(
     cloud: LocalCloud,
     outputs: Mapping[str, str],
     tenants: Sequence[SampleTenant],
     expected: int,
     timeout: float,
-) -> tuple[list[dict[str, Any]], float]:
-    """Wait until every job is terminal and no new job appeared for a while (or the timeout)."""
+) -> float:
+    """Wait until every job is terminal and no new job appeared for a while (or the timeout); returns the
+    seconds waited (the caller reads the jobs in full afterwards)."""
     started = time.monotonic()
     last_count, stable_since = -1, time.monotonic()
     while True:
-        jobs = all_jobs(cloud, outputs["JobsTableName"], tenants)
-        open_jobs = sum(1 for j in jobs if j.get("status") not in TERMINAL)
-        if len(jobs) != last_count:
-            last_count, stable_since = len(jobs), time.monotonic()
-        settled = open_jobs == 0 and (len(jobs) >= expected or time.monotonic() - stable_since > 30)
+        statuses = job_statuses(cloud, outputs["JobsTableName"], tenants)
+        open_jobs = sum(1 for status in statuses if status not in TERMINAL)
+        if len(statuses) != last_count:
+            last_count, stable_since = len(statuses), time.monotonic()
+        settled = open_jobs == 0 and (len(statuses) >= expected or time.monotonic() - stable_since > 30)
         if settled or time.monotonic() - started > timeout:
-            return jobs, time.monotonic() - started
+            return time.monotonic() - started
         time.sleep(5.0)
 
 
@@ -693,9 +789,10 @@ def run(config: SoakConfig) -> dict[str, Any]:
         upload_steadily(cloud, outputs["UploadsBucketName"], uploads, config.upload_seconds)
         upload_s = time.perf_counter() - load_started
         faults.disarm()
+        restored = operator.restore(history.initial["account"])
         # What an operator does when the upload DLQ's alarm fires: replay the lost deliveries.
         redriven = redrive_upload_events(cloud, stack.name)
-        jobs, drain_s = drain(cloud, outputs, tenants, len(uploads), config.drain_timeout_seconds)
+        drain_s = drain(cloud, outputs, tenants, len(uploads), config.drain_timeout_seconds)
         sampler.stopping.set()
         sampler.join(timeout=30)
         leftovers = slots_left_after_reconciling(cloud, outputs, stack.ref("GateFunction"))
@@ -707,7 +804,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
         fault_counts = faults.counts()
         fault_places = faults.counts_by_place()
     total_s = time.perf_counter() - run_started
-    heavy = tenants[0].tenant_id
+    heavy = heavy_tenant(tenants).tenant_id
     frequent = sorted(k for k, n in fault_counts.items() if n >= MIN_FAULTS_PER_KIND)
     return {
         "note": (
@@ -724,6 +821,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
         "upload_events_redriven": redriven,
         "limit_changes_refused": dict(operator.refused),
         "limit_changes": len(history.changes),
+        "limits_restored_after_faults": restored,
         "tenants": len(tenants),
         "heavy_tenant": {
             "tenantId": heavy,
@@ -732,6 +830,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
         "statuses": dict(Counter(str(j.get("status")) for j in jobs)),
         "jain_index": backlogged_fairness(jobs),
         "max_leases_held": dict(sampler.samples.max_held),
+        "slot_time_s": slot_time(jobs),
         "samples": sampler.samples.taken,
         "examples": figures["examples"],
         "runtime_s": {"setup": setup_s, "uploading": upload_s, "drain": drain_s, "total": total_s},
@@ -765,6 +864,9 @@ def print_report(result: Mapping[str, Any]) -> None:
             f"  {tier:10} {figures['jain_index']:>8.3f} / {figures['jain_p5']:<8.3f}"
             f"{figures['windows']:>27}   {result['max_leases_held'].get(tier, 0):>8}"
         )
+    print("\n  a held slot's time (s)   p50     p90")
+    for phase, figures in result["slot_time_s"].items():
+        print(f"  {phase:22} {figures['p50']:>6.1f}  {figures['p90']:>6.1f}")
     timings = result["runtime_s"]
     print(
         f"\n  runtime: setup {timings['setup']:.0f} s, uploading {timings['uploading']:.0f} s, "
