@@ -3,7 +3,8 @@
 The routes are the template's `Api` events (RestApiId, Path, Method, Auth.Authorizer) and the API's
 Lambda REQUEST authorizers (FunctionArn, Identity.Headers). A request is served as API Gateway would:
 
-1. no route for the method and path: 403 `{"message": "Missing Authentication Token"}`;
+1. no route for the method and path: 404 with a message that lists the routes (a deliberate difference: API
+   Gateway answers 403 `{"message": "Missing Authentication Token"}`, which reads like a key problem);
 2. the route's authorizer (the API's DefaultAuthorizer unless the event says `NONE`): a missing
    identity header is a 401 without calling it; otherwise the authorizer function runs through the
    emulator's Lambda runtime with a REQUEST event; an error "Unauthorized" is a 401, any other error
@@ -167,7 +168,7 @@ class RestApiServer:
             if parameters is not None:
                 break
         else:
-            return _json_reply(403, {"message": "Missing Authentication Token"})
+            return _json_reply(404, {"statusCode": 404, "message": self._no_route(method, path)})
         query = parse_qs(split.query, keep_blank_values=True)
         request_id = str(uuid.uuid4())
         method_arn = (
@@ -214,6 +215,16 @@ class RestApiServer:
             )
             return _json_reply(502, {"message": "Internal server error"})
         return self._proxy_reply(invocation.payload)
+
+    def _no_route(self, method: str, path: str) -> str:
+        """Which routes there are, instead of API Gateway's bare 403 (module docstring, item 1)."""
+        methods = sorted(
+            {route.method for route in self.spec.routes if route.match(route.method, path) is not None}
+        )
+        if methods:
+            return f"{path} answers {', '.join(methods)}, not {method} (see docs/openapi.json)"
+        routes = ", ".join(sorted({f"{route.method} {route.path}" for route in self.spec.routes}))
+        return f"no route {method} {path}; the routes are: {routes} (see docs/openapi.json)"
 
     def _authorize(
         self,

@@ -12,6 +12,7 @@ status 0 on success, 1 when the API (or AWS) refused (its message on stderr), 2 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -31,11 +32,27 @@ Send = Callable[[str, str, dict[str, str] | None, Any], tuple[int, Any]]
 
 
 class ApiError(Exception):
+    """A 4xx or 5xx answer, told in the API's own words: its message, and for a 422 one line per field."""
+
     def __init__(self, status: int, body: Any) -> None:
-        message = body.get("message") if isinstance(body, dict) else None
-        detail = body.get("detail") if isinstance(body, dict) else None
-        super().__init__(f"HTTP {status}: {message or detail or body}")
+        super().__init__(f"HTTP {status}: {_explanation(body)}")
         self.status = status
+
+
+def _explanation(body: Any) -> str:
+    if not isinstance(body, dict):
+        return str(body or "no message")
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        lines = [
+            f"  {error.get('field')} ({error.get('location')}): {error.get('message')}"
+            for error in errors
+            if isinstance(error, dict)
+        ]
+        return "\n".join(["the request was refused:", *lines])
+    if body.get("message"):
+        return str(body["message"])
+    return json.dumps(body, sort_keys=True)  # never a Python structure: the body as the API sent it
 
 
 def http_sender(url: str, key: str, *, timeout: float = 30.0) -> Send:

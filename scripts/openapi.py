@@ -13,9 +13,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
+_SCHEMAS = "#/components/schemas/"
 
 # Importing the handler validates its environment at "cold start"; placeholders suffice to read routes.
 _PLACEHOLDER_ENVIRONMENT = {
@@ -52,7 +54,41 @@ def generate() -> str:
             "and, for tenants, the tenant id."
         ),
     )
-    return json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    return json.dumps(_with_error_bodies(json.loads(text)), indent=2, sort_keys=True) + "\n"
+
+
+def _with_error_bodies(document: dict[str, Any]) -> dict[str, Any]:
+    """Describe the error bodies the API really sends (controlplane.api.problems): Powertools documents its
+    own 422 shape, which the API's exception handler replaces, and no other 4xx."""
+    problems = importlib.import_module("controlplane.api.problems")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    # Powertools' shapes: its 422 body, and a response-validation body no route of ours can answer with.
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)
+    for model in (problems.Problem, problems.ValidationProblem):
+        schema = model.model_json_schema(by_alias=True, ref_template=f"{_SCHEMAS}{{model}}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = _error_response(
+                    "The request does not match the route", "ValidationProblem"
+                )
+            responses["4XX"] = _error_response(
+                "Refused: bad request (400), no or wrong credentials (401, 403), no such resource (404), "
+                "conflict (409)",
+                "Problem",
+            )
+    return document
+
+
+def _error_response(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _SCHEMAS + schema}}},
+    }
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import (
     BadRequestError,
     ForbiddenError,
     NotFoundError,
     ServiceError,
 )
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -25,7 +26,9 @@ from controlplane.admission.fair_share import ACCOUNT_KEY, guarantees, guarantee
 from controlplane.api.keys import Role
 from controlplane.api.models import (
     DEFAULT_PAGE_SIZE,
+    FORMATS,
     MAX_PAGE_SIZE,
+    TIMESTAMP_PATTERN,
     AccountPatch,
     AccountView,
     InvalidPageTokenError,
@@ -43,6 +46,7 @@ from controlplane.api.models import (
     decode_page_token,
     encode_page_token,
 )
+from controlplane.api.problems import describe
 from controlplane.core import functions
 from controlplane.core.errors import JobClosedError, JobNotFoundError
 from controlplane.core.model import Tier, utc_now
@@ -65,9 +69,20 @@ app = APIGatewayRestResolver(enable_validation=True)
 
 _EARLIEST: Final = "0000-01-01T00:00:00.000Z"
 _LATEST: Final = "9999-12-31T23:59:59.999Z"
-_TIMESTAMP: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
 _JOB_NOT_FOUND: Final = "no such job"
 _TENANT_NOT_FOUND: Final = "no such tenant"
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
+def _invalid_request(error: RequestValidationError) -> Response[str]:
+    """Every 422: each refused field, where it is and what it allows (controlplane.api.problems)."""
+    problem = describe(error.errors(), formats=FORMATS)
+    logger.info("Request refused", extra={"errors": [p.model_dump() for p in problem.errors]})
+    return Response(
+        status_code=problem.status_code,
+        content_type=content_types.APPLICATION_JSON,
+        body=problem.model_dump_json(by_alias=True),
+    )
 
 
 def _caller() -> tuple[str, str | None]:
@@ -108,10 +123,12 @@ def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | Non
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
     created_after: Annotated[
-        str | None, Query(alias="createdAfter", pattern=_TIMESTAMP, description="ISO 8601 UTC, inclusive")
+        str | None,
+        Query(alias="createdAfter", pattern=TIMESTAMP_PATTERN, description="ISO 8601 UTC, inclusive"),
     ] = None,
     created_before: Annotated[
-        str | None, Query(alias="createdBefore", pattern=_TIMESTAMP, description="ISO 8601 UTC, inclusive")
+        str | None,
+        Query(alias="createdBefore", pattern=TIMESTAMP_PATTERN, description="ISO 8601 UTC, inclusive"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,

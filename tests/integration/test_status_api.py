@@ -88,7 +88,13 @@ def test_onboard_upload_and_read_the_status_through_the_api(deployed: Deployed) 
     assert _call(deployed, "GET", "/tiers", key).status_code == 403
     assert _call(deployed, "GET", "/jobs", None).status_code == 401
     assert _call(deployed, "GET", "/jobs", "mlaas_wrong").status_code == 401
-    assert _call(deployed, "GET", "/nowhere", key).status_code == 403
+    nowhere = _call(deployed, "GET", "/nowhere", key)
+    assert nowhere.status_code == 404
+    assert "no route GET /nowhere; the routes are: " in nowhere.json()["message"]
+    assert "GET /jobs/{jobId}" in nowhere.json()["message"]
+    wrong_method = _call(deployed, "DELETE", "/jobs", key)
+    assert wrong_method.status_code == 404
+    assert wrong_method.json()["message"].startswith("/jobs answers GET, not DELETE")
 
     tiers = _call(deployed, "GET", "/tiers", operator).json()["items"]
     assert {tier["tier"] for tier in tiers} == {"basic", "standard", "premium"}

@@ -123,6 +123,17 @@ def test_api_errors_exit_1_with_the_message(
     assert code == 1
 
 
+def test_a_refused_request_is_printed_field_by_field(
+    api: Callable[..., tuple[int, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run(api, tenant("acme"), "jobs", "--status", "DONE")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "mlaas: HTTP 422: the request was refused:\n  status (query): must be one of 'RECEIVED'" in err
+    assert "[{" not in err
+    assert "'loc'" not in err
+
+
 def test_url_and_key_are_required_without_a_sender(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from scripts.openapi import DOCUMENT, generate
 
@@ -31,3 +32,24 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
     assert {"get", "patch", "delete"} == set(paths["/tenants/{tenantId}"])
     assert "TenantCreate" in document["components"]["schemas"]
     assert "metricThreshold" in document["components"]["schemas"]["TenantCreate"]["properties"]
+
+
+def test_every_operation_documents_the_error_bodies_the_api_sends() -> None:
+    """4xx bodies are controlplane.api.problems' models (tests/unit/test_api.py validates real answers
+    against them), with no reference left to a schema the document lacks."""
+    document = json.loads(DOCUMENT.read_text())
+    schemas = document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            where = f"{method.upper()} {path}"
+            assert responses["4XX"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Problem"
+            }, where
+            if "422" in responses:
+                assert responses["422"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ValidationProblem"
+                }, where
+    assert set(schemas["FieldProblem"]["required"]) == {"location", "field", "message", "type"}
+    referenced = set(re.findall(r"#/components/schemas/(\w+)", json.dumps(document)))
+    assert referenced <= set(schemas), referenced - set(schemas)

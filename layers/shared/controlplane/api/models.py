@@ -23,6 +23,14 @@ from controlplane.tenants.model import ProblemType, TenantStatus
 DEFAULT_PAGE_SIZE: Final = 25
 MAX_PAGE_SIZE: Final = 100
 _MAX_TOKEN_LENGTH: Final = 2048
+TIMESTAMP_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+INSTANCE_TYPE_PATTERN: Final = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+# Every pattern a request field must match, in words (the 422 says which format is allowed).
+FORMATS: Final = {
+    TIMESTAMP_PATTERN: "an ISO 8601 UTC time such as 2024-05-01T00:00:00.000Z",
+    INSTANCE_TYPE_PATTERN: "a SageMaker instance type such as ml.m5.xlarge",
+    ONBOARDING_TENANT_ID_PATTERN: "2-40 of a-z, 0-9 and -, beginning and ending with a letter or digit",
+}
 
 
 class InvalidPageTokenError(ValueError):
@@ -151,9 +159,9 @@ class TierPatch(ApiModel):
 
     concurrency_limit: int | None = Field(default=None, ge=0, le=1000)
     borrowing_limit: int | None = Field(default=None, ge=0, le=1000)
-    training_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    training_instance_type: str | None = Field(default=None, pattern=INSTANCE_TYPE_PATTERN)
     training_instance_count: int | None = Field(default=None, ge=1, le=1)
-    processing_instance_type: str | None = Field(default=None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    processing_instance_type: str | None = Field(default=None, pattern=INSTANCE_TYPE_PATTERN)
     processing_instance_count: int | None = Field(default=None, ge=1, le=1)
     max_dataset_bytes: int | None = Field(default=None, gt=0, le=5 * 1024**3)
     queue_wait_seconds: int | None = Field(default=None, ge=60, le=7 * 86400)
