@@ -32,6 +32,8 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
 
     `clients` is anything with `client(service)`: a boto3 Session, or the local emulator.
     """
+    if (refusal := tenant_access.onboarding_refusal(tenant.tenant_id)) is not None:
+        raise ValueError(f"cannot onboard tenant {tenant.tenant_id!r}: {refusal}")
     iam, sagemaker, dynamodb = clients.client("iam"), clients.client("sagemaker"), clients.client("dynamodb")
     role_name = tenant_access.role_name(tenant.tenant_id)
     boundary = outputs.get("TenantRoleBoundaryArn")

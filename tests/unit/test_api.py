@@ -502,6 +502,14 @@ def test_invalid_onboarding_is_422_naming_the_field(
     assert field in refused_fields(body), body
 
 
+def test_a_reserved_tenant_id_cannot_be_onboarded(api: Callable[..., tuple[int, Any]]) -> None:
+    """Uploads whose key names no tenant become jobs of "unknown": a tenant with that id would see them."""
+    status, body = api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT | {"tenantId": "unknown"})
+    assert status == 422
+    assert "tenantId" in refused_fields(body)
+    assert "tenantId (body) 'unknown' is reserved: the control plane records uploads" in body["message"]
+
+
 def test_tenants_list_paginates_and_one_tenant_reads(api: Callable[..., tuple[int, Any]]) -> None:
     for name in ("a1", "b2", "c3"):
         assert api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT | {"tenantId": name})[0] == 201

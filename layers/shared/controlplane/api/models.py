@@ -12,12 +12,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from controlplane.core.model import Tier
 from controlplane.jobs.lifecycle import Job, JobStatus
-from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN
+from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
 from controlplane.tenants.model import ProblemType, TenantStatus
 
 DEFAULT_PAGE_SIZE: Final = 25
@@ -189,7 +189,11 @@ class ContractInput(ApiModel):
 
 
 class TenantCreate(ApiModel):
-    tenant_id: str = Field(pattern=ONBOARDING_TENANT_ID_PATTERN, description="2-40 of a-z, 0-9 and -")
+    tenant_id: str = Field(
+        pattern=ONBOARDING_TENANT_ID_PATTERN,
+        description="2-40 of a-z, 0-9 and -; not a reserved id (unknown)",
+    )
+
     tier: Tier
     contract: ContractInput
     metric_threshold: float = Field(ge=-1e6, le=1e6, allow_inf_nan=False)
@@ -203,6 +207,13 @@ class TenantCreate(ApiModel):
     max_running_jobs: int | None = Field(
         default=None, ge=1, le=1000, description="Per-tenant cap; none by default"
     )
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if (refusal := onboarding_refusal(value)) is not None:
+            raise ValueError(refusal)
+        return value
 
 
 class TenantPatch(ApiModel):

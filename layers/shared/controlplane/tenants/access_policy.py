@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from controlplane.uploads.keys import UNKNOWN_TENANT
+
 # Narrower than uploads.TENANT_ID_PATTERN: the id becomes part of an IAM role name (64 characters at most)
 # and of a SageMaker model package group name (no trailing hyphen).
 ONBOARDING_TENANT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$"
@@ -19,8 +21,19 @@ ROLE_POLICY_NAME: Final = "own-data-only"
 TENANT_TAG: Final = "mlaas:tenant"
 
 
-def is_onboardable_tenant_id(tenant_id: str) -> bool:
-    return _ONBOARDING_TENANT_ID.fullmatch(tenant_id) is not None
+# Ids the system itself files things under; a tenant onboarded with one would see what is not its own.
+RESERVED_TENANT_IDS: Final = {
+    UNKNOWN_TENANT: "the control plane records uploads whose key names no tenant under it",
+}
+
+
+def onboarding_refusal(tenant_id: str) -> str | None:
+    """Why ``tenant_id`` cannot be onboarded, or None when it can."""
+    if tenant_id in RESERVED_TENANT_IDS:
+        return f"'{tenant_id}' is reserved: {RESERVED_TENANT_IDS[tenant_id]}"
+    if _ONBOARDING_TENANT_ID.fullmatch(tenant_id) is None:
+        return "must be 2-40 of a-z, 0-9 and -, beginning and ending with a letter or digit"
+    return None
 
 
 def role_name(tenant_id: str) -> str:
