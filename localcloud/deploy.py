@@ -692,6 +692,8 @@ class Deployer:
                 "Description",
                 "Tags",
                 "EventInvokeConfig",
+                # Accepted: locally every function logs to its file under the state directory.
+                "LoggingConfig",
             },
         )
         async_config = _async_config(resource, props.get("EventInvokeConfig"))

@@ -363,3 +363,22 @@ def test_the_tenants_table_has_the_sparse_offboarding_due_index(resources: dict[
     ]
     types = {d["AttributeName"]: d["AttributeType"] for d in properties["AttributeDefinitions"]}
     assert types["offboardingDue"] == types["deleteAfter"] == "S"
+
+
+def test_every_log_group_has_a_retention_and_every_function_logs_to_its_own(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """No log is kept forever (CloudWatch's default): each function writes to a log group this stack creates
+    (before the function, so its first lines are covered) with LogRetentionDays."""
+    groups = {name: r for name, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    for name, group in groups.items():
+        assert "RetentionInDays" in group["Properties"], name
+    functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    used = []
+    for name, function in functions.items():
+        target = function["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+        assert target in groups, f"{name} logs to {target!r}, not a log group of this stack"
+        assert groups[target]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        used.append(target)
+    assert len(used) == len(set(used)), "two functions share a log group"
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
