@@ -8,11 +8,13 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 PIPELINE_VENV := build/pipeline-venv
 PIPELINE_STAMP := $(PIPELINE_VENV)/.installed
+CHECKOV_VENV := build/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LOCAL_PORT ?= 4566
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean pipeline-venv pipeline-definition bench openapi asl soak
+.PHONY: help setup demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +31,15 @@ $(PIPELINE_STAMP): requirements/pipeline-build.txt
 	@test -x $(PIPELINE_VENV)/bin/python || $(PYTHON) -m venv $(PIPELINE_VENV)
 	$(PIPELINE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/pipeline-build.txt
 	@touch $(PIPELINE_STAMP)
+
+# checkov lives in a venv of its own: its pins (boto3 among them) are not the dev tools'.
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+iac: $(CHECKOV_STAMP) ## IaC scan: checkov over template.yaml (.checkov.yaml lists every skipped check and why)
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 pipeline-venv: $(PIPELINE_STAMP) ## create build/pipeline-venv (SageMaker SDK 2.x) that generates the pipeline definition
 
@@ -79,7 +90,7 @@ bench: $(STAMP) ## benchmarks: fair-share vs FIFO (1M jobs), decision time, the 
 soak: $(STAMP) ## fault-injection soak: >=1,000 uploads, 30 tenants, SIMULATED faults and pipelines; build/soak.json
 	PYTHONPATH=layers/shared:. $(BIN)/python -m bench.soak --state-dir build/soak-state
 
-check: lint types test ## everything CI runs: lint, types, template validation and build, all tests
+check: lint types iac test ## everything CI runs: lint, types, the IaC scan, template validation and build, all tests
 
 clean: ## remove build output and local emulator state
 	rm -rf .aws-sam build .localcloud .pytest_cache .mypy_cache .ruff_cache build-sam.log

@@ -29,6 +29,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +39,30 @@ from localcloud.lambda_runtime import LambdaRuntime
 
 LOGGER = logging.getLogger("localcloud.api")
 _MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+@dataclass(frozen=True)
+class AccessLog:
+    """A stage's AccessLogSetting: the log group and the $context format of one line per request."""
+
+    log_group_name: str
+    format: str
+
+
+_CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
+
+
+def access_log_line(log_format: str, context: dict[str, Any]) -> str:
+    """``log_format`` with each $context.a.b replaced from ``context`` (nested dicts); API Gateway writes
+    "-" for a variable without a value."""
+
+    def value(match: re.Match[str]) -> str:
+        found: Any = context
+        for part in match.group(1).split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        return "-" if found is None or found == "" else json.dumps(str(found))[1:-1]
+
+    return _CONTEXT_VARIABLE.sub(value, log_format)
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,7 @@ class ApiSpec:
     authorizers: dict[str, Authorizer] = field(default_factory=dict)
     default_authorizer: str | None = None
     routes: list[Route] = field(default_factory=list)
+    access_log: AccessLog | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,14 @@ class _Reply:
 
 def _json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> _Reply:
     return _Reply(status, {"Content-Type": "application/json"} | (headers or {}), json.dumps(body).encode())
+
+
+def _message_of(reply: _Reply) -> str | None:
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        return None
+    return str(body.get("message")) if isinstance(body, dict) and body.get("message") else None
 
 
 def _policy_allows(policy: Any, method_arn: str) -> bool:
@@ -108,9 +142,17 @@ def _policy_allows(policy: Any, method_arn: str) -> bool:
 class RestApiServer:
     """Serves one ApiSpec on 127.0.0.1:<port> (0 picks a free port) until close()."""
 
-    def __init__(self, spec: ApiSpec, lambda_runtime: LambdaRuntime, *, port: int = 0) -> None:
+    def __init__(
+        self,
+        spec: ApiSpec,
+        lambda_runtime: LambdaRuntime,
+        *,
+        port: int = 0,
+        write_access_log: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.spec = spec
         self._runtime = lambda_runtime
+        self._write_access_log = write_access_log  # (log group, line), when the stage has access logs
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -158,6 +200,28 @@ class RestApiServer:
     # ------------------------------------------------------------------ one request
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> _Reply:
+        started = time.monotonic()
+        context: dict[str, Any] = {
+            "requestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            "httpMethod": method,
+            "path": urlsplit(raw_path).path,
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent")},
+        }
+        reply = self._route(method, raw_path, headers, body, context)
+        if self.spec.access_log is not None and self._write_access_log is not None:
+            context |= {"status": reply.status, "responseLatency": round((time.monotonic() - started) * 1000)}
+            if reply.status >= 400:
+                context["error"] = {"message": _message_of(reply)}
+            self._write_access_log(
+                self.spec.access_log.log_group_name, access_log_line(self.spec.access_log.format, context)
+            )
+        return reply
+
+    def _route(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes, context: dict[str, Any]
+    ) -> _Reply:
+        """One request as API Gateway serves it; ``context`` gathers what its access log line shows."""
         split = urlsplit(raw_path)
         stage_prefix = f"/{self.spec.stage}"
         if not (split.path == stage_prefix or split.path.startswith(stage_prefix + "/")):
@@ -169,8 +233,9 @@ class RestApiServer:
                 break
         else:
             return _json_reply(404, {"statusCode": 404, "message": self._no_route(method, path)})
+        context["resourcePath"] = route.path
         query = parse_qs(split.query, keep_blank_values=True)
-        request_id = str(uuid.uuid4())
+        request_id = str(context["requestId"])
         method_arn = (
             f"arn:aws:execute-api:{self.spec.region}:{self.spec.account_id}:{self.spec.api_id}/"
             f"{self.spec.stage}/{method}{path}"
@@ -203,6 +268,7 @@ class RestApiServer:
             if isinstance(authorized, _Reply):
                 return authorized
             request_context["authorizer"] = authorized
+            context["authorizer"] = authorized
         event = common | {
             "requestContext": request_context,
             "body": body.decode("utf-8", errors="replace") if body else None,

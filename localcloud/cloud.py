@@ -36,6 +36,7 @@ from localcloud.sqs_event_sources import SqsEventSources
 from localcloud.template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Template
 
 LOGGER = logging.getLogger("localcloud")
+ACCESS_LOG_STREAM = "localcloud"  # the stream every API access log line goes to
 T = TypeVar("T")
 
 
@@ -123,6 +124,8 @@ class LocalCloud:
         self.faults: FaultInjector | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._access_log_lock = threading.Lock()
+        self._access_log_streams: set[str] = set()
         self._stops: list[Callable[[], None]] = []
         self._response_endpoint: ResponseEndpoint | None = None
         self._port: int | None = None
@@ -315,10 +318,27 @@ class LocalCloud:
         stack = deployer.deploy(template)
         self.stacks.append(stack)
         for logical_id, spec in stack.apis.items():
-            server = RestApiServer(spec, self.lambda_runtime)
+            server = RestApiServer(spec, self.lambda_runtime, write_access_log=self._write_access_log)
             self.api_servers[(stack.name, logical_id)] = server
             self._stops.append(server.close)
         return stack
+
+    def _write_access_log(self, log_group: str, line: str) -> None:
+        """One API access log line into its CloudWatch Logs group (stream "localcloud"), as API Gateway
+        writes it; a failure is logged, never the request's."""
+        try:
+            with self._access_log_lock:
+                logs = self.client("logs")
+                if log_group not in self._access_log_streams:
+                    logs.create_log_stream(logGroupName=log_group, logStreamName=ACCESS_LOG_STREAM)
+                    self._access_log_streams.add(log_group)
+                logs.put_log_events(
+                    logGroupName=log_group,
+                    logStreamName=ACCESS_LOG_STREAM,
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": line}],
+                )
+        except Exception:
+            LOGGER.exception("Could not write an API access log line to %s", log_group)
 
     def api_url(self, stack: Stack, logical_id: str) -> str:
         """The loopback base URL of a deployed AWS::Serverless::Api: http://127.0.0.1:<port>/<StageName>."""

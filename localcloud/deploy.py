@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.api_gateway import ApiSpec, Authorizer, Route
+from localcloud.api_gateway import AccessLog, ApiSpec, Authorizer, Route
 from localcloud.custom_resources import CustomResourceError, ResponseEndpoint, create_custom_resource
 from localcloud.lambda_runtime import AsyncConfig, FunctionSpec, LambdaRuntime
 from localcloud.schedules import UnsupportedScheduleError, rate_seconds
@@ -111,6 +111,16 @@ def _check_properties(resource: Resource, properties: Mapping[str, Any], support
         )
 
 
+def _access_log(resource: Resource, setting: Any) -> AccessLog | None:
+    """A stage's AccessLogSetting: its CloudWatch log group (by ARN) and its $context format."""
+    if not setting:
+        return None
+    if set(setting) - {"DestinationArn", "Format"} or ":log-group:" not in str(setting.get("DestinationArn")):
+        raise DeployError(f"{resource.logical_id}: AccessLogSetting: a log group DestinationArn and a Format")
+    group = str(setting["DestinationArn"]).split(":log-group:", 1)[1].removesuffix(":*")
+    return AccessLog(log_group_name=group, format=str(setting["Format"]))
+
+
 def _async_config(resource: Resource, config: Any) -> AsyncConfig:
     """A function's EventInvokeConfig: MaximumRetryAttempts and an SQS OnFailure destination are emulated;
     anything else (OnSuccess, other destination types, MaximumEventAgeInSeconds) fails the deploy."""
@@ -183,6 +193,8 @@ class Deployer:
             "AWS::SNS::TopicPolicy": self._topic_policy,
             "AWS::SNS::Subscription": self._subscription,
             "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::ApiGateway::Account": self._api_gateway_account,
+            "AWS::CloudFormation::WaitConditionHandle": self._wait_condition_handle,
         }
 
     # ------------------------------------------------------------------------ orchestration
@@ -896,6 +908,7 @@ class Deployer:
                 "TracingEnabled",
                 "MethodSettings",
                 "EndpointConfiguration",
+                "AccessLogSetting",
             },
         )
         auth = dict(props.get("Auth") or {})
@@ -910,6 +923,7 @@ class Deployer:
             region=template.region,
             account_id=template.account_id,
             default_authorizer=auth.get("DefaultAuthorizer"),
+            access_log=_access_log(resource, props.get("AccessLogSetting")),
         )
         for name, authorizer in (auth.get("Authorizers") or {}).items():
             known = {"FunctionArn", "FunctionPayloadType", "Identity"}
@@ -933,6 +947,19 @@ class Deployer:
         self._apis[api_id] = spec
         url = f"https://{api_id}.execute-api.{template.region}.amazonaws.com"
         return _Created(api_id, {"RootResourceId": api_id, "RestApiId": api_id, "ApiEndpoint": url})
+
+    def _api_gateway_account(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        """The account's CloudWatch role for API Gateway logs: recorded only (the local API needs no role
+        to write its access logs)."""
+        _check_properties(resource, props, {"CloudWatchRoleArn"})
+        return _Created(f"{template.stack_name}-{resource.logical_id}")
+
+    def _wait_condition_handle(
+        self, template: Template, resource: Resource, props: dict[str, Any]
+    ) -> _Created:
+        """A handle nothing signals: only its dependencies matter (they are created before it)."""
+        _check_properties(resource, props, set())
+        return _Created(f"https://localcloud/wait-condition/{template.stack_name}/{resource.logical_id}")
 
     def _api_route(
         self, resource: Resource, event_name: str, props: dict[str, Any], function_name: str

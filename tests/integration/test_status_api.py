@@ -7,6 +7,7 @@ the API with the tenant's key; other credentials see nothing.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -103,3 +104,28 @@ def test_onboard_upload_and_read_the_status_through_the_api(deployed: Deployed) 
     assert "status" in invalid.text
     suspended = _call(deployed, "PATCH", f"/tenants/{tenant_id}", operator, json={"status": "SUSPENDED"})
     assert suspended.json()["status"] == "SUSPENDED"
+
+
+def test_every_request_leaves_an_access_log_line_naming_the_caller(deployed: Deployed) -> None:
+    """The stage's AccessLogSetting (template.yaml): one JSON line per request in its log group, with the
+    authorizer's role and tenant, so operator actions and tenant calls can be audited."""
+    operator = create_operator_key(deployed.cloud, deployed.outputs)
+    tenant_id = f"log-{uuid.uuid4().hex[:8]}"
+    key = _onboard(deployed, operator, tenant_id)
+    assert _call(deployed, "GET", "/jobs/job-nothing-here", key).status_code in {404, 422}
+    assert _call(deployed, "GET", "/tiers", None).status_code == 401
+    group = f"/aws/apigateway/{deployed.stack.name}-status-api/access"
+    events = deployed.client("logs").filter_log_events(logGroupName=group)["events"]
+    lines = [json.loads(event["message"]) for event in events]
+    onboarding = [line for line in lines if line["httpMethod"] == "POST" and line["status"] == "201"]
+    assert any(line["role"] == "operator" and line["resourcePath"] == "/tenants" for line in onboarding)
+    mine = [line for line in lines if line["tenantId"] == tenant_id]
+    assert mine, lines[-5:]
+    assert mine[-1]["role"] == "tenant"
+    assert mine[-1]["resourcePath"] == "/jobs/{jobId}"
+    assert mine[-1]["error"] != "-"
+    refused = [line for line in lines if line["status"] == "401" and line["path"].endswith("/tiers")]
+    assert refused
+    assert refused[-1]["role"] == "-"
+    assert refused[-1]["error"] == "Unauthorized"
+    assert all(line["requestId"] and line["responseLatency"] != "-" for line in lines)
