@@ -54,7 +54,10 @@ def _allowed(policy: dict[str, Any], arn: str) -> bool:
     )
 
 
-def test_a_tenant_key_yields_its_tenant_and_only_the_tenant_routes(authorize: Callable[..., Any]) -> None:
+def test_a_tenant_key_yields_its_tenant_and_only_the_tenant_routes(
+    authorize: Callable[..., Any], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    put_tenant("acme")
     key = _store("tenant", "acme")
     result = authorize(f"Bearer {key}")
     assert result["context"] == {"role": "tenant", "tenantId": "acme"}
@@ -87,6 +90,32 @@ def test_a_revoked_key_is_unauthorized(authorize: Callable[..., Any]) -> None:
     key = _store("tenant", "acme", status="REVOKED")
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(f"Bearer {key}")
+
+
+@pytest.mark.parametrize("status", ["SUSPENDED", None])
+def test_a_suspended_or_offboarded_tenants_key_stops_working_and_works_again_once_resumed(
+    authorize: Callable[..., Any],
+    put_tenant: Callable[..., dict[str, Any]],
+    table: Callable[[str], Any],
+    status: str | None,
+) -> None:
+    """None: the tenant item is gone (offboarded and deleted) while a key is somehow left."""
+    put_tenant("acme")
+    key = _store("tenant", "acme")
+    assert authorize(f"Bearer {key}")["context"]["tenantId"] == "acme"
+    if status is None:
+        table("TENANTS_TABLE_NAME").delete_item(Key={"tenantId": "acme"})
+    else:
+        table("TENANTS_TABLE_NAME").update_item(
+            Key={"tenantId": "acme"},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": status},
+        )
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(f"Bearer {key}")
+    put_tenant("acme")  # resumed (ACTIVE again): the same key works
+    assert authorize(f"Bearer {key}")["context"]["tenantId"] == "acme"
 
 
 # ------------------------------------------------------------------ the tenant role policy

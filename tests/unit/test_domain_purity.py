@@ -20,6 +20,7 @@ AWS_PLUMBING = {"controlplane.core.clients", "controlplane.core.dynamo", "contro
 CROSS_CUTTING = {"controlplane", "controlplane.settings", "controlplane.observability"}
 USE_CASES = {
     "controlplane.admission.gate",
+    "controlplane.api.authorizing",
     "controlplane.builds.reconciling",
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",
