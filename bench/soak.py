@@ -604,10 +604,6 @@ def explain(cloud: LocalCloud, outputs: Mapping[str, str], examples: dict[str, A
 # ---------------------------------------------------------------------------------------- the run
 
 
-def _first_at(job: Mapping[str, Any], status: str) -> float | None:
-    return next((epoch(str(e["at"])) for e in job.get("timeline", []) if e.get("status") == status), None)
-
-
 def slot_time(jobs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Where a held slot's time goes (p50 / p90 seconds over the jobs that built once, from their own
     timestamps): the start (admitted -> RUNNING recorded), the simulated pipeline and the delivery of its
@@ -622,7 +618,7 @@ def slot_time(jobs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
             admissions[tier].append(epoch(str(job["admittedAt"])))
         if job.get("slotReleasedAt"):
             releases[tier].append(epoch(str(job["slotReleasedAt"])))
-        running = _first_at(job, "RUNNING")
+        running = stack.running_at(job)
         outcome = job.get("pipelineOutcome") or {}
         if not (running and outcome.get("at") and job.get("slotReleasedAt") and job.get("admittedAt")):
             continue
@@ -687,23 +683,11 @@ def job_statuses(cloud: LocalCloud, table: str, tenants: Iterable[SampleTenant])
     """Every job's status only (the drain's poll: full items of 1,000 jobs every few seconds would load the
     emulator's DynamoDB serialiser, the stack's own bottleneck, with the harness's reads)."""
     dynamodb = observer(cloud, "dynamodb")
-    statuses: list[str] = []
-    for tenant in tenants:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "IndexName": "tenant-jobs",
-            "KeyConditionExpression": "tenantId = :t",
-            "ProjectionExpression": "#status",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":t": {"S": tenant.tenant_id}},
-        }
-        while True:
-            page = dynamodb.query(**kwargs)
-            statuses.extend(item["status"]["S"] for item in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return statuses
+    return [
+        str(job["status"])
+        for tenant in tenants
+        for job in tenant_jobs(dynamodb, table, tenant.tenant_id, attributes=("status",))
+    ]
 
 
 def drain(

@@ -17,7 +17,10 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"
 _deserializer = TypeDeserializer()
 
 
-def tenant_jobs(dynamodb: Any, table: str, tenant_id: str) -> list[dict[str, Any]]:
+def tenant_jobs(
+    dynamodb: Any, table: str, tenant_id: str, *, attributes: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every job of the tenant; only ``attributes`` of each when given (a cheap poll)."""
     jobs: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": table,
@@ -25,6 +28,9 @@ def tenant_jobs(dynamodb: Any, table: str, tenant_id: str) -> list[dict[str, Any
         "KeyConditionExpression": "tenantId = :t",
         "ExpressionAttributeValues": {":t": {"S": tenant_id}},
     }
+    if attributes:
+        kwargs["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attributes)))
+        kwargs["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(attributes)}
     while True:
         page = dynamodb.query(**kwargs)
         jobs.extend({k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
