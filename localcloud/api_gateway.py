@@ -14,9 +14,15 @@ Lambda REQUEST authorizers (FunctionArn, Identity.Headers). A request is served 
    (statusCode, headers, multiValueHeaders, body, isBase64Encoded) is returned, a function error or
    malformed response is a 502.
 
+4. throttling (localcloud.api_throttling): the stage's MethodSettings limit, then, with Auth.ApiKeyRequired,
+   the usage plan of the caller's API key (the authorizer's ``usageIdentifierKey`` with ApiKeySourceType
+   AUTHORIZER): no key in a plan of the stage is a 403, an empty bucket a 429; both are the API's
+   GatewayResponses (INVALID_API_KEY, THROTTLED) where it defines them (status, static headers such as
+   Retry-After, the application/json body).
+
 URLs are `http://127.0.0.1:<port>/<StageName>/<path>`. Not emulated: authorizer result caching
-(ReauthorizeEvery is treated as 0), usage plans, API keys of API Gateway itself, request validation
-and mapping templates, binary media types, CORS preflight, MethodSettings throttling (accepted, ignored).
+(ReauthorizeEvery is treated as 0), usage plan quotas, request validation and mapping templates, binary
+media types, CORS preflight.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from localcloud.api_throttling import Throttle, TokenBuckets, plan_of_key
 from localcloud.lambda_runtime import LambdaRuntime
 
 LOGGER = logging.getLogger("localcloud.api")
 _MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+_USAGE_KEY = "\x00usageIdentifierKey"  # carried beside the authorizer context, never inside it
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,15 @@ class Route:
         return dict(found.groupdict()) if found else None
 
 
+@dataclass(frozen=True)
+class GatewayResponse:
+    """A GatewayResponses entry: what replaces API Gateway's default for one response type."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: str | None
+
+
 @dataclass
 class ApiSpec:
     logical_id: str
@@ -98,6 +115,10 @@ class ApiSpec:
     default_authorizer: str | None = None
     routes: list[Route] = field(default_factory=list)
     access_log: AccessLog | None = None
+    api_key_required: bool = False  # Auth.ApiKeyRequired: every method counts against a usage plan
+    api_key_source: str = "HEADER"  # ApiKeySourceType: HEADER (x-api-key) or AUTHORIZER
+    stage_throttle: Throttle | None = None  # MethodSettings' stage-wide limit
+    gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,7 @@ class RestApiServer:
         self.spec = spec
         self._runtime = lambda_runtime
         self._write_access_log = write_access_log  # (log group, line), when the stage has access logs
+        self._buckets = TokenBuckets()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -267,8 +289,14 @@ class RestApiServer:
             authorized = self._authorize(route.authorizer, common, request_context, method_arn, headers)
             if isinstance(authorized, _Reply):
                 return authorized
+            usage_key = authorized.pop(_USAGE_KEY, None)
             request_context["authorizer"] = authorized
             context["authorizer"] = authorized
+        else:
+            usage_key = None
+        refused = self._throttle(headers, usage_key)
+        if refused is not None:
+            return refused
         event = common | {
             "requestContext": request_context,
             "body": body.decode("utf-8", errors="replace") if body else None,
@@ -318,7 +346,43 @@ class RestApiServer:
         if not isinstance(result, dict) or not _policy_allows(result.get("policyDocument"), method_arn):
             return _json_reply(403, {"message": "User is not authorized to access this resource"})
         context = {key: value for key, value in (result.get("context") or {}).items()}
-        return context | {"principalId": str(result.get("principalId", ""))}
+        usage = result.get("usageIdentifierKey")
+        return (
+            context
+            | {"principalId": str(result.get("principalId", ""))}
+            | ({_USAGE_KEY: usage} if usage else {})
+        )
+
+    def _throttle(self, headers: dict[str, str], usage_key: Any) -> _Reply | None:
+        """The stage's limit, then the caller's usage plan (module docstring of localcloud.api_throttling):
+        None when the request may go on, else the 403 or 429 API Gateway answers."""
+        if self.spec.stage_throttle is not None and self._buckets.take("stage", self.spec.stage_throttle):
+            return self._gateway_reply("THROTTLED", 429, "Too Many Requests")
+        if not self.spec.api_key_required:
+            return None
+        if self.spec.api_key_source != "AUTHORIZER":
+            usage_key = next((v for k, v in headers.items() if k.lower() == "x-api-key"), None)
+        plan = (
+            plan_of_key(
+                self.spec.account_id, self.spec.region, self.spec.api_id, self.spec.stage, str(usage_key)
+            )
+            if usage_key
+            else None
+        )
+        if plan is None:
+            return self._gateway_reply("INVALID_API_KEY", 403, "Forbidden")
+        if plan.throttle is not None and self._buckets.take(f"{plan.plan_id}/{plan.key_id}", plan.throttle):
+            return self._gateway_reply("THROTTLED", 429, "Too Many Requests")
+        return None
+
+    def _gateway_reply(self, response_type: str, status: int, message: str) -> _Reply:
+        """API Gateway's own response of ``response_type``, as the API's GatewayResponses change it."""
+        custom = self.spec.gateway_responses.get(response_type)
+        if custom is None:
+            return _json_reply(status, {"message": message})
+        body = custom.body.encode() if custom.body is not None else json.dumps({"message": message}).encode()
+        headers = {"Content-Type": "application/json"} | custom.headers
+        return _Reply(custom.status or status, headers, body)
 
     @staticmethod
     def _proxy_reply(payload: str) -> _Reply:

@@ -21,7 +21,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.api_gateway import AccessLog, ApiSpec, Authorizer, Route
+from localcloud.api_gateway import AccessLog, ApiSpec, Authorizer, GatewayResponse, Route
+from localcloud.api_throttling import Throttle
 from localcloud.custom_resources import CustomResourceError, ResponseEndpoint, create_custom_resource
 from localcloud.lambda_runtime import AsyncConfig, FunctionSpec, LambdaRuntime
 from localcloud.schedules import UnsupportedScheduleError, rate_seconds
@@ -121,6 +122,47 @@ def _access_log(resource: Resource, setting: Any) -> AccessLog | None:
     return AccessLog(log_group_name=group, format=str(setting["Format"]))
 
 
+def _stage_throttle(resource: Resource, method_settings: Any) -> Throttle | None:
+    """The stage-wide throttle of MethodSettings (the ``/*`` ``*`` entry); per-method entries fail the
+    deploy (not emulated)."""
+    found: Throttle | None = None
+    for setting in method_settings or []:
+        if setting.get("ResourcePath") != "/*" or setting.get("HttpMethod") != "*":
+            raise DeployError(f"{resource.logical_id}: only a MethodSettings entry for /* and * is emulated")
+        found = Throttle.of(setting)
+    return found
+
+
+def _gateway_responses(resource: Resource, responses: Any) -> dict[str, GatewayResponse]:
+    """SAM's GatewayResponses: per response type, its status, headers (static values, quoted as
+    API Gateway wants: "'1'") and application/json template (served as written: no $context here)."""
+    found: dict[str, GatewayResponse] = {}
+    for name, response in (responses or {}).items():
+        parameters = dict(response.get("ResponseParameters") or {})
+        if set(response) - {"StatusCode", "ResponseParameters", "ResponseTemplates"} or set(parameters) - {
+            "Headers"
+        }:
+            raise DeployError(
+                f"{resource.logical_id}: GatewayResponses {name}: only StatusCode, Headers and templates"
+            )
+        headers = {}
+        for header, value in (parameters.get("Headers") or {}).items():
+            text = str(value)
+            if not (len(text) >= 2 and text[0] == text[-1] == "'"):
+                raise DeployError(
+                    f"{resource.logical_id}: GatewayResponses {name}: header {header} must be a quoted "
+                    "static value"
+                )
+            headers[str(header)] = text[1:-1]
+        templates = dict(response.get("ResponseTemplates") or {})
+        found[str(name)] = GatewayResponse(
+            status=int(response["StatusCode"]) if "StatusCode" in response else None,
+            headers=headers,
+            body=templates.get("application/json"),
+        )
+    return found
+
+
 def _async_config(resource: Resource, config: Any) -> AsyncConfig:
     """A function's EventInvokeConfig: MaximumRetryAttempts and an SQS OnFailure destination are emulated;
     anything else (OnSuccess, other destination types, MaximumEventAgeInSeconds) fails the deploy."""
@@ -195,6 +237,9 @@ class Deployer:
             "AWS::CloudWatch::Alarm": self._alarm,
             "AWS::ApiGateway::Account": self._api_gateway_account,
             "AWS::CloudFormation::WaitConditionHandle": self._wait_condition_handle,
+            "AWS::ApiGateway::UsagePlan": self._usage_plan,
+            "AWS::ApiGateway::ApiKey": self._api_gateway_key,
+            "AWS::ApiGateway::UsagePlanKey": self._usage_plan_key,
         }
 
     # ------------------------------------------------------------------------ orchestration
@@ -909,10 +954,12 @@ class Deployer:
                 "MethodSettings",
                 "EndpointConfiguration",
                 "AccessLogSetting",
+                "ApiKeySourceType",
+                "GatewayResponses",
             },
         )
         auth = dict(props.get("Auth") or {})
-        unsupported = set(auth) - {"DefaultAuthorizer", "Authorizers"}
+        unsupported = set(auth) - {"DefaultAuthorizer", "Authorizers", "ApiKeyRequired"}
         if unsupported:
             raise DeployError(f"{resource.logical_id}: Auth {sorted(unsupported)} are not emulated")
         api_id = uuid.uuid4().hex[:10]
@@ -924,6 +971,10 @@ class Deployer:
             account_id=template.account_id,
             default_authorizer=auth.get("DefaultAuthorizer"),
             access_log=_access_log(resource, props.get("AccessLogSetting")),
+            api_key_required=bool(auth.get("ApiKeyRequired", False)),
+            api_key_source=str(props.get("ApiKeySourceType", "HEADER")),
+            stage_throttle=_stage_throttle(resource, props.get("MethodSettings")),
+            gateway_responses=_gateway_responses(resource, props.get("GatewayResponses")),
         )
         for name, authorizer in (auth.get("Authorizers") or {}).items():
             known = {"FunctionArn", "FunctionPayloadType", "Identity"}
@@ -953,6 +1004,58 @@ class Deployer:
         to write its access logs)."""
         _check_properties(resource, props, {"CloudWatchRoleArn"})
         return _Created(f"{template.stack_name}-{resource.logical_id}")
+
+    def _usage_plan(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        """A usage plan in moto's API Gateway, for the local APIs' throttling (localcloud.api_throttling);
+        its ApiStages name the local API by the id this deploy gave it."""
+        _check_properties(resource, props, {"UsagePlanName", "Description", "ApiStages", "Throttle", "Tags"})
+        throttle = dict(props.get("Throttle") or {})
+        if set(throttle) - {"RateLimit", "BurstLimit"}:
+            raise DeployError(
+                f"{resource.logical_id}: Throttle {sorted(throttle)}: only RateLimit and BurstLimit"
+            )
+        stages = []
+        for stage in props.get("ApiStages") or []:
+            if set(stage) - {"ApiId", "Stage"}:
+                raise DeployError(f"{resource.logical_id}: ApiStages {sorted(stage)}: per-method throttles")
+            stages.append({"apiId": str(stage["ApiId"]), "stage": str(stage["Stage"])})
+        request: dict[str, Any] = {
+            "name": props.get("UsagePlanName")
+            or physical_name(template.stack_name, resource.logical_id, max_length=255),
+            "apiStages": stages,
+        }
+        if throttle:
+            request["throttle"] = {
+                "rateLimit": float(throttle["RateLimit"]),
+                "burstLimit": int(throttle["BurstLimit"]),
+            }
+        if "Description" in props:
+            request["description"] = str(props["Description"])
+        plan = self._client("apigateway").create_usage_plan(**request)
+        return _Created(plan["id"], {"Id": plan["id"]})
+
+    def _api_gateway_key(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        _check_properties(resource, props, {"Name", "Description", "Enabled", "Value", "Tags"})
+        request: dict[str, Any] = {
+            "name": props.get("Name")
+            or physical_name(template.stack_name, resource.logical_id, max_length=255),
+            "enabled": str(props.get("Enabled", False)).lower() == "true",
+        }
+        if "Value" in props:
+            request["value"] = str(props["Value"])
+        if "Description" in props:
+            request["description"] = str(props["Description"])
+        key = self._client("apigateway").create_api_key(**request)
+        return _Created(key["id"], {"APIKeyId": key["id"]})
+
+    def _usage_plan_key(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
+        _check_properties(resource, props, {"KeyId", "KeyType", "UsagePlanId"})
+        if props.get("KeyType") != "API_KEY":
+            raise DeployError(f"{resource.logical_id}: KeyType must be API_KEY")
+        self._client("apigateway").create_usage_plan_key(
+            usagePlanId=str(props["UsagePlanId"]), keyId=str(props["KeyId"]), keyType="API_KEY"
+        )
+        return _Created(f"{props['UsagePlanId']}:{props['KeyId']}", {"Id": str(props["KeyId"])})
 
     def _wait_condition_handle(
         self, template: Template, resource: Resource, props: dict[str, Any]

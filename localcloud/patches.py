@@ -95,6 +95,10 @@ version, because these names are private and change between releases. What each 
    ._SERVICE_ERROR_NAMES` - moto names an aws-sdk SageMaker error `sagemaker.<Code>Exception`; Step
    Functions names it `SageMaker.<Code>Exception` (e.g. `SageMaker.ResourceLimitExceededException`, which
    the state machine catches to requeue a job). Extended with that binding, as seam 8 extends a table.
+21. `moto.apigateway.models.UsagePlan.apply_patch_operations` - UpdateUsagePlan's `/throttle/rateLimit`
+   is stored as `int(value)`: a rate of 0.5 requests per second fails and 2.5 becomes 2, while API Gateway
+   keeps a double. Wrapped: the rate is stored as a float (the burst stays an integer, as on AWS); the
+   local API's throttling (localcloud.api_throttling) reads it.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import moto
+from moto.apigateway.models import UsagePlan
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.core.responses import ActionResult
 from moto.dynamodb import models as dynamodb_models
@@ -717,6 +722,20 @@ def _memoised_parse(module: Any) -> Any:
     return parse
 
 
+def _usage_plan_patch_keeping_a_fractional_rate(
+    self: UsagePlan, patch_operations: list[dict[str, Any]]
+) -> None:
+    rates = [
+        op
+        for op in patch_operations
+        if op.get("op") in {"add", "replace"} and op.get("path") == "/throttle/rateLimit"
+    ]
+    others = [op for op in patch_operations if op not in rates]
+    _original(UsagePlan, "apply_patch_operations")(self, others)
+    for op in rates:
+        self.throttle["rateLimit"] = float(op["value"])
+
+
 _PATCHES: list[tuple[Any, str, Any]] = [
     (Rule, "send_to_targets", _send_to_targets),
     (LambdaFunction, "_invoke_lambda", _invoke_lambda),
@@ -739,6 +758,7 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     *((module, "boto_client_for", _shared_task_client) for module in _TASK_CLIENT_USERS),
     (sfn_json_path, "parse", _memoised_parse(sfn_json_path)),
     (sfn_result_path, "parse", _memoised_parse(sfn_result_path)),
+    (UsagePlan, "apply_patch_operations", _usage_plan_patch_keeping_a_fractional_rate),
 ]
 
 

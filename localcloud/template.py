@@ -302,7 +302,18 @@ class Template:
             return pseudo[name]
         if name in self.resources:
             return resources.ref(name)
+        stage_of = self._stage_reference(name)
+        if stage_of is not None:
+            return self.resolve(stage_of.properties.get("StageName"), resources)
         raise TemplateError(f"Ref to unknown name {name!r}")
+
+    def _stage_reference(self, name: str) -> Resource | None:
+        """SAM's ``!Ref <Api>.Stage``: the stage an AWS::Serverless::Api generates (its StageName)."""
+        api, _, suffix = name.partition(".")
+        resource = self.resources.get(api)
+        if suffix == "Stage" and resource is not None and resource.type == "AWS::Serverless::Api":
+            return resource
+        return None
 
     def _get_att(self, argument: Any, resources: ResourceLookup) -> Any:
         if isinstance(argument, str):
@@ -442,7 +453,8 @@ def _collect_references(node: Any, found: set[str]) -> None:
         return
     for key, value in node.items():
         if key == "Ref" and isinstance(value, str):
-            found.add(value)
+            # SAM's <Api>.Stage names the API's generated stage: it depends on the API.
+            found.add(value.removesuffix(".Stage"))
         elif key == "Fn::GetAtt":
             target = value.split(".", 1)[0] if isinstance(value, str) else value[0]
             if isinstance(target, str):

@@ -26,6 +26,8 @@ from scripts import dead_letters
 
 TERMINAL: Final = frozenset({"SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"})
 _REASON_WIDTH: Final = 72  # wide enough that a job id (68 characters) is never clipped
+_THROTTLED: Final = 429
+_MAX_RETRY_AFTER_SECONDS: Final = 30.0  # never sleep longer than this on one 429, whatever the header says
 
 # (method, path, query, body) -> (status code, decoded JSON body or None)
 Send = Callable[[str, str, dict[str, str] | None, Any], tuple[int, Any]]
@@ -51,24 +53,44 @@ def _explanation(body: Any) -> str:
         ]
         return "\n".join(["the request was refused:", *lines])
     if body.get("message"):
-        return str(body["message"])
+        retry = (
+            f" (retry after {body['retryAfter']:g} s)" if isinstance(body.get("retryAfter"), float) else ""
+        )
+        return str(body["message"]) + retry
     return json.dumps(body, sort_keys=True)  # never a Python structure: the body as the API sent it
 
 
-def http_sender(url: str, key: str, *, timeout: float = 30.0) -> Send:
+def http_sender(url: str, key: str, *, timeout: float = 30.0, throttle_retries: int = 3) -> Send:
+    """Sends to the API with the key. A 429 (over the tier's request rate) is sent again after the
+    Retry-After it names, up to ``throttle_retries`` times; the last 429's body then carries
+    ``retryAfter`` so that the error can say when to try again."""
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     base = url.rstrip("/")
 
     def send(method: str, path: str, query: dict[str, str] | None, body: Any) -> tuple[int, Any]:
-        response = session.request(method, base + path, params=query, json=body, timeout=timeout)
+        for attempt in range(throttle_retries + 1):
+            response = session.request(method, base + path, params=query, json=body, timeout=timeout)
+            retry_after = _retry_after(response)
+            if response.status_code != _THROTTLED or retry_after is None or attempt == throttle_retries:
+                break
+            time.sleep(min(retry_after, _MAX_RETRY_AFTER_SECONDS))
         try:
             decoded = response.json() if response.content else None
         except ValueError:
             decoded = response.text
+        if response.status_code == _THROTTLED and isinstance(decoded, dict) and retry_after is not None:
+            decoded["retryAfter"] = retry_after
         return response.status_code, decoded
 
     return send
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def call(send: Send, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None) -> Any:

@@ -81,6 +81,24 @@ def _with_error_bodies(document: dict[str, Any]) -> dict[str, Any]:
                 "conflict (409)",
                 "Problem",
             )
+            responses["429"] = _error_response(
+                "Over the request rate of the caller's tier (per tenant; operators have a plan of their "
+                "own): API Gateway's THROTTLED response. Send again after Retry-After seconds.",
+                "Throttled",
+            ) | {
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before sending again",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
+            }
+    schemas["Throttled"] = {
+        "title": "Throttled",
+        "type": "object",
+        "properties": {"message": {"type": "string", "title": "Message"}},
+        "required": ["message"],
+    }
     return document
 
 

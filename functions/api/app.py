@@ -56,7 +56,7 @@ from controlplane.jobs.lifecycle import JobStatus
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import store as tenants
-from controlplane.tenants.model import TenantStatus
+from controlplane.tenants.changing import TenantOffboardingError, change_tenant
 from controlplane.tenants.offboarding import TenantNotFoundError, begin
 from controlplane.tenants.offboarding_contract import DeletionOutcome, DeletionResult, ImmediateDeletion
 from controlplane.tenants.onboarding import TenantExistsError, onboard
@@ -281,12 +281,12 @@ def patch_tenant(
     tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)], patch: TenantPatch
 ) -> TenantView:
     _operator()
-    current = tenants.get(tenant_id) if patch.status is TenantStatus.ACTIVE else None
-    if current is not None and current.get("offboarding"):
-        raise _conflict("the tenant is being offboarded: it cannot be resumed")
-    item = tenants.update(tenant_id, patch.changes(), now=utc_now())
-    if item is None:
-        raise NotFoundError(_TENANT_NOT_FOUND)
+    try:
+        item = change_tenant(tenant_id, patch, now=utc_now())
+    except TenantOffboardingError as error:
+        raise _conflict(str(error)) from None
+    except TenantNotFoundError:
+        raise NotFoundError(_TENANT_NOT_FOUND) from None
     logger.info("Tenant changed", extra={"tenantId": tenant_id, "changes": patch.changes()})
     return TenantView.model_validate(item)
 

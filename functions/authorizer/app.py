@@ -41,5 +41,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise UnauthorizedError("Unauthorized")
     logger.info("Authorized", extra={"role": grant.role.value, "tenantId": grant.tenant_id})
     return allow_policy(
-        grant.principal_id, str(event.get("methodArn", "")), role=grant.role, tenant_id=grant.tenant_id
+        grant.principal_id,
+        str(event.get("methodArn", "")),
+        role=grant.role,
+        tenant_id=grant.tenant_id,
+        usage_key=grant.usage_key,
     )

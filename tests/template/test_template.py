@@ -314,6 +314,8 @@ def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dic
         "sagemaker:ListModelPackages",
         # Only to its on-failure destination (a failed sweep is kept, not dropped).
         "sqs:SendMessage",
+        # The tenant's usage key (its API rate limits) goes with it.
+        "apigateway:DELETE",
     }
     assert granted["sqs:SendMessage"] == [{"Fn::GetAtt": ["OffboardingSweepDeadLetterQueue", "Arn"]}]
     subs = {
@@ -321,6 +323,7 @@ def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dic
         for action, found in granted.items()
     }
     assert subs["dynamodb:GetItem"] == [{"Fn::GetAtt": ["TenantsTable", "Arn"]}]
+    assert subs["apigateway:DELETE"] == ["arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys/*"]
     assert sorted(subs["dynamodb:Query"]) == [
         "${ApiKeysTable.Arn}/index/tenant-keys",
         "${FairShareTable.Arn}/index/tenant-shares",

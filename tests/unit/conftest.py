@@ -6,10 +6,12 @@ fake (moto's SendTaskSuccess accepts any token, so dead tokens cannot be simulat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -210,8 +212,36 @@ def aws() -> Iterator[None]:
         tiers.seed_account(account_cap_default(), now="2024-05-01T00:00:00.000Z")
         for tier in ("basic", "standard", "premium"):
             tiers.seed(TierSettings.model_validate(tier_defaults(tier)), now="2024-05-01T00:00:00.000Z")
-        yield
+        with _usage_plans():
+            yield
         clients.reset()
+
+
+@contextlib.contextmanager
+def _usage_plans() -> Iterator[None]:
+    """The template's three tier usage plans (the status API's rate limits), in moto's API Gateway, named to
+    the API function through USAGE_PLAN_IDS as the template does."""
+    from controlplane.settings import get_api_settings  # noqa: PLC0415 - see pytest_configure
+
+    apigateway = aws_client("apigateway")
+    mapping = load_template()["Mappings"]["ApiLimits"]
+    plans = {
+        tier: apigateway.create_usage_plan(
+            name=f"test-{tier}",
+            throttle={
+                "rateLimit": mapping[tier]["RateLimit"],
+                "burstLimit": mapping[tier]["BurstLimit"],
+            },
+        )["id"]
+        for tier in ("basic", "standard", "premium")
+    }
+    os.environ["USAGE_PLAN_IDS"] = json.dumps(plans)
+    get_api_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.pop("USAGE_PLAN_IDS", None)
+        get_api_settings.cache_clear()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ tenant id are in requestContext.authorizer, never in the request.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -563,3 +564,71 @@ def test_patch_tenant_changes_tier_suspends_and_resumes(
     assert "status" in refused_fields(body)
     status, body = patch({"roleArn": "arn:aws:iam::123456789012:role/admin"})
     assert status == 422
+
+
+def _plans_of_usage_key(name: str) -> tuple[dict[str, Any], list[str]]:
+    """The usage key called ``name`` (with its value) and the tiers whose usage plans hold it."""
+    apigateway = aws_client("apigateway")
+    (key,) = [k for k in apigateway.get_api_keys(includeValues=True)["items"] if k["name"] == name]
+    plans = json.loads(os.environ["USAGE_PLAN_IDS"])
+    tiers = [
+        tier
+        for tier, plan_id in sorted(plans.items())
+        if any(k["id"] == key["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=plan_id)["items"])
+    ]
+    return key, tiers
+
+
+def test_onboarding_gives_each_tenant_a_usage_key_of_its_own_in_its_tiers_plan(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
+) -> None:
+    status, body = api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT)
+    assert status == 201, body
+    key, tiers = _plans_of_usage_key("mlaas-tenant-initech")
+    assert tiers == ["standard"]
+    stored = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "initech"})["Item"]
+    assert (stored["usageKeyId"], stored["usageKey"]) == (key["id"], key["value"])
+    # The usage key is API Gateway's to count with, nobody's to see.
+    assert key["value"] not in json.dumps(body)
+    status, body = api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT | {"tenantId": "globex"})
+    assert status == 201, body
+    other, _ = _plans_of_usage_key("mlaas-tenant-globex")
+    assert other["id"] != key["id"]
+
+
+def test_a_retried_onboarding_reuses_the_usage_key_it_created(api: Callable[..., tuple[int, Any]]) -> None:
+    from controlplane.api import usage_store  # noqa: PLC0415
+
+    first = usage_store.ensure_tenant_usage_key("initech", "standard")  # a failed attempt got this far
+    status, body = api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT)
+    assert status == 201, body
+    key, tiers = _plans_of_usage_key("mlaas-tenant-initech")
+    assert (key["id"], tiers) == (first.key_id, ["standard"])
+
+
+def test_a_tier_change_moves_the_usage_key_to_the_new_tiers_plan_only(
+    api: Callable[..., tuple[int, Any]], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    assert api("POST", "/tenants", caller=OPERATOR, body=NEW_TENANT)[0] == 201
+
+    def patch(body: Any, tenant_id: str) -> tuple[int, Any]:
+        path = f"/tenants/{tenant_id}"
+        parameters = {"tenantId": tenant_id}
+        return api(
+            "PATCH",
+            path,
+            caller=OPERATOR,
+            resource="/tenants/{tenantId}",
+            path_parameters=parameters,
+            body=body,
+        )
+
+    for tier in ("premium", "basic", "basic"):
+        assert patch({"tier": tier}, "initech")[0] == 200
+        assert _plans_of_usage_key("mlaas-tenant-initech")[1] == [tier]
+    # A tenant from before usage plans has none (its calls get 403): a tier change gives it one.
+    put_tenant("acme")
+    status, body = patch({"tier": "standard"}, "acme")
+    assert status == 200, body
+    assert _plans_of_usage_key("mlaas-tenant-acme")[1] == ["standard"]
+    assert "usageKey" not in body

@@ -188,3 +188,31 @@ def test_the_onboarding_helper_uses_the_layers_policy() -> None:
     from scripts import tenants  # noqa: PLC0415
 
     assert tenants.tenant_role_policy("acme", "up", BUCKET) == tenant_role_policy("acme", BUCKET)
+
+
+def test_each_caller_is_counted_against_its_own_usage_key(
+    authorize: Callable[..., Any], put_tenant: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway throttles by the usage key the authorizer names (ApiKeySourceType AUTHORIZER): a
+    tenant's own, an operator's the operators' shared one, and none for a tenant without one (a 403)."""
+    from controlplane.settings import get_api_settings  # noqa: PLC0415
+
+    put_tenant("acme", usageKeyId="k1", usageKey="acme-usage-identifier-0001")
+    put_tenant("globex", usageKeyId="k2", usageKey="globex-usage-identifier-02")
+    put_tenant("initech")
+    assert (
+        authorize(f"Bearer {_store('tenant', 'acme')}")["usageIdentifierKey"] == "acme-usage-identifier-0001"
+    )
+    assert (
+        authorize(f"Bearer {_store('tenant', 'globex')}")["usageIdentifierKey"]
+        == "globex-usage-identifier-02"
+    )
+    assert "usageIdentifierKey" not in authorize(f"Bearer {_store('tenant', 'initech')}")
+    monkeypatch.setenv("OPERATOR_USAGE_KEY", "stack-operators-usage-identifier")
+    get_api_settings.cache_clear()
+    try:
+        result = authorize(f"Bearer {_store('operator')}")
+    finally:
+        monkeypatch.delenv("OPERATOR_USAGE_KEY")
+        get_api_settings.cache_clear()
+    assert result["usageIdentifierKey"] == "stack-operators-usage-identifier"

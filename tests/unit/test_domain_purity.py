@@ -26,6 +26,7 @@ USE_CASES = {
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
     "controlplane.jobs.sweep",
+    "controlplane.tenants.changing",
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
 }

@@ -152,6 +152,7 @@ def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_onl
         "modelPackageGroups": 1,
         "rolePolicies": 1,
         "roles": 1,
+        "usageKeys": 1,
         "apiKeys": 1,
         "jobs": 2,
         "fairShares": 1,
@@ -162,6 +163,8 @@ def test_offboarding_suspends_cancels_then_deletes_everything_of_that_tenant_onl
         assert versions(bucket, "initech-2") == 4
     groups = aws_client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
     assert [group["ModelPackageGroupName"] for group in groups] == ["initech-2-models"]
+    usage_keys = [key["name"] for key in aws_client("apigateway").get_api_keys()["items"]]
+    assert usage_keys == ["mlaas-tenant-initech-2"]  # the other tenant's rate limits stay
     roles = [role["RoleName"] for role in aws_client("iam").list_roles()["Roles"]]
     assert "mlaas-tenant-initech" not in roles
     assert "mlaas-tenant-initech-2" in roles

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from controlplane.admission.scheduling import FairSharePolicy
 from controlplane.core.errors import ConfigurationError
@@ -94,6 +94,13 @@ class ApiSettings(BaseModel):
     offboard_tenants_function_name: str | None = Field(
         default=None, alias="OFFBOARD_TENANTS_FUNCTION_NAME", pattern=r"^[A-Za-z0-9_:.-]{1,170}$"
     )
+    # Rate limits (controlplane.api.rate_limits): each tier's usage plan, by tier name (the API only), the
+    # name prefix of tenants' usage keys, and the operators' usage key (the authorizer only).
+    usage_plan_ids: Json[dict[str, str]] = Field(default_factory=dict, alias="USAGE_PLAN_IDS")
+    usage_key_prefix: str = Field(
+        default="mlaas-tenant-", alias="USAGE_KEY_PREFIX", pattern=r"^[\w.-]{1,120}$"
+    )
+    operator_usage_key: str | None = Field(default=None, alias="OPERATOR_USAGE_KEY", min_length=20)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ApiSettings:

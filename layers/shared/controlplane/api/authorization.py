@@ -22,7 +22,9 @@ def api_prefix(method_arn: str) -> str:
     return f"{arn}/{stage}"
 
 
-def allow_policy(principal_id: str, method_arn: str, *, role: Role, tenant_id: str | None) -> dict[str, Any]:
+def allow_policy(
+    principal_id: str, method_arn: str, *, role: Role, tenant_id: str | None, usage_key: str | None = None
+) -> dict[str, Any]:
     prefix = api_prefix(method_arn)
     if role is Role.OPERATOR:
         resources = [f"{prefix}/*"]
@@ -31,7 +33,7 @@ def allow_policy(principal_id: str, method_arn: str, *, role: Role, tenant_id: s
     context = {"role": role.value}
     if tenant_id is not None:
         context["tenantId"] = tenant_id
-    return {
+    policy: dict[str, Any] = {
         "principalId": principal_id,
         "policyDocument": {
             "Version": "2012-10-17",
@@ -39,3 +41,7 @@ def allow_policy(principal_id: str, method_arn: str, *, role: Role, tenant_id: s
         },
         "context": context,
     }
+    if usage_key is not None:
+        # The caller's usage plan (rate limits): API Gateway reads it with ApiKeySourceType AUTHORIZER.
+        policy["usageIdentifierKey"] = usage_key
+    return policy

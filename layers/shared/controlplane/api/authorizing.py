@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from controlplane.api import key_store
 from controlplane.api.keys import KeyStatus, Role, hash_key, key_from_header
+from controlplane.settings import get_api_settings
 from controlplane.tenants import store as tenants
 from controlplane.tenants.model import TenantStatus
 
@@ -23,6 +24,9 @@ class Grant:
     principal_id: str
     role: Role
     tenant_id: str | None
+    # What API Gateway counts the request against (controlplane.api.rate_limits); None: no usage plan,
+    # which API Gateway refuses with a 403.
+    usage_key: str | None = None
 
 
 class Refusal(StrEnum):
@@ -41,11 +45,12 @@ def authorize(authorization_header: str | None) -> Grant | Refusal:
     role = Role(item["role"])
     principal_id = str(item["keyHash"])[:PRINCIPAL_ID_LENGTH]
     if role is Role.OPERATOR:
-        return Grant(principal_id, role, None)
+        return Grant(principal_id, role, None, get_api_settings().operator_usage_key)
     tenant_id = str(item.get("tenantId") or "")
     if not tenant_id:
         return Refusal.UNKNOWN_KEY
     tenant = tenants.get(tenant_id)
     if tenant is None or tenant.get("status") != TenantStatus.ACTIVE.value:
         return Refusal.TENANT_INACTIVE
-    return Grant(principal_id, role, tenant_id)
+    usage_key = tenant.get("usageKey")
+    return Grant(principal_id, role, tenant_id, str(usage_key) if usage_key else None)

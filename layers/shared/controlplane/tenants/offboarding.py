@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from controlplane.admission import share_store as fair_share
+from controlplane.api import usage_store
 from controlplane.core.errors import JobClosedError, JobNotFoundError
 from controlplane.core.model import format_timestamp
 from controlplane.jobs import execution_store as executions
@@ -161,6 +162,8 @@ def delete_offboarded(tenant_id: str, *, now: datetime | None = None) -> dict[st
     versions, groups = removal.delete_model_packages(group) if group else (0, 0)
     removed["modelPackages"], removed["modelPackageGroups"] = versions, groups
     removed["rolePolicies"], removed["roles"] = removal.delete_tenant_role(tenant_id)
+    usage_key_id = str(tenant.get("usageKeyId") or "")
+    removed["usageKeys"] = int(usage_store.delete_usage_key(usage_key_id)) if usage_key_id else 0
     key_hashes = removal.tenant_key_hashes(api_settings.api_keys_table_name, tenant_id)
     removed["apiKeys"] = removal.delete_items(api_settings.api_keys_table_name, "keyHash", key_hashes)
     job_ids = removal.tenant_job_ids(settings.jobs_table_name, jobs.TENANT_JOBS_INDEX, tenant_id)

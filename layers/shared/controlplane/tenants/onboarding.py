@@ -1,9 +1,10 @@
 """Onboarding: everything a tenant's builds need, in an order that a retry can resume.
 
 1. refuse an existing tenant id (409); 2. its IAM role under the tenant role path, created under the
-permissions boundary, with its own-data-only policy; 3. its model package group; 4. the tenant item
-(conditional: a concurrent onboarding of the same id loses here); 5. its API key (hash stored, key
-returned once). Steps 2 and 3 are idempotent, so a failed onboarding is retried with the same request.
+permissions boundary, with its own-data-only policy; 3. its model package group; 4. its usage key in its
+tier's usage plan (the status API's rate limits, controlplane.api.rate_limits); 5. the tenant item
+(conditional: a concurrent onboarding of the same id loses here); 6. its API key (hash stored, key
+returned once). Steps 2 to 4 are idempotent, so a failed onboarding is retried with the same request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from controlplane.api import key_store as api_key_table
 from controlplane.api import keys as api_keys
+from controlplane.api import usage_store
 from controlplane.api.models import TenantCreate
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import access_policy as tenant_access
@@ -45,12 +47,16 @@ def onboard(request: TenantCreate, *, now: str) -> Onboarded:
         policy=tenant_access.tenant_role_policy(tenant_id, get_settings().artifacts_bucket_name),
     )
     group = identity.ensure_model_package_group(tenant_id)
+    usage = usage_store.ensure_tenant_usage_key(tenant_id, request.tier.value)
     item = {
         "tenantId": tenant_id,
         "tier": request.tier.value,
         "status": TenantStatus.ACTIVE.value,
         "roleArn": role_arn,
         "modelPackageGroupName": group,
+        # The authorizer names this key to API Gateway (never shown: TenantView leaves it out).
+        "usageKeyId": usage.key_id,
+        "usageKey": usage.value,
         "metricThreshold": request.metric_threshold,
         "fairShareWeight": request.fair_share_weight,
         "contract": request.contract.model_dump(mode="json", by_alias=True, exclude_none=True),
