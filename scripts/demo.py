@@ -156,6 +156,14 @@ def main() -> int:
         )
         models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
         summary = _summary(limits, jobs_by_tenant, executions, models, runner)
+        # Every AWS call the functions and the state machine made, against their roles' statements.
+        permissions = cloud.permission_report()
+        summary["permissions"] = {
+            "callsChecked": permissions.calls_checked,
+            "deniedCalls": permissions.denied_calls,
+            "unmappedCalls": permissions.unmapped_calls,
+            "callsByPrincipal": {p.principal: p.calls for p in permissions.principals},
+        }
 
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -195,8 +203,12 @@ def main() -> int:
         failed = [job for f in summary["tiers"].values() for job in f["failed"]]
         below_threshold = [job for job in failed if "threshold" in " ".join(job["reasons"])]
         ok &= len(below_threshold) == 1
+    print()
+    print("\n".join(permissions.summary_lines()))
+    ok &= permissions.ok
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
-    print("RESULT: " + ("every job terminal, no tier above its limit" if ok else "FAILED: see above"))
+    verdict = "every job terminal, no tier above its limit, every AWS call allowed"
+    print("RESULT: " + (verdict if ok else "FAILED: see above"))
     return 0 if ok else 1
 
 
