@@ -4,7 +4,8 @@ The emulator records each call as the IAM requests it needs and checks them agai
 template.yaml (localcloud.permissions). This test runs a representative flow of its own (onboarding through
 the API, a valid and an invalid upload built end to end, the API's reads, a running build cancelled,
 offboarding at once) and then asserts that no call recorded in this emulator so far, by this test or any
-other of this process, was denied or unmapped. That a removed statement is caught: tests/permissions/.
+other of this process, was denied or unmapped (the package's fixture checks the same once all its tests ran).
+That a removed statement is caught: tests/permissions/.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from scripts.api_keys import create_operator_key
 from scripts.sample_data import SampleTenant
 from tests.integration.conftest import QUIET_SECONDS, Deployed, upload, valid_csv, wait_for_jobs
+from tests.integration.test_offboarding import delete_at_once
 from tests.integration.test_status_api import _call, _onboard
 
 pytestmark = pytest.mark.integration
@@ -71,12 +73,7 @@ def test_every_call_of_a_representative_flow_is_allowed_by_its_role(deployed: De
     wait_for_jobs(deployed, tenant_id, 3, timeout=60)
 
     # Offboarding at once: the API suspends and cancels, then invokes offboard_tenants, which deletes.
-    deadline = time.monotonic() + QUIET_SECONDS
-    while True:
-        response = _call(deployed, "DELETE", f"/tenants/{tenant_id}?immediate=true", operator)
-        if response.status_code != 409 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    response = delete_at_once(deployed, tenant_id, operator)
     assert response.status_code == 200, response.text
 
     report = deployed.cloud.permission_report()
