@@ -33,6 +33,8 @@ NOT_EVALUATED = (
     "policy variables such as ${aws:username} (matched as literal text)",
     "calls AWS makes with roles of its own: EventBridge targets, API Gateway invoking the authorizer, "
     "the SageMaker pipeline's steps (pipeline and tenant roles)",
+    "Lambda's polling of SQS event sources (with the function's role, by the AWSLambdaSQSQueueExecutionRole "
+    "policy SAM attaches; not recorded)",
 )
 
 
