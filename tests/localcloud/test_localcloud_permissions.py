@@ -1,8 +1,8 @@
 """The permission check without a server: the IAM evaluator, the call-to-action table, the recorder,
 the report.
 
-The emulator-wide checks (the demo flow allowed, a removed statement denied) are in
-tests/integration/test_permissions.py and tests/permissions/.
+The SAM policy templates' expansion at deploy is here too. The emulator-wide checks (the demo flow
+allowed, a removed statement denied) are in tests/integration/test_permissions.py and tests/permissions/.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from localcloud.call_recording import CallRecorder
+from localcloud.deploy import Deployer, DeployError
 from localcloud.iam_actions import ROLE_PATH, RULES, Request, Where, requests_for
 from localcloud.iam_policy import evaluate, parse_statements, resource_match, wildcard_match
 from localcloud.permissions import NOT_EVALUATED, check_permissions
+from localcloud.template import Resource, Template
 
 WHERE = Where("us-east-1", "123456789012")
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs"
@@ -617,3 +619,28 @@ def test_the_report_lists_the_statements_whose_conditions_it_did_not_evaluate(
     report = check_permissions(tmp_path / "calls", {"iam": iam}.__getitem__, {role: "Provision"})
     assert report.ok
     assert report.conditional_statements == ("provision/p0#0 (iam:PassRole) - relied on by a call",)
+
+
+# ------------------------------------------------------------------------------------------ the deploy
+
+
+def test_sam_policy_templates_are_expanded_to_resolved_statements_and_managed_policies_kept_aside() -> None:
+    template = Template(Path(__file__).parent / "fixtures" / "template.yaml", stack_name="fx")
+    deployer = Deployer(client=lambda _: None, lambda_runtime=None, log_dir=Path("."), response_endpoint=None)  # type: ignore[arg-type]
+    owner = Resource("Flow", "AWS::Serverless::StateMachine", {}, (), None)
+    expanded = deployer._policy_statements(
+        template, owner, {"LambdaInvokePolicy": {"FunctionName": "fx-Fn-1"}}
+    )
+    assert expanded["Statement"] == [
+        {
+            "Action": ["lambda:InvokeFunction"],
+            "Effect": "Allow",
+            "Resource": f"arn:aws:lambda:{template.region}:{template.account_id}:function:fx-Fn-1*",
+        }
+    ]
+    plain = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    assert deployer._policy_statements(template, owner, plain) is plain
+    assert deployer._policy_statements(template, owner, "AmazonS3ReadOnlyAccess") is None
+    assert deployer._unattached_policies == {"Flow": ["AmazonS3ReadOnlyAccess"]}
+    with pytest.raises(DeployError, match="NoSuchPolicyTemplate"):
+        deployer._policy_statements(template, owner, {"NoSuchPolicyTemplate": {}})
