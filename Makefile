@@ -61,7 +61,7 @@ local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOC
 test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
 	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
 	@# Each emulator group gets a worker process of its own: moto's state is process-wide.
-	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/pipeline_integration tests/soak
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/permissions tests/pipeline_integration tests/soak
 
 unit: $(STAMP) ## fast tests only (no emulator)
 	$(BIN)/pytest -q tests/unit tests/template

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -49,6 +50,7 @@ from bench.fairness import jain
 from bench.stack import ROOT, epoch, observer, percentile, slots_left_after_reconciling
 from localcloud import LocalCloud
 from localcloud.faults import FaultKind, FaultPlan
+from localcloud.permissions import PermissionReport
 from localcloud.pipeline_runner import Outcome
 from scripts import dead_letters
 from scripts.api_keys import create_operator_key
@@ -787,6 +789,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
         explain(cloud, outputs, figures["examples"])
         fault_counts = faults.counts()
         fault_places = faults.counts_by_place()
+        permissions = permission_figures(cloud.permission_report())
     total_s = time.perf_counter() - run_started
     heavy = heavy_tenant(tenants).tenant_id
     frequent = sorted(k for k, n in fault_counts.items() if n >= MIN_FAULTS_PER_KIND)
@@ -799,6 +802,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
         ),
         "config": {k: v for k, v in vars(config).items()},
         **{k: v for k, v in figures.items() if k != "examples"},
+        **permissions,
         "faults": fault_counts,
         "faults_by_place": fault_places,
         "fault_kinds_at_least_20": frequent,
@@ -822,6 +826,21 @@ def run(config: SoakConfig) -> dict[str, Any]:
     }
 
 
+def permission_figures(report: PermissionReport, examples: int = 10) -> dict[str, Any]:
+    """The permission check's figures for the result: every AWS call the functions and the state machine made
+    under faults, against their roles (not in MUST_BE_ZERO yet: denied_calls is reported, not judged)."""
+    return {
+        "denied_calls": report.denied_calls,
+        "unmapped_calls": report.unmapped_calls,
+        "permissions": {
+            "calls_checked": report.calls_checked,
+            "calls_by_principal": {p.principal: p.calls for p in report.principals},
+            "denied": [dataclasses.asdict(d) for d in report.denied[:examples]],
+            "unmapped": [dataclasses.asdict(u) for u in report.unmapped[:examples]],
+        },
+    }
+
+
 def ok(result: Mapping[str, Any]) -> bool:
     return (
         all(result[k] == 0 for k in MUST_BE_ZERO)
@@ -838,6 +857,8 @@ def print_report(result: Mapping[str, Any]) -> None:
     for name in ("uploads", "jobs", "uploads_dead_lettered", *MUST_BE_ZERO):
         flag = "" if name not in MUST_BE_ZERO else ("  ok" if result[name] == 0 else "  BROKEN")
         print(f"  {name:30} {result[name]:>6}{flag}")
+    for name in ("denied_calls", "unmapped_calls"):  # the permission check: reported, not yet judged
+        print(f"  {name:30} {result[name]:>6}")
     print("\n  fault (SIMULATED)               injected")
     for kind, count in sorted(result["faults"].items()):
         print(f"  {kind:30} {count:>8}{'' if count >= MIN_FAULTS_PER_KIND else '  (<20)'}")

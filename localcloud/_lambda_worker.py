@@ -136,26 +136,43 @@ def _serve(requests: IO[bytes], responses: IO[bytes]) -> None:
             return
 
 
+def _load_module(name: str, path: str) -> Any:
+    """A module of localcloud's, loaded from its file: the function's sys.path stays its own."""
+    import importlib.util  # noqa: PLC0415 - only with a hook to load
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
 def _install_fault_hook() -> None:
     """localcloud.faults' worker half (SIMULATED faults in the AWS calls the handler makes), when the
-    emulator runs with a fault plan: loaded from its file, so the function's sys.path stays its own."""
+    emulator runs with a fault plan."""
     path = os.environ.get("LOCALCLOUD_FAULT_HOOK")
-    if not path:
-        return
-    import importlib.util  # noqa: PLC0415 - only with a fault plan
+    if path:
+        _load_module("_localcloud_worker_faults", path).install()
 
-    spec = importlib.util.spec_from_file_location("_localcloud_worker_faults", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load the fault hook {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+
+def _install_call_recorder() -> None:
+    """localcloud.call_recording: every AWS call the function makes, as the IAM requests it needs (for the
+    emulator's permission check), when the emulator records calls."""
+    if not os.environ.get("LOCALCLOUD_CALLS_DIR"):
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    actions = _load_module("_localcloud_iam_actions", os.path.join(here, "iam_actions.py"))
+    recording = _load_module("_localcloud_call_recording", os.path.join(here, "call_recording.py"))
+    recording.install_in_worker(actions.requests_for, actions.Where)
 
 
 def main() -> None:
     request_fd, response_fd, *layer_dirs = sys.argv[1:]
     # Lambda's order: the function's own code, then each layer, then the runtime's packages.
     sys.path[:0] = [os.environ["LAMBDA_TASK_ROOT"], *layer_dirs]
+    _install_call_recorder()
     _install_fault_hook()
     with os.fdopen(int(request_fd), "rb") as requests, os.fdopen(int(response_fd), "wb") as responses:
         _serve(requests, responses)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -20,15 +21,17 @@ from typing import Any, ClassVar, Literal, TypeVar
 import requests
 from moto.server import ThreadedMotoServer
 
-from localcloud import patches
+from localcloud import iam_actions, patches
 from localcloud.alarms import AlarmEvaluator
 from localcloud.api_gateway import RestApiServer
+from localcloud.call_recording import CallRecorder
 from localcloud.clients import emulator_client
 from localcloud.custom_resources import ResponseEndpoint
 from localcloud.deploy import Deployer, Stack
 from localcloud.event_delivery import EventDelivery
 from localcloud.faults import FaultInjector, FaultPlan
 from localcloud.lambda_runtime import LambdaRuntime
+from localcloud.permissions import PermissionReport, check_permissions
 from localcloud.pipeline_executor import ExecutingPipelineRunner
 from localcloud.pipeline_runner import SimulatedPipelineRunner
 from localcloud.schedules import ScheduleRunner
@@ -88,6 +91,7 @@ class LocalCloud:
         alarm_interval_seconds: float = 5.0,
         alarm_period_seconds: float | None = None,
         faults: FaultPlan | None = None,
+        record_calls: bool = True,
     ) -> None:
         """
         port: 0 picks a free port. state_dir holds logs/<FunctionLogicalId>.log.
@@ -104,6 +108,8 @@ class LocalCloud:
         alarm_interval_seconds: how often the deployed CloudWatch alarms are evaluated (localcloud.alarms);
         alarm_period_seconds: evaluate every alarm with this Period instead of its own.
         faults: SIMULATED faults to inject (localcloud.faults) once `cloud.faults.arm()` is called.
+        record_calls: record every AWS call of the functions and the state machines' service tasks under
+        state_dir/calls, for permission_report() (localcloud.permissions).
         """
         self.region = region
         self.account_id = DEFAULT_ACCOUNT_ID
@@ -121,6 +127,9 @@ class LocalCloud:
         self._alarm_interval_seconds = alarm_interval_seconds
         self._alarm_period_seconds = alarm_period_seconds
         self._fault_plan = faults
+        self._record_calls = record_calls
+        self.calls_dir = self.state_dir / "calls"
+        self.call_recorder: CallRecorder | None = None
         self.faults: FaultInjector | None = None
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
@@ -189,6 +198,16 @@ class LocalCloud:
             timeout=10,
         ).raise_for_status()
 
+        if self._record_calls:
+            # A state directory is reused across runs: only this run's calls are checked.
+            shutil.rmtree(self.calls_dir, ignore_errors=True)
+            self.calls_dir.mkdir(parents=True)
+            self.call_recorder = CallRecorder(
+                self.calls_dir / "emulator.jsonl",
+                iam_actions.requests_for,
+                lambda region: iam_actions.Where(region, self.account_id),
+            )
+            self._stops.append(self.call_recorder.close)
         if self._fault_plan is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self.faults = FaultInjector(self._fault_plan, self.state_dir)
@@ -199,6 +218,8 @@ class LocalCloud:
             async_retry_delay_seconds=self._async_retry_delay_seconds,
             timeout_scale=self._lambda_timeout_scale,
             extra_environment=self.faults.worker_environment() if self.faults else None,
+            calls_dir=self.calls_dir if self._record_calls else None,
+            call_recorder=self.call_recorder,
         )
         self._stops.append(self.lambda_runtime.close)
         self.event_delivery = EventDelivery(
@@ -218,6 +239,7 @@ class LocalCloud:
                 event_delivery=self.event_delivery,
                 sqs_event_sources=self.sqs_event_sources,
                 pipeline_runner=self.pipeline_runner,
+                call_recorder=self.call_recorder,
             )
         )
         if self.faults is not None:
@@ -339,6 +361,24 @@ class LocalCloud:
                 )
         except Exception:
             LOGGER.exception("Could not write an API access log line to %s", log_group)
+
+    def permission_report(self) -> PermissionReport:
+        """Every AWS call recorded so far (functions, state machines' service tasks), checked against the
+        IAM statements of the role that made it (localcloud.permissions; what is not evaluated is listed)."""
+        if not self._record_calls:
+            raise RuntimeError("this LocalCloud does not record calls (record_calls=False)")
+        stepfunctions = self.client("stepfunctions")
+        state_machine_roles: dict[str, str] = {}
+        notes: list[str] = []
+        for stack in self.stacks:
+            for logical_id, arn in stack.of_type("AWS::Serverless::StateMachine").items():
+                role = stepfunctions.describe_state_machine(stateMachineArn=arn)["roleArn"]
+                state_machine_roles[role] = logical_id
+            notes += [
+                f"{logical_id}: managed policies {names} are not attached locally"
+                for logical_id, names in stack.unattached_policies.items()
+            ]
+        return check_permissions(self.calls_dir, self.client, state_machine_roles, notes)
 
     def api_url(self, stack: Stack, logical_id: str) -> str:
         """The loopback base URL of a deployed AWS::Serverless::Api: http://127.0.0.1:<port>/<StageName>."""

@@ -8,6 +8,7 @@ referencing one fails too.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -38,6 +39,16 @@ _STATES_TRUST = {"Service": "states.amazonaws.com"}
 _LEFTOVER_SUBSTITUTION = re.compile(r"\$\{[^}]*\}")
 
 
+@functools.cache
+def _sam_policy_templates() -> Any:
+    """SAM's policy templates (DynamoDBCrudPolicy, LambdaInvokePolicy, ...), as samtranslator ships them."""
+    from samtranslator.policy_template_processor.processor import (  # noqa: PLC0415 - only for templates
+        PolicyTemplatesProcessor,
+    )
+
+    return PolicyTemplatesProcessor(PolicyTemplatesProcessor.get_default_policy_templates_json())
+
+
 class DeployError(Exception):
     """The template cannot be deployed locally; the message names the resource and the reason."""
 
@@ -56,6 +67,8 @@ class Stack:
     output_descriptions: dict[str, str] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     unapplied_policies: dict[str, Any] = field(default_factory=dict)
+    # Managed policies named in a function's or state machine's SAM Policies: not attached locally.
+    unattached_policies: dict[str, list[str]] = field(default_factory=dict)
     # AWS::Serverless::Api resources with their routes and authorizers (served by localcloud.api_gateway).
     apis: dict[str, ApiSpec] = field(default_factory=dict)
 
@@ -214,6 +227,7 @@ class Deployer:
         self._response_endpoint = response_endpoint
         self._layer_dirs: dict[str, Path] = {}
         self._unapplied_policies: dict[str, Any] = {}
+        self._unattached_policies: dict[str, list[str]] = {}
         self._apis: dict[str, ApiSpec] = {}  # by API id
         self._handlers: dict[str, Callable[[Template, Resource, dict[str, Any]], _Created]] = {
             "AWS::S3::Bucket": self._bucket,
@@ -275,6 +289,7 @@ class Deployer:
             stack.attributes[resource.logical_id] = created.attributes
             LOGGER.debug("created %s (%s): %s", resource.logical_id, resource.type, created.ref)
         stack.unapplied_policies = dict(self._unapplied_policies)
+        stack.unattached_policies = dict(self._unattached_policies)
         stack.apis = {spec.logical_id: spec for spec in self._apis.values()}
         stack.outputs = template.outputs(lookup)
         stack.output_descriptions = template.output_descriptions()
@@ -567,8 +582,11 @@ class Deployer:
     ) -> str:
         """The role SAM generates for a function or state machine: `<LogicalId>Role`.
 
-        Policy documents become inline policies. SAM policy templates and managed policy names are
-        not expanded: moto does not enforce IAM, so they would change nothing locally.
+        Policy documents and SAM policy templates (expanded to their statements by samtranslator, as `sam
+        deploy` does) become inline policies `<LogicalId>RolePolicy<index>`. Managed policy names or ARNs
+        are not attached (moto holds no AWS managed policies): they are kept in Stack.unattached_policies
+        and named by the permission check. Neither is SAM's AWSLambdaBasicExecutionRole: locally Lambda
+        writes the logs, not the function's SDK calls.
         """
         iam = self._client("iam")
         name = physical_name(template.stack_name, f"{owner.logical_id}Role", max_length=64)
@@ -581,13 +599,32 @@ class Deployer:
         ]
         documents = [policies] if isinstance(policies, (str, dict)) else list(policies or [])
         for index, document in enumerate(documents):
-            if isinstance(document, dict) and "Statement" in document:
+            statements = self._policy_statements(template, owner, document)
+            if statements is not None:
                 iam.put_role_policy(
                     RoleName=name,
                     PolicyName=f"{owner.logical_id}RolePolicy{index}",
-                    PolicyDocument=json.dumps(document),
+                    PolicyDocument=json.dumps(statements),
                 )
         return arn
+
+    def _policy_statements(self, template: Template, owner: Resource, document: Any) -> Any:
+        """One entry of a SAM Policies list as a policy document, or None (a managed policy, not attached)."""
+        if isinstance(document, str):
+            self._unattached_policies.setdefault(owner.logical_id, []).append(document)
+            return None
+        if isinstance(document, dict) and "Statement" in document:
+            return document
+        if isinstance(document, dict) and len(document) == 1:
+            ((template_name, parameters),) = document.items()
+            processor = _sam_policy_templates()
+            if processor.has(template_name):
+                expanded = processor.convert(template_name, parameters or {})
+                return template.resolve_static({"Version": "2012-10-17", **expanded})
+        raise DeployError(
+            f"{owner.logical_id}: Policies entry {document!r} is not a policy document, "
+            "a SAM policy template or a managed policy"
+        )
 
     def _log_group(self, template: Template, resource: Resource, props: dict[str, Any]) -> _Created:
         _check_properties(resource, props, {"LogGroupName", "RetentionInDays", "Tags"})

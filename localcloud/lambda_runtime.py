@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcloud.call_recording import ACCESS_KEY_PREFIX, ACCOUNT_VARIABLE, CALLS_DIR_VARIABLE, CallRecorder
+
 LOGGER = logging.getLogger("localcloud.lambda")
 _WORKER_SCRIPT = Path(__file__).with_name("_lambda_worker.py")
 # Lambda's default for asynchronous invocations: two retries after a function error.
@@ -309,10 +311,16 @@ class LambdaRuntime:
         async_retry_delay_seconds: float = 1.0,
         timeout_scale: float = 1.0,
         extra_environment: Mapping[str, str] | None = None,
+        calls_dir: Path | None = None,
+        call_recorder: CallRecorder | None = None,
     ) -> None:
         """timeout_scale multiplies every function's Timeout and the Init limit (see ``timeout_scale``).
-        extra_environment: added to every worker's (e.g. localcloud.faults' worker hook)."""
+        extra_environment: added to every worker's (e.g. localcloud.faults' worker hook).
+        calls_dir: where each worker records its function's AWS calls (localcloud.call_recording);
+        call_recorder: records the calls Lambda itself makes with a function's role (on-failure sends)."""
         self._endpoint_url = endpoint_url
+        self._calls_dir = calls_dir
+        self._call_recorder = call_recorder
         self._extra_environment = dict(extra_environment or {})
         self.timeout_scale = timeout_scale
         self._region = region
@@ -456,6 +464,9 @@ class LambdaRuntime:
             "responsePayload": _json_or_text(invocation.payload),
         }
         sqs = emulator_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
+        if self._call_recorder is not None and spec is not None:
+            # Lambda sends to the destination with the function's execution role.
+            self._call_recorder.attach(sqs, {"principal": spec.logical_id, "function": spec.function_name})
         queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
         LOGGER.warning(
@@ -483,7 +494,8 @@ class LambdaRuntime:
             "_HANDLER": spec.handler,
             "AWS_REGION": self._region,
             "AWS_DEFAULT_REGION": self._region,
-            "AWS_ACCESS_KEY_ID": "localcloud",
+            # The key names the function (moto accepts any): whose call it is, in moto's logs too.
+            "AWS_ACCESS_KEY_ID": f"{ACCESS_KEY_PREFIX}{spec.logical_id}",
             "AWS_SECRET_ACCESS_KEY": "localcloud",
             "AWS_SESSION_TOKEN": "localcloud",
             "AWS_ENDPOINT_URL": self._endpoint_url,
@@ -492,8 +504,15 @@ class LambdaRuntime:
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             # There is no X-Ray daemon locally.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **self._recording_environment(spec),
             **self._extra_environment,
         }
+
+    def _recording_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        if self._calls_dir is None:
+            return {}
+        # arn:aws:lambda:<region>:<account>:function:<name>
+        return {CALLS_DIR_VARIABLE: str(self._calls_dir), ACCOUNT_VARIABLE: spec.function_arn.split(":")[4]}
 
     def close(self) -> None:
         self._stopping.set()

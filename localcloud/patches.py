@@ -85,8 +85,8 @@ version, because these names are private and change between releases. What each 
    `moto.stepfunctions.parser` module that imported it - each service task (a DynamoDB update, an SQS send,
    a Lambda invoke) built a new boto3 client, ~30-100 ms of CPU spent building the service's operation
    methods, in the emulator's one process (29 % of the time it held the GIL in a soak). Wrapped: one client
-   per (region, service, port), reused (boto3 clients are thread-safe; moto's function ignores the task's
-   credentials argument).
+   per (region, service, port, the execution's role), reused (boto3 clients are thread-safe; moto's function
+   ignores the task's credentials argument). Each records its calls as that role's (localcloud.permissions).
 19. `parse` in `moto.stepfunctions.parser.asl.utils.json_path` (jsonpath_ng.ext) and in
    `...asl.component.common.path.result_path` (jsonpath_ng) - every JSONPath a state evaluates was parsed
    again, building a PLY parser each time (16 % of the GIL in a soak). Wrapped: memoised per path text
@@ -149,6 +149,7 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution import Execution as StepFunctionsExecution
 
+from localcloud.call_recording import CallRecorder
 from localcloud.event_delivery import EventDelivery
 from localcloud.lambda_runtime import Invocation, LambdaRuntime
 from localcloud.pipeline_runner import ExecutionNotStoppableError, PipelineRunner, StatusChange
@@ -173,6 +174,8 @@ class Hooks:
     event_delivery: EventDelivery
     sqs_event_sources: SqsEventSources
     pipeline_runner: PipelineRunner
+    # Records the state machines' service-task calls for the permission check (seam 18); None: off.
+    call_recorder: CallRecorder | None = None
 
 
 _hooks: Hooks | None = None
@@ -686,16 +689,22 @@ def _parse_keeping_the_tree(definition: str) -> tuple[Any, Any]:
 
 # ----------------------------------------------------------------- 18. one boto3 client per task service
 
-_task_clients: dict[tuple[str, str, str], Any] = {}
+_task_clients: dict[tuple[str, str, str, str], Any] = {}
 _task_clients_lock = threading.Lock()
 
 
 def _shared_task_client(region: str, service: str, state_credentials: Any = None) -> Any:
     original = _original(sfn_boto_client, "boto_client_for")
-    key = (region, service, os.environ.get("MOTO_PORT", ""))
+    # The task's credentials carry the execution's role: its calls are recorded as that role's.
+    role_arn = str(getattr(state_credentials, "role_arn", "") or "")
+    key = (region, service, os.environ.get("MOTO_PORT", ""), role_arn)
     with _task_clients_lock:
         if key not in _task_clients:
-            _task_clients[key] = original(region, service)
+            client = original(region, service)
+            recorder = _hooks.call_recorder if _hooks is not None else None
+            if recorder is not None:
+                recorder.attach(client, {"role": role_arn})
+            _task_clients[key] = client
         return _task_clients[key]
 
 

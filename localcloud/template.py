@@ -276,6 +276,10 @@ class Template:
         resolved = {key: self.resolve(value, resources) for key, value in node.items()}
         return {key: value for key, value in resolved.items() if value is not NO_VALUE}
 
+    def resolve_static(self, node: Any) -> Any:
+        """Resolve intrinsics that need no resource (parameters, pseudo parameters, mappings)."""
+        return self.resolve(node, _NO_RESOURCES)
+
     def _functions(self) -> dict[str, Callable[[Any, ResourceLookup], Any]]:
         return {
             "Ref": self._ref,

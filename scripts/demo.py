@@ -73,6 +73,47 @@ def _summary(
     return {"tiers": tiers, "pipelineExecutions": executions, "pipelineRunner": runner}
 
 
+def _print_summary(summary: dict[str, Any], executions: int, runner: str) -> bool:
+    """The per-tier, per-tenant summary; True when every figure is as it must be."""
+    print("\nSummary (every status below was written to DynamoDB by the state machine):")
+    print(f"  {'tier':<9}{'limit':>6}{'uploaded':>10}{'admitted':>10}{'max running':>13}  statuses")
+    ok = True
+    for tier, figures in summary["tiers"].items():
+        print(
+            f"  {tier:<9}{figures['limit']:>6}{figures['uploaded']:>10}{figures['admitted']:>10}"
+            f"{figures['maxRunningObserved']:>13}  {figures['statuses']}"
+        )
+        ok &= figures["maxRunningObserved"] <= figures["limit"] and figures["allTerminal"]
+    for tier, figures in summary["tiers"].items():
+        for closed, label in ((figures["rejected"], "rejected"), (figures["failed"], "failed")):
+            for job in closed:
+                print(f"  {label} [{tier}] {job['key']}:")
+                for reason in job["reasons"]:
+                    print(f"      - {reason}")
+    print("\nRegistered model versions (PendingManualApproval), with the metric the pipeline gated on:")
+    for figures in summary["tiers"].values():
+        for model in figures["models"]:
+            metric = model["metric"]
+            print(
+                f"  {figures['tenant']:<16} v{model['version']:<3} {metric.get('name', '?')}="
+                f"{metric.get('value', float('nan')):.3f}  job {model['jobId']}"
+            )
+        if not figures["models"]:
+            print(f"  {figures['tenant']:<16} (none)")
+    admitted = sum(f["admitted"] for f in summary["tiers"].values())
+    print(f"  pipeline executions started: {executions} (one per admitted job: {admitted})")
+    ok &= executions == admitted
+    if runner == "executing":
+        succeeded = sum(f["statuses"].get("SUCCEEDED", 0) for f in summary["tiers"].values())
+        registered = sum(len(f["models"]) for f in summary["tiers"].values())
+        print(f"  model versions registered: {registered} (one per succeeded build: {succeeded})")
+        ok &= registered == succeeded
+        failed = [job for f in summary["tiers"].values() for job in f["failed"]]
+        below_threshold = [job for job in failed if "threshold" in " ".join(job["reasons"])]
+        ok &= len(below_threshold) == 1
+    return bool(ok)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -156,47 +197,24 @@ def main() -> int:
         )
         models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
         summary = _summary(limits, jobs_by_tenant, executions, models, runner)
+        # Every AWS call the functions and the state machine made, against their roles' statements.
+        permissions = cloud.permission_report()
+        summary["permissions"] = {
+            "callsChecked": permissions.calls_checked,
+            "deniedCalls": permissions.denied_calls,
+            "unmappedCalls": permissions.unmapped_calls,
+            "callsByPrincipal": {p.principal: p.calls for p in permissions.principals},
+        }
 
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print("\nSummary (every status below was written to DynamoDB by the state machine):")
-    print(f"  {'tier':<9}{'limit':>6}{'uploaded':>10}{'admitted':>10}{'max running':>13}  statuses")
-    ok = True
-    for tier, figures in summary["tiers"].items():
-        print(
-            f"  {tier:<9}{figures['limit']:>6}{figures['uploaded']:>10}{figures['admitted']:>10}"
-            f"{figures['maxRunningObserved']:>13}  {figures['statuses']}"
-        )
-        ok &= figures["maxRunningObserved"] <= figures["limit"] and figures["allTerminal"]
-    for tier, figures in summary["tiers"].items():
-        for closed, label in ((figures["rejected"], "rejected"), (figures["failed"], "failed")):
-            for job in closed:
-                print(f"  {label} [{tier}] {job['key']}:")
-                for reason in job["reasons"]:
-                    print(f"      - {reason}")
-    print("\nRegistered model versions (PendingManualApproval), with the metric the pipeline gated on:")
-    for figures in summary["tiers"].values():
-        for model in figures["models"]:
-            metric = model["metric"]
-            print(
-                f"  {figures['tenant']:<16} v{model['version']:<3} {metric.get('name', '?')}="
-                f"{metric.get('value', float('nan')):.3f}  job {model['jobId']}"
-            )
-        if not figures["models"]:
-            print(f"  {figures['tenant']:<16} (none)")
-    admitted = sum(f["admitted"] for f in summary["tiers"].values())
-    print(f"  pipeline executions started: {executions} (one per admitted job: {admitted})")
-    ok &= executions == admitted
-    if runner == "executing":
-        succeeded = sum(f["statuses"].get("SUCCEEDED", 0) for f in summary["tiers"].values())
-        registered = sum(len(f["models"]) for f in summary["tiers"].values())
-        print(f"  model versions registered: {registered} (one per succeeded build: {succeeded})")
-        ok &= registered == succeeded
-        failed = [job for f in summary["tiers"].values() for job in f["failed"]]
-        below_threshold = [job for job in failed if "threshold" in " ".join(job["reasons"])]
-        ok &= len(below_threshold) == 1
+    ok = _print_summary(summary, executions, runner)
+    print()
+    print("\n".join(permissions.summary_lines()))
+    ok &= permissions.ok
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
-    print("RESULT: " + ("every job terminal, no tier above its limit" if ok else "FAILED: see above"))
+    verdict = "every job terminal, no tier above its limit, every AWS call allowed"
+    print("RESULT: " + (verdict if ok else "FAILED: see above"))
     return 0 if ok else 1
 
 

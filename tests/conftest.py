@@ -17,6 +17,7 @@ EMULATOR_GROUPS = {
     "tests/localcloud/": "emulator-localcloud",
     "tests/pipeline_integration/": "emulator-pipeline",
     "tests/soak/": "emulator-soak",
+    "tests/permissions/": "emulator-permissions",
 }
 
 

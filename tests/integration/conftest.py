@@ -60,6 +60,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     ) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-it")
         yield Deployed(cloud, stack)
+        # Every call any of these tests made the functions and the state machine make is allowed by their
+        # roles (localcloud.permissions); a denial fails the teardown of the package's last test.
+        report = cloud.permission_report()
+        assert report.ok, "\n".join(report.summary_lines())
 
 
 @pytest.fixture
