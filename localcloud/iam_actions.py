@@ -412,6 +412,30 @@ _STS: dict[str, Rule] = {
     "AssumeRole": _rule("sts", lambda params, _where: str(params["RoleArn"])),
 }
 
+# ------------------------------------------------------------------------------------------ API Gateway
+
+# API Gateway's management API is authorized as the HTTP method on the resource's path:
+# apigateway:<METHOD> on arn:aws:apigateway:<region>::<path>.
+
+
+def _apigateway(method: str, path: Callable[[Mapping[str, Any]], str]) -> Rule:
+    def rule(_operation: str, params: Mapping[str, Any], where: Where) -> list[Request]:
+        return [Request(f"apigateway:{method}", f"arn:aws:apigateway:{where.region}::{path(params)}")]
+
+    return rule
+
+
+_APIGATEWAY: dict[str, Rule] = {
+    "GetApiKeys": _apigateway("GET", lambda _params: "/apikeys"),
+    "CreateApiKey": _apigateway("POST", lambda _params: "/apikeys"),
+    "DeleteApiKey": _apigateway("DELETE", lambda params: f"/apikeys/{params['apiKey']}"),
+    "GetUsagePlans": _apigateway("GET", lambda _params: "/usageplans"),
+    "CreateUsagePlanKey": _apigateway("POST", lambda params: f"/usageplans/{params['usagePlanId']}/keys"),
+    "DeleteUsagePlanKey": _apigateway(
+        "DELETE", lambda params: f"/usageplans/{params['usagePlanId']}/keys/{params['keyId']}"
+    ),
+}
+
 # ------------------------------------------------------------------------------------------ the table
 
 RULES: dict[str, dict[str, Rule]] = {
@@ -424,6 +448,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "sagemaker": _SAGEMAKER,
     "iam": _IAM,
     "sts": _STS,
+    "apigateway": _APIGATEWAY,
     "cloudwatch": {"PutMetricData": _rule("cloudwatch", _anything)},
     "sns": {"Publish": _rule("sns", lambda params, _where: str(params["TopicArn"]))},
 }

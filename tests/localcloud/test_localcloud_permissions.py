@@ -385,6 +385,25 @@ def _requests(service: str, operation: str, **params: Any) -> list[tuple[str, st
             [("iam:DeleteRole", f"arn:aws:iam::123456789012:role{ROLE_PATH}r")],
         ),
         ("sts", "GetCallerIdentity", {}, [("sts:GetCallerIdentity", "*")]),
+        # API Gateway authorizes its management API as the HTTP method on the resource's path.
+        (
+            "apigateway",
+            "GetApiKeys",
+            {"nameQuery": "t-"},
+            [("apigateway:GET", "arn:aws:apigateway:us-east-1::/apikeys")],
+        ),
+        (
+            "apigateway",
+            "DeleteUsagePlanKey",
+            {"usagePlanId": "p1", "keyId": "k1"},
+            [("apigateway:DELETE", "arn:aws:apigateway:us-east-1::/usageplans/p1/keys/k1")],
+        ),
+        (
+            "apigateway",
+            "CreateUsagePlanKey",
+            {"usagePlanId": "p1", "keyId": "k1", "keyType": "API_KEY"},
+            [("apigateway:POST", "arn:aws:apigateway:us-east-1::/usageplans/p1/keys")],
+        ),
     ],
 )
 def test_calls_map_to_iams_actions_and_resources(
@@ -423,6 +442,9 @@ def test_every_rule_of_the_table_names_an_action_of_its_service() -> None:
         "RoleName": "r",
         "RoleArn": "arn:aws:iam::1:role/r",
         "TopicArn": "arn:t",
+        "apiKey": "k",
+        "usagePlanId": "p",
+        "keyId": "k",
     }
     for service, rules in RULES.items():
         for operation in rules:
