@@ -45,6 +45,12 @@ def _before(moment: str) -> str:
     return format_timestamp(parse_timestamp(moment) - timedelta(milliseconds=1))
 
 
+def _later(moment: str, *, seconds: int) -> str:
+    from controlplane.core.model import format_timestamp, parse_timestamp  # noqa: PLC0415
+
+    return format_timestamp(parse_timestamp(moment) + timedelta(seconds=seconds))
+
+
 def _audit(api: Api) -> list[dict[str, Any]]:
     status, page = api("GET", "/audit", caller=OPERATOR)
     assert status == 200, page
@@ -187,6 +193,7 @@ def test_a_rotated_key_works_during_its_grace_period_and_then_fails(
     )
     grace_end = rotated["oldKey"]["expiresAt"]
     rotated_at = rotated["oldKey"]["rotatedAt"]
+    assert grace_end == _later(rotated_at, seconds=60)  # the grace asked for, not the key's own expiry
     assert isinstance(_authorize(old["apiKey"], rotated_at), Grant)
     assert isinstance(_authorize(old["apiKey"], _before(grace_end)), Grant)
     assert _authorize(old["apiKey"], grace_end) is Refusal.EXPIRED_KEY

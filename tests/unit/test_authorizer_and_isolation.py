@@ -88,7 +88,10 @@ def test_missing_malformed_and_unknown_keys_are_unauthorized(
         authorize(header)
 
 
-def test_a_revoked_key_is_unauthorized(authorize: Callable[..., Any]) -> None:
+def test_a_revoked_key_is_unauthorized(
+    authorize: Callable[..., Any], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    put_tenant("acme")  # an active tenant: the key alone is why it is refused
     key = _store("tenant", "acme", status="REVOKED")
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(f"Bearer {key}")
