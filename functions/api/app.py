@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from controlplane.admission import tier_store as tiers
 from controlplane.admission.fair_share import ACCOUNT_KEY, guarantees, guarantees_fit
-from controlplane.api import auditing
+from controlplane.api import audit, auditing
 from controlplane.api.audit import Actor, AuditAction, before_of
 from controlplane.api.key_lifecycle import (
     Issued,
@@ -199,7 +199,7 @@ def _audit(
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
 ) -> None:
-    auditing.record(_actor(), action, target, now=now, before=before, after=after)
+    auditing.record(audit.event(_actor(), action, target, now=now, before=before, after=after))
 
 
 def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | None:

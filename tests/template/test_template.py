@@ -290,14 +290,7 @@ def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dic
     assert event["Properties"]["Schedule"] == "rate(1 hour)"
     assert json.loads(event["Properties"]["Input"]) == {"trigger": "schedule"}
 
-    granted: dict[str, list[Any]] = {}
-    for statement in _statements(function):
-        assert statement["Effect"] == "Allow"
-        resources_of = (
-            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        )
-        for action in _statement_actions(statement):
-            granted.setdefault(action, []).extend(resources_of)
+    granted = _granted(function)
     # Exactly these actions: reading what to delete, deleting it; nothing that creates, writes or cancels.
     assert set(granted) == {
         "dynamodb:GetItem",

@@ -6,26 +6,14 @@ action the API reports as done is in the trail (the access log has every request
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from controlplane.api import audit_store
-from controlplane.api.audit import Actor, AuditAction, AuditEvent, event
+from controlplane.api.audit import AuditEvent
 from controlplane.api.models import decode_page_token, encode_page_token
 
 
-def record(
-    actor: Actor,
-    action: AuditAction,
-    target: str,
-    *,
-    now: str,
-    before: Mapping[str, Any] | None = None,
-    after: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    recorded = event(actor, action, target, now=now, before=before, after=after)
+def record(recorded: AuditEvent) -> None:
+    """Store an event (controlplane.api.audit.event builds it)."""
     audit_store.put(recorded)
-    return recorded
 
 
 def trail(*, limit: int, next_token: str | None) -> tuple[list[AuditEvent], str | None]:

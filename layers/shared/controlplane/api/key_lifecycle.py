@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controlplane.api import auditing, key_store
-from controlplane.api.audit import Actor, AuditAction
+from controlplane.api.audit import Actor, AuditAction, event
 from controlplane.api.keys import (
     ApiKey,
     KeyNotChangeableError,
@@ -65,7 +65,7 @@ def create_key(owner: KeyOwner, *, actor: Actor, expires_in_seconds: int | None,
     lifetime = _policy().requested_lifetime(owner.role, expires_in_seconds)
     secret, key = issue(owner, now=now, lifetime=lifetime, created_by=actor.key_id)
     key_store.create(key)
-    auditing.record(actor, AuditAction.KEY_CREATED, _target(key), now=now, after=_summary(key))
+    auditing.record(event(actor, AuditAction.KEY_CREATED, _target(key), now=now, after=_summary(key)))
     return Issued(key, secret)
 
 
@@ -104,14 +104,9 @@ def rotate_key(
     secret, new = issue(owner, now=now, lifetime=lifetime, created_by=actor.key_id, replaces=old.key_id)
     expires_at = grace_end(old, now, policy.grace(grace_seconds), policy)
     rotated = key_store.rotate(old, new, expires_at=expires_at, now=now)
-    auditing.record(
-        actor,
-        AuditAction.KEY_ROTATED,
-        _target(old),
-        now=now,
-        before={"expiresAt": old.expires_at},
-        after={"expiresAt": expires_at, "replacedBy": new.key_id, "newKeyExpiresAt": new.expires_at},
-    )
+    after = {"expiresAt": expires_at, "replacedBy": new.key_id, "newKeyExpiresAt": new.expires_at}
+    before = {"expiresAt": old.expires_at}
+    auditing.record(event(actor, AuditAction.KEY_ROTATED, _target(old), now=now, before=before, after=after))
     return Rotated(rotated, Issued(new, secret))
 
 
@@ -121,12 +116,6 @@ def revoke_key(owner: KeyOwner, key_id: str, *, actor: Actor, now: str) -> ApiKe
     revoked = key_store.revoke(key, now=now)
     if revoked is None:
         return find_key(owner, key_id)
-    auditing.record(
-        actor,
-        AuditAction.KEY_REVOKED,
-        _target(key),
-        now=now,
-        before={"status": key.status.value},
-        after={"status": revoked.status.value},
-    )
+    before, after = {"status": key.status.value}, {"status": revoked.status.value}
+    auditing.record(event(actor, AuditAction.KEY_REVOKED, _target(key), now=now, before=before, after=after))
     return revoked
