@@ -5,6 +5,7 @@ operator action lands in the audit trail with who, what and when."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -120,9 +121,16 @@ def test_another_tenants_key_is_exactly_a_missing_key(
     assert api("GET", "/keys", caller=tenant("globex"))[1]["items"] == []
     # ... and still works for its owner.
     assert api("GET", "/keys", caller=tenant("acme"))[1]["items"][0]["status"] == "ACTIVE"
+    _create(api, tenant("acme"))
     _, page = api("GET", "/keys", caller=tenant("acme"), query={"limit": "1"})
-    assert (
-        api("GET", "/keys", caller=tenant("globex"), query={"nextToken": page["nextToken"] or "x"})[0] == 400
+    assert page["nextToken"]
+    assert "keyHash" not in base64.urlsafe_b64decode(page["nextToken"] + "==").decode()  # never the hash
+    _, rest = api("GET", "/keys", caller=tenant("acme"), query={"limit": "1", "nextToken": page["nextToken"]})
+    assert [key["keyId"] for key in rest["items"]] == [theirs]  # the older key, on the next page
+    status, refused = api("GET", "/keys", caller=tenant("globex"), query={"nextToken": page["nextToken"]})
+    assert (status, refused["message"]) == (
+        400,
+        "nextToken: nextToken is not a token this API issued for this listing",
     )
 
 

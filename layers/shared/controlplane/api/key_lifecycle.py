@@ -8,6 +8,7 @@ The secret is returned once, by create and rotate, and never stored or logged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from controlplane.api import auditing, key_store
 from controlplane.api.audit import Actor, AuditAction, event
@@ -33,6 +34,9 @@ class OwnerNotFoundError(Exception):
     def __init__(self, tenant_id: str) -> None:
         super().__init__("no such tenant")
         self.tenant_id = tenant_id
+
+
+_PAGE_TOKEN_KEYS: Final = frozenset({"keyId"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +74,17 @@ def create_key(owner: KeyOwner, *, actor: Actor, expires_in_seconds: int | None,
 
 
 def list_keys(owner: KeyOwner, *, limit: int, next_token: str | None) -> tuple[list[ApiKey], str | None]:
-    """The owner's keys, newest first (InvalidPageTokenError for a token of another listing)."""
-    start = decode_page_token(next_token, expected_keys=key_store.PAGE_KEYS) if next_token else None
-    if start is not None and start["owner"] != owner.partition:
-        raise InvalidPageTokenError("nextToken is not a token this API issued for this listing")
-    keys, last = key_store.list_page(owner, limit=limit, start_key=start)
-    return keys, encode_page_token(last)
+    """The owner's keys, newest first. The page token names only the last key's id (never its hash); it is
+    resolved under the caller's own owner, so a token of another listing is an InvalidPageTokenError."""
+    start = None
+    if next_token is not None:
+        last_id = decode_page_token(next_token, expected_keys=_PAGE_TOKEN_KEYS)["keyId"]
+        last = key_store.find(owner, last_id) if is_key_id(last_id) else None
+        if last is None:
+            raise InvalidPageTokenError("nextToken is not a token this API issued for this listing")
+        start = {"keyHash": last.key_hash, "owner": owner.partition, "keyId": last_id}
+    keys, last_key = key_store.list_page(owner, limit=limit, start_key=start)
+    return keys, encode_page_token({"keyId": last_key["keyId"]} if last_key else None)
 
 
 def find_key(owner: KeyOwner, key_id: str) -> ApiKey:

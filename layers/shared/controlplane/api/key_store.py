@@ -32,7 +32,6 @@ from controlplane.settings import get_api_settings
 OWNER_KEYS_INDEX: Final = "owner-keys"
 # A key's status is named #keyStatus in expressions: #status is the job status, written only by
 # controlplane.jobs.lifecycle (tests/unit/test_lifecycle_conformance.py looks for it everywhere).
-PAGE_KEYS: Final = frozenset({"keyHash", "owner", "keyId"})
 
 
 def _table() -> str:
