@@ -4,9 +4,11 @@
 
 The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
 ``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel) need a tenant key; operator commands (onboard,
-tenants, tiers, tier-limit, account-cap, offboard) an operator key. ``dlq list`` / ``dlq redrive`` talk to
-SQS directly (AWS credentials, ``--stack``, ``--endpoint-url`` for the emulator), not to the API. Exit
-status 0 on success, 1 when the API (or AWS) refused (its message on stderr), 2 on a usage error.
+tenants, tiers, tier-limit, account-cap, offboard, audit, keys --tenant) an operator key; ``keys`` without
+``--tenant`` manages the caller's own keys (a tenant's, or the operator keys). ``dlq list`` /
+``dlq redrive`` talk to SQS directly (AWS credentials, ``--stack``, ``--endpoint-url`` for the emulator),
+not to the API. Exit status 0 on success, 1 when the API (or AWS) refused (its message on stderr), 2 on
+a usage error.
 """
 
 from __future__ import annotations
@@ -143,6 +145,23 @@ TIER_COLUMNS: Final = (
     ("max wait (s)", "queueWaitSeconds"),
 )
 TIMELINE_COLUMNS: Final = (("at", "at"), ("status", "status"), ("state", "state"), ("reason", "reason"))
+KEY_COLUMNS: Final = (
+    ("key", "keyId"),
+    ("prefix", "prefix"),
+    ("role", "role"),
+    ("tenant", "tenantId"),
+    ("state", "state"),
+    ("created", "createdAt"),
+    ("last used", "lastUsedAt"),
+    ("expires", "expiresAt"),
+)
+AUDIT_COLUMNS: Final = (
+    ("at", "at"),
+    ("action", "action"),
+    ("target", "target"),
+    ("by", "actor"),
+    ("change", "change"),
+)
 
 
 def _all_pages(send: Send, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -256,6 +275,74 @@ def _offboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         print(table(rows, (("removed", "kind"), ("count", "removed"))), file=out)
     else:
         print(f"suspended; data kept until {report['deleteAfter']} (use --immediate to delete now)", file=out)
+    return 0
+
+
+def _keys_path(args: argparse.Namespace, key_id: str | None = None, action: str = "") -> str:
+    """/keys (the caller's own: a tenant's keys, or with an operator key the operator keys), or an operator's
+    /tenants/<id>/keys for --tenant."""
+    base = f"/tenants/{args.tenant}/keys" if args.tenant else "/keys"
+    return base + (f"/{key_id}" if key_id else "") + action
+
+
+def _keys_list(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    print(table(_all_pages(send, _keys_path(args), {"limit": "100"}), KEY_COLUMNS), file=out)
+    return 0
+
+
+def _lifetime(args: argparse.Namespace) -> dict[str, int]:
+    return {"expiresInSeconds": args.expires_in_days * 86400} if args.expires_in_days else {}
+
+
+def _secret_lines(created: dict[str, Any], out: TextIO) -> None:
+    print(table([created["key"]], KEY_COLUMNS), file=out)
+    print(f"API key (shown once): {created['apiKey']}", file=out)
+
+
+def _keys_create(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    _secret_lines(call(send, "POST", _keys_path(args), body=_lifetime(args)), out)
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    body = _lifetime(args) | ({"graceSeconds": args.grace_seconds} if args.grace_seconds is not None else {})
+    rotated = call(send, "POST", _keys_path(args, args.key_id, "/rotate"), body=body)
+    old = rotated["oldKey"]
+    print(f"{old['keyId']} rotated: it keeps working until {old['expiresAt']}; its replacement:", file=out)
+    _secret_lines(rotated, out)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    key = call(send, "DELETE", _keys_path(args, args.key_id))
+    print(
+        f"{key['keyId']} ({key['prefix']}…) revoked at {key['revokedAt']}: it fails from the next request on",
+        file=out,
+    )
+    return 0
+
+
+def _change(event: dict[str, Any]) -> str:
+    before, after = event.get("before") or {}, event.get("after") or {}
+    parts = [
+        f"{name} {json.dumps(before[name])} -> {json.dumps(value)}"
+        if name in before
+        else f"{name} {json.dumps(value)}"
+        for name, value in after.items()
+    ]
+    return "; ".join(parts) or "-"
+
+
+def _audit(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    query = {"limit": str(args.limit)}
+    events = (
+        _all_pages(send, "/audit", query) if args.all else call(send, "GET", "/audit", query=query)["items"]
+    )
+    rows = [
+        event | {"actor": f"{event['actorKeyId']} ({event['actorRole']})", "change": _change(event)}
+        for event in events
+    ]
+    print(table(rows, AUDIT_COLUMNS), file=out)
     return 0
 
 
@@ -408,6 +495,43 @@ def parser() -> argparse.ArgumentParser:
     offboard.add_argument("--immediate", action="store_true", help="delete its data now")
     offboard.set_defaults(run=_offboard)
 
+    keys = commands.add_parser(
+        "keys",
+        help="API keys: a tenant key manages its own; an operator key the operator keys, or with --tenant a "
+        "tenant's",
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_list = key_commands.add_parser(
+        "list", help="keys, newest first: id, prefix, state, created, last used, expiry"
+    )
+    key_create = key_commands.add_parser("create", help="a new key; prints its secret once")
+    key_rotate = key_commands.add_parser(
+        "rotate", help="a new key (secret printed once); the old one works until the grace period ends"
+    )
+    key_revoke = key_commands.add_parser("revoke", help="revoke a key: it fails from the next request on")
+    for command, run in (
+        (key_list, _keys_list),
+        (key_create, _keys_create),
+        (key_rotate, _keys_rotate),
+        (key_revoke, _keys_revoke),
+    ):
+        command.add_argument("--tenant", help="a tenant's keys (operator)")
+        command.set_defaults(run=run)
+    for command in (key_rotate, key_revoke):
+        command.add_argument("key_id", help="the key's id (key-...), as keys list shows it")
+    for command in (key_create, key_rotate):
+        command.add_argument(
+            "--expires-in-days", type=int, help="the new key's lifetime (default: the role's)"
+        )
+    key_rotate.add_argument(
+        "--grace-seconds", type=int, help="how long the old key keeps working (default 86400: 24 h)"
+    )
+
+    audit = commands.add_parser("audit", help="the audit trail, newest first: who did what, when (operator)")
+    audit.add_argument("--limit", type=int, default=25, help="events per page (default 25)")
+    audit.add_argument("--all", action="store_true", help="every page, not only the newest")
+    audit.set_defaults(run=_audit)
+
     dlq = commands.add_parser(
         "dlq", help="what the stack's dead-letter queues hold; redrive one (AWS credentials, not the API)"
     )
@@ -435,9 +559,10 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     send: Send | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     clients: dead_letters.Clients | None = None,
 ) -> int:
+    out = out or sys.stdout  # looked up per call: whoever redirected stdout since import gets the output
     args = parser().parse_args(argv)
     if getattr(args, "aws", False):
         aws_run: Callable[[argparse.Namespace, dead_letters.Clients, TextIO], int] = args.run

@@ -45,13 +45,19 @@ def generate() -> str:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     app = importlib.import_module("functions.api.app").app
+    keys = importlib.import_module("controlplane.api.keys")
     text = app.get_openapi_json_schema(
         title="MLaaS tenant build control plane: status API",
         version="1.0.0",
         description=(
-            "Tenant routes (jobs) and operator routes (tiers, tenants). Every request carries "
-            "`Authorization: Bearer <API key>`; the REQUEST authorizer resolves the key to a role "
-            "and, for tenants, the tenant id."
+            "Tenant routes (jobs, keys) and operator routes (tiers, tenants, every key, the audit trail). "
+            "Every request carries `Authorization: Bearer <API key>`; the REQUEST authorizer resolves the "
+            "key to a role, its key id and, for tenants, the tenant id. Keys expire (tenant keys after 365 "
+            "days, operator keys after 90, as deployed); a rotated key works until its grace period ends "
+            f"(default 24 h). Revocation bound: {keys.REVOCATION_BOUND_SECONDS} s. API Gateway does not "
+            f"cache the authorizer's result (ReauthorizeEvery {keys.REVOCATION_BOUND_SECONDS}) and the "
+            "authorizer reads the key strongly consistently, so a revoked, "
+            "expired or past-grace key is refused (401) from the next request on."
         ),
     )
     return json.dumps(_with_error_bodies(json.loads(text)), indent=2, sort_keys=True) + "\n"

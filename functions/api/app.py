@@ -8,6 +8,7 @@ docs/openapi.json is generated from these routes (make openapi).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -23,7 +24,25 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from controlplane.admission import tier_store as tiers
 from controlplane.admission.fair_share import ACCOUNT_KEY, guarantees, guarantees_fit
-from controlplane.api.keys import Role
+from controlplane.api import audit, auditing
+from controlplane.api.audit import Actor, AuditAction, before_of
+from controlplane.api.key_lifecycle import (
+    Issued,
+    OwnerNotFoundError,
+    Rotated,
+    create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
+from controlplane.api.keys import (
+    ApiKey,
+    KeyNotChangeableError,
+    KeyNotFoundError,
+    KeyOwner,
+    KeyRequestError,
+    Role,
+)
 from controlplane.api.models import (
     DEFAULT_PAGE_SIZE,
     FORMATS,
@@ -31,9 +50,17 @@ from controlplane.api.models import (
     TIMESTAMP_PATTERN,
     AccountPatch,
     AccountView,
+    AuditEventView,
+    AuditPage,
     InvalidPageTokenError,
     JobPage,
     JobView,
+    KeyCreate,
+    KeyCreated,
+    KeyPage,
+    KeyRotate,
+    KeyRotated,
+    KeyView,
     OffboardingView,
     TenantCreate,
     TenantCreated,
@@ -46,7 +73,7 @@ from controlplane.api.models import (
     decode_page_token,
     encode_page_token,
 )
-from controlplane.api.problems import describe
+from controlplane.api.problems import Problem, describe
 from controlplane.core import functions
 from controlplane.core.errors import JobClosedError, JobNotFoundError
 from controlplane.core.model import Tier, utc_now
@@ -85,6 +112,37 @@ def _invalid_request(error: RequestValidationError) -> Response[str]:
     )
 
 
+def _problem(status: int, message: str) -> Response[str]:
+    body = Problem(status_code=status, message=message).model_dump_json(by_alias=True)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+# Domain errors of the key and audit routes, mapped to HTTP in one place.
+@app.exception_handler(KeyNotFoundError)  # type: ignore[untyped-decorator]
+def _no_such_key(error: KeyNotFoundError) -> Response[str]:
+    return _problem(404, "no such key")  # the same for another tenant's key
+
+
+@app.exception_handler(OwnerNotFoundError)  # type: ignore[untyped-decorator]
+def _no_such_owner(error: OwnerNotFoundError) -> Response[str]:
+    return _problem(404, _TENANT_NOT_FOUND)
+
+
+@app.exception_handler(KeyNotChangeableError)  # type: ignore[untyped-decorator]
+def _key_not_changeable(error: KeyNotChangeableError) -> Response[str]:
+    return _problem(409, str(error))
+
+
+@app.exception_handler(KeyRequestError)  # type: ignore[untyped-decorator]
+def _key_request_refused(error: KeyRequestError) -> Response[str]:
+    return _problem(400, str(error))
+
+
+@app.exception_handler(InvalidPageTokenError)  # type: ignore[untyped-decorator]
+def _bad_page_token(error: InvalidPageTokenError) -> Response[str]:
+    return _problem(400, f"nextToken: {error}")
+
+
 def _caller() -> tuple[str, str | None]:
     authorizer = app.current_event.request_context.authorizer
     role = str(authorizer.get("role") or "")
@@ -105,6 +163,43 @@ def _operator() -> None:
     role, _ = _caller()
     if role != Role.OPERATOR.value:
         raise ForbiddenError("this route is for operator credentials")
+
+
+def _actor() -> Actor:
+    """Who is calling, for the audit trail: the key id, role and tenant the authorizer resolved."""
+    context = app.current_event.request_context
+    role, tenant_id = _caller()
+    key_id = context.authorizer.get("keyId") or context.authorizer.get("principalId") or "unknown"
+    return Actor(
+        key_id=str(key_id),
+        role=Role(role) if role in set(Role) else None,
+        tenant_id=tenant_id,
+        request_id=context.request_id,
+    )
+
+
+def _my_keys() -> KeyOwner:
+    """The keys the caller manages on /keys: a tenant its own, an operator the operators'."""
+    role, _ = _caller()
+    if role == Role.OPERATOR.value:
+        return KeyOwner.operators()
+    return KeyOwner.tenant(_tenant())
+
+
+def _tenant_keys(tenant_id: str) -> KeyOwner:
+    _operator()
+    return KeyOwner.tenant(tenant_id)
+
+
+def _audit(
+    action: AuditAction,
+    target: str,
+    *,
+    now: str,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    auditing.record(audit.event(_actor(), action, target, now=now, before=before, after=after))
 
 
 def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | None:
@@ -184,6 +279,132 @@ def cancel_my_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -
     return JobView.of(cancellation.job), 202
 
 
+# ------------------------------------------------------------------ keys (tenants: their own; operators: any)
+
+_KEY_ID = Path(alias="keyId", max_length=64, description="The key's public id (key-...), never its secret")
+_TENANT_ID = Path(alias="tenantId", max_length=64)
+_KEYS_LIMIT = Query(ge=1, le=MAX_PAGE_SIZE)
+_KEYS_TOKEN = Query(alias="nextToken", max_length=2048)
+_MY_KEYS = (
+    "The caller's keys: a tenant's own keys; with an operator key, the operator keys. Revocation and expiry "
+    "take effect on the next request (the authorizer's result is not cached)."
+)
+
+
+def _key_view(key: ApiKey) -> KeyView:
+    return KeyView.of(key, now=utc_now(), policy=api_settings.key_policy())
+
+
+def _page(found: tuple[list[ApiKey], str | None]) -> KeyPage:
+    keys, token = found
+    return KeyPage(items=[_key_view(key) for key in keys], next_token=token)
+
+
+def _created(issued: Issued) -> tuple[KeyCreated, int]:
+    return KeyCreated(key=_key_view(issued.key), api_key=issued.secret), 201
+
+
+def _rotated(rotated: Rotated) -> tuple[KeyRotated, int]:
+    new = rotated.new
+    return KeyRotated(old_key=_key_view(rotated.old), key=_key_view(new.key), api_key=new.secret), 201
+
+
+@app.get(
+    "/keys",
+    summary="My keys, newest first (id, prefix, created, last used, expiry)",
+    tags=["keys"],
+    description=_MY_KEYS,
+)
+def list_my_keys(
+    limit: Annotated[int, _KEYS_LIMIT] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, _KEYS_TOKEN] = None,
+) -> KeyPage:
+    return _page(list_keys(_my_keys(), limit=limit, next_token=next_token))
+
+
+@app.post("/keys", summary="Create a key (its secret is shown once)", tags=["keys"], description=_MY_KEYS)
+def create_my_key(request: KeyCreate) -> tuple[KeyCreated, int]:
+    return _created(
+        create_key(_my_keys(), actor=_actor(), expires_in_seconds=request.expires_in_seconds, now=utc_now())
+    )
+
+
+@app.post(
+    "/keys/<keyId>/rotate",
+    summary="Rotate a key: a new key (shown once); the old one works until the grace period ends",
+    tags=["keys"],
+    description=_MY_KEYS,
+)
+def rotate_my_key(key_id: Annotated[str, _KEY_ID], request: KeyRotate) -> tuple[KeyRotated, int]:
+    return _rotated(_rotate(_my_keys(), key_id, request))
+
+
+@app.delete(
+    "/keys/<keyId>",
+    summary="Revoke a key (fails from the next request on)",
+    tags=["keys"],
+    description=_MY_KEYS,
+)
+def revoke_my_key(key_id: Annotated[str, _KEY_ID]) -> KeyView:
+    return _key_view(revoke_key(_my_keys(), key_id, actor=_actor(), now=utc_now()))
+
+
+def _rotate(owner: KeyOwner, key_id: str, request: KeyRotate) -> Rotated:
+    return rotate_key(
+        owner,
+        key_id,
+        actor=_actor(),
+        grace_seconds=request.grace_seconds,
+        expires_in_seconds=request.expires_in_seconds,
+        now=utc_now(),
+    )
+
+
+@app.get("/tenants/<tenantId>/keys", summary="A tenant's keys, newest first", tags=["operator"])
+def list_tenant_keys(
+    tenant_id: Annotated[str, _TENANT_ID],
+    limit: Annotated[int, _KEYS_LIMIT] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, _KEYS_TOKEN] = None,
+) -> KeyPage:
+    return _page(list_keys(_tenant_keys(tenant_id), limit=limit, next_token=next_token))
+
+
+@app.post("/tenants/<tenantId>/keys", summary="Create a key for a tenant (shown once)", tags=["operator"])
+def create_tenant_key(tenant_id: Annotated[str, _TENANT_ID], request: KeyCreate) -> tuple[KeyCreated, int]:
+    owner = _tenant_keys(tenant_id)
+    return _created(
+        create_key(owner, actor=_actor(), expires_in_seconds=request.expires_in_seconds, now=utc_now())
+    )
+
+
+@app.post(
+    "/tenants/<tenantId>/keys/<keyId>/rotate",
+    summary="Rotate a tenant's key: a new key (shown once); the old one works until the grace period ends",
+    tags=["operator"],
+)
+def rotate_tenant_key(
+    tenant_id: Annotated[str, _TENANT_ID], key_id: Annotated[str, _KEY_ID], request: KeyRotate
+) -> tuple[KeyRotated, int]:
+    return _rotated(_rotate(_tenant_keys(tenant_id), key_id, request))
+
+
+@app.delete("/tenants/<tenantId>/keys/<keyId>", summary="Revoke a tenant's key", tags=["operator"])
+def revoke_tenant_key(tenant_id: Annotated[str, _TENANT_ID], key_id: Annotated[str, _KEY_ID]) -> KeyView:
+    return _key_view(revoke_key(_tenant_keys(tenant_id), key_id, actor=_actor(), now=utc_now()))
+
+
+@app.get(
+    "/audit", summary="The audit trail of operator actions and key changes, newest first", tags=["operator"]
+)
+def read_audit_trail(
+    limit: Annotated[int, _KEYS_LIMIT] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[str | None, _KEYS_TOKEN] = None,
+) -> AuditPage:
+    _operator()
+    events, token = auditing.trail(limit=limit, next_token=next_token)
+    return AuditPage(items=[AuditEventView.of(event) for event in events], next_token=token)
+
+
 # ------------------------------------------------------------------ operator routes
 
 
@@ -213,16 +434,19 @@ def list_tiers() -> TierList:
 @app.patch("/tiers/<tier>", summary="Change a tier's limit or other tunables at run time", tags=["operator"])
 def patch_tier(tier: Annotated[Tier, Path()], patch: TierPatch) -> TierView:
     _operator()
+    account, tier_items = tiers.capacity_items()
     if patch.concurrency_limit is not None:
-        account, tier_items = tiers.capacity_items()
         planned = guarantees(tier_items) | {tier.value: patch.concurrency_limit}
         problem = guarantees_fit(int(account["accountCap"]), planned) if account else None
         if problem:
             raise _conflict(f"{problem}: raise the account cap first (PATCH /account)")
-    item = tiers.update(tier.value, patch.changes(), now=utc_now())
+    now = utc_now()
+    item = tiers.update(tier.value, patch.changes(), now=now)
     if item is None:
         raise NotFoundError("no such tier")
     logger.info("Tier changed", extra={"tier": tier.value, "changes": patch.changes()})
+    before = before_of(tier_items.get(tier.value), patch.changes())
+    _audit(AuditAction.TIER_CHANGED, f"tier/{tier.value}", now=now, before=before, after=patch.changes())
     return _tier_view(tier.value, item)
 
 
@@ -237,22 +461,33 @@ def patch_account(patch: AccountPatch) -> AccountView:
     problem = guarantees_fit(patch.account_cap, guarantees(tier_items))
     if problem:
         raise _conflict(f"{problem}: lower a tier's concurrencyLimit first")
-    updated = tiers.update(ACCOUNT_KEY, {"accountCap": patch.account_cap}, now=utc_now())
+    now = utc_now()
+    updated = tiers.update(ACCOUNT_KEY, {"accountCap": patch.account_cap}, now=now)
     if updated is None:
         raise NotFoundError("the account has no settings yet (deploying the stack seeds them)")
     logger.info("Account cap changed", extra={"accountCap": patch.account_cap})
+    change = {"accountCap": patch.account_cap}
+    _audit(AuditAction.ACCOUNT_CHANGED, "account", now=now, before=before_of(account, change), after=change)
     return _account_view(updated, tier_items)
 
 
 @app.post("/tenants", summary="Onboard a tenant (returns its API key once)", tags=["operator"])
 def create_tenant(request: TenantCreate) -> tuple[TenantCreated, int]:
     _operator()
+    now, actor = utc_now(), _actor()
     try:
-        onboarded = onboard(request, now=utc_now())
+        onboarded = onboard(request, now=now, created_by=actor.key_id)
     except TenantExistsError as error:
         raise _conflict(str(error)) from None
     logger.info("Tenant onboarded", extra={"tenantId": request.tenant_id, "tier": request.tier.value})
-    return TenantCreated(tenant=TenantView.model_validate(onboarded.tenant), api_key=onboarded.api_key), 201
+    after = {
+        "tier": request.tier.value,
+        "keyId": onboarded.key.key_id,
+        "keyExpiresAt": onboarded.key.expires_at,
+    }
+    _audit(AuditAction.TENANT_ONBOARDED, f"tenant/{request.tenant_id}", now=now, after=after)
+    tenant = TenantView.model_validate(onboarded.tenant)
+    return TenantCreated(tenant=tenant, key=_key_view(onboarded.key), api_key=onboarded.api_key), 201
 
 
 @app.get("/tenants", summary="Tenants by id", tags=["operator"])
@@ -281,13 +516,17 @@ def patch_tenant(
     tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)], patch: TenantPatch
 ) -> TenantView:
     _operator()
+    now = utc_now()
     try:
-        item = change_tenant(tenant_id, patch, now=utc_now())
+        change = change_tenant(tenant_id, patch, now=now)
     except TenantOffboardingError as error:
         raise _conflict(str(error)) from None
     except TenantNotFoundError:
         raise NotFoundError(_TENANT_NOT_FOUND) from None
+    current, item = change.before, change.after
     logger.info("Tenant changed", extra={"tenantId": tenant_id, "changes": patch.changes()})
+    before = before_of(current, patch.changes())
+    _audit(AuditAction.TENANT_CHANGED, f"tenant/{tenant_id}", now=now, before=before, after=patch.changes())
     return TenantView.model_validate(item)
 
 
@@ -312,6 +551,12 @@ def delete_tenant(
         report.removed = _delete_now(tenant_id)
         report.deleted = True
     logger.info("Tenant offboarding", extra={"tenantId": tenant_id, "deleted": report.deleted})
+    after = {
+        "deleted": report.deleted,
+        "deleteAfter": report.delete_after,
+        "cancelledJobs": len(report.cancelled_jobs),
+    }
+    _audit(AuditAction.TENANT_OFFBOARDED, f"tenant/{tenant_id}", now=utc_now(), after=after)
     view = OffboardingView(
         tenant_id=report.tenant_id,
         deleted=report.deleted,

@@ -2,9 +2,10 @@
 
 In: the request's ``Authorization: Bearer <key>`` header. The key's SHA-256 is looked up in the ApiKeys
 table; an active key yields a policy (tenants: the tenant routes only; operators: every route) and the
-context ``{"role", "tenantId"?}`` the API handler reads. A tenant key works only while its tenant is
-ACTIVE (controlplane.api.authorizing). Anything else is "Unauthorized" (API Gateway's 401). The key is
-never logged; the principal id is a prefix of its hash.
+context ``{"role", "keyId", "tenantId"?}`` the API handler reads. A key works only while it is active and
+not expired (a rotated key until its grace period ends), a tenant key only while its tenant is ACTIVE
+(controlplane.api.authorizing). Anything else is "Unauthorized" (API Gateway's 401). The key is never
+logged; the principal id is the key's public id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from controlplane.api.authorization import allow_policy
 from controlplane.api.authorizing import Refusal, authorize
+from controlplane.core.model import utc_now
 from controlplane.observability import count, instrumented, logger
 from controlplane.settings import get_api_settings
 
@@ -34,14 +36,16 @@ def _header(event: dict[str, Any], name: str) -> str | None:
 
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    grant = authorize(_header(event, "authorization"))
+    grant = authorize(_header(event, "authorization"), now=utc_now())
     if isinstance(grant, Refusal):
         count("ApiRequestsUnauthorized")
         logger.info("Unauthorized", extra={"why": grant.value})
         raise UnauthorizedError("Unauthorized")
-    logger.info("Authorized", extra={"role": grant.role.value, "tenantId": grant.tenant_id})
+    logger.info(
+        "Authorized", extra={"role": grant.role.value, "tenantId": grant.tenant_id, "keyId": grant.key_id}
+    )
     return allow_policy(
-        grant.principal_id,
+        grant.key_id,
         str(event.get("methodArn", "")),
         role=grant.role,
         tenant_id=grant.tenant_id,

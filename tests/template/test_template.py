@@ -290,14 +290,7 @@ def test_offboard_tenants_is_least_privilege_and_swept_every_hour(resources: dic
     assert event["Properties"]["Schedule"] == "rate(1 hour)"
     assert json.loads(event["Properties"]["Input"]) == {"trigger": "schedule"}
 
-    granted: dict[str, list[Any]] = {}
-    for statement in _statements(function):
-        assert statement["Effect"] == "Allow"
-        resources_of = (
-            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        )
-        for action in _statement_actions(statement):
-            granted.setdefault(action, []).extend(resources_of)
+    granted = _granted(function)
     # Exactly these actions: reading what to delete, deleting it; nothing that creates, writes or cancels.
     assert set(granted) == {
         "dynamodb:GetItem",
@@ -412,3 +405,64 @@ def test_the_status_api_writes_an_access_log_line_per_request(resources: dict[st
     ):
         assert f"$context.{variable}" in setting["Format"], variable
     assert resources["ApiAccessLogs"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def _granted(resource: dict[str, Any]) -> dict[str, list[Any]]:
+    granted: dict[str, list[Any]] = {}
+    for statement in _statements(resource):
+        assert statement["Effect"] == "Allow"
+        found = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in _statement_actions(statement):
+            granted.setdefault(action, []).extend(found)
+    return granted
+
+
+def test_revocation_takes_effect_within_the_stated_bound(resources: dict[str, Any]) -> None:
+    """README and docs/openapi.json state the bound (controlplane.api.keys.REVOCATION_BOUND_SECONDS): it is
+    how long API Gateway may cache the authorizer's answer."""
+    from controlplane.api.keys import REVOCATION_BOUND_SECONDS  # noqa: PLC0415
+
+    auth = resources["ControlPlaneApi"]["Properties"]["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["Identity"]["ReauthorizeEvery"] == REVOCATION_BOUND_SECONDS
+    assert f"Revocation bound: {REVOCATION_BOUND_SECONDS} s" in (ROOT / "docs" / "openapi.json").read_text()
+    assert f"revocation bound is {REVOCATION_BOUND_SECONDS} s" in (ROOT / "README.md").read_text().lower()
+
+
+def test_the_authorizer_may_read_keys_and_tenants_and_only_touch_a_keys_last_use(
+    resources: dict[str, Any],
+) -> None:
+    granted = _granted(resources["AuthorizerFunction"])
+    assert set(granted) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert granted["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["ApiKeysTable", "Arn"]}]
+    assert granted["dynamodb:GetItem"] == [
+        {"Fn::GetAtt": ["ApiKeysTable", "Arn"]},
+        {"Fn::GetAtt": ["TenantsTable", "Arn"]},
+    ]
+
+
+def test_keys_are_found_by_owner_and_id_and_the_audit_trail_by_time(resources: dict[str, Any]) -> None:
+    keys = resources["ApiKeysTable"]["Properties"]
+    (owner_keys,) = [i for i in keys["GlobalSecondaryIndexes"] if i["IndexName"] == "owner-keys"]
+    assert owner_keys["KeySchema"] == [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "keyId", "KeyType": "RANGE"},
+    ]
+    audit = resources["AuditTable"]
+    assert audit["DeletionPolicy"] == "Retain"
+    assert audit["Properties"]["KeySchema"] == [
+        {"AttributeName": "trail", "KeyType": "HASH"},
+        {"AttributeName": "eventId", "KeyType": "RANGE"},
+    ]
+    # Only the API writes and reads the trail: put an event, query the trail; no update, no delete, no scan.
+    holders = {
+        name: {
+            action
+            for action, found in _granted(function).items()
+            if {"Fn::GetAtt": ["AuditTable", "Arn"]} in found
+        }
+        for name, function in _of_type(resources, "AWS::Serverless::Function").items()
+    }
+    assert {name: actions for name, actions in holders.items() if actions} == {
+        "ApiFunction": {"dynamodb:PutItem", "dynamodb:Query"}
+    }

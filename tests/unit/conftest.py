@@ -60,6 +60,7 @@ ENVIRONMENT = {
     "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
     # The API and its authorizer only (not Globals).
     "API_KEYS_TABLE_NAME": "test-api-keys",
+    "AUDIT_TABLE_NAME": "test-audit",
     "TENANT_ROLE_PATH": "/mlaas-tenants/",
     "TENANT_ROLE_BOUNDARY_ARN": f"arn:aws:iam::{ACCOUNT}:policy/MLaaS-Test-tenant-role-boundary",
     "OFFBOARD_TENANTS_FUNCTION_NAME": "MLaaS-Test-OffboardTenantsFunction",
@@ -71,6 +72,7 @@ TABLE_ENV = {
     "SlotLeasesTable": "SLOT_LEASES_TABLE_NAME",
     "FairShareTable": "FAIR_SHARE_TABLE_NAME",
     "ApiKeysTable": "API_KEYS_TABLE_NAME",
+    "AuditTable": "AUDIT_TABLE_NAME",
 }
 
 

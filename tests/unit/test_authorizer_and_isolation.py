@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -28,23 +29,23 @@ def authorize(aws: None, load_app: Callable[[str], ModuleType]) -> Callable[[str
     return call
 
 
-def _store(role: str, tenant_id: str | None = None, status: str = "ACTIVE") -> str:
-    from controlplane.api import key_store as table  # noqa: PLC0415
-    from controlplane.api.keys import Role, hash_key, new_key  # noqa: PLC0415
+def _store(
+    role: str,
+    tenant_id: str | None = None,
+    status: str = "ACTIVE",
+    *,
+    now: str | None = None,
+    lifetime: timedelta = timedelta(days=30),
+) -> str:
+    """Store a key created at ``now`` (default: just now) and return its secret."""
+    from controlplane.api import key_store  # noqa: PLC0415
+    from controlplane.api.keys import KeyOwner, KeyStatus, Role, issue  # noqa: PLC0415
+    from controlplane.core.model import utc_now  # noqa: PLC0415
 
-    key = new_key()
-    table.put(hash_key(key), role=Role(role), tenant_id=tenant_id, now="2024-05-01T00:00:00.000Z")
-    if status != "ACTIVE":
-        from tests.unit.conftest import ENVIRONMENT, aws_client  # noqa: PLC0415
-
-        aws_client("dynamodb").update_item(
-            TableName=ENVIRONMENT["API_KEYS_TABLE_NAME"],
-            Key={"keyHash": {"S": hash_key(key)}},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": status}},
-        )
-    return key
+    owner = KeyOwner(Role(role), tenant_id)
+    secret, key = issue(owner, now=now or utc_now(), lifetime=lifetime, created_by="test")
+    key_store.create(key.model_copy(update={"status": KeyStatus(status)}))
+    return secret
 
 
 def _allowed(policy: dict[str, Any], arn: str) -> bool:
@@ -60,7 +61,8 @@ def test_a_tenant_key_yields_its_tenant_and_only_the_tenant_routes(
     put_tenant("acme")
     key = _store("tenant", "acme")
     result = authorize(f"Bearer {key}")
-    assert result["context"] == {"role": "tenant", "tenantId": "acme"}
+    assert result["context"] == {"role": "tenant", "tenantId": "acme", "keyId": result["principalId"]}
+    assert result["principalId"].startswith("key-")
     prefix = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1"
     assert _allowed(result, f"{prefix}/GET/jobs")
     assert _allowed(result, f"{prefix}/GET/jobs/job-1")
@@ -71,7 +73,7 @@ def test_a_tenant_key_yields_its_tenant_and_only_the_tenant_routes(
 
 def test_an_operator_key_may_call_every_route(authorize: Callable[..., Any]) -> None:
     result = authorize(f"Bearer {_store('operator')}")
-    assert result["context"] == {"role": "operator"}
+    assert result["context"] == {"role": "operator", "keyId": result["principalId"]}
     assert _allowed(result, "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/tenants")
 
 
@@ -86,10 +88,23 @@ def test_missing_malformed_and_unknown_keys_are_unauthorized(
         authorize(header)
 
 
-def test_a_revoked_key_is_unauthorized(authorize: Callable[..., Any]) -> None:
+def test_a_revoked_key_is_unauthorized(
+    authorize: Callable[..., Any], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    put_tenant("acme")  # an active tenant: the key alone is why it is refused
     key = _store("tenant", "acme", status="REVOKED")
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorize(f"Bearer {key}")
+
+
+def test_an_expired_key_is_unauthorized(
+    authorize: Callable[..., Any], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    put_tenant("acme")
+    expired = _store("tenant", "acme", now="2024-05-01T00:00:00.000Z", lifetime=timedelta(days=1))
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(f"Bearer {expired}")
+    assert authorize(f"Bearer {_store('tenant', 'acme')}")["context"]["tenantId"] == "acme"
 
 
 @pytest.mark.parametrize("status", ["SUSPENDED", None])

@@ -162,3 +162,59 @@ def test_onboard_sets_the_tenants_fair_share(
     assert code == 0, text
     item = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "hooli"})["Item"]
     assert (item["fairShareWeight"], item["maxRunningJobs"]) == (Decimal("2.5"), 3)
+
+
+def test_key_commands_print_tables_and_each_secret_once(
+    api: Callable[..., tuple[int, Any]], put_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    put_tenant("acme")
+    operator = {"role": "operator", "keyId": "key-ops"}
+    code, text = run(api, operator, "keys", "create", "--tenant", "acme", "--expires-in-days", "30")
+    assert code == 0, text
+    header, row, secret_line = text.splitlines()
+    assert header.split() == [
+        "key",
+        "prefix",
+        "role",
+        "tenant",
+        "state",
+        "created",
+        "last",
+        "used",
+        "expires",
+    ]
+    key_id, prefix = row.split()[:2]
+    assert row.split()[2:5] == ["tenant", "acme", "active"]
+    assert secret_line.startswith(f"API key (shown once): {prefix}")
+    code, text = run(api, tenant("acme"), "keys", "list")
+    assert (code, text.splitlines()[1].split()[0]) == (0, key_id)
+    assert "mlaas_" not in text.replace(prefix, "")  # the prefix only, never the secret
+    code, text = run(api, tenant("acme"), "keys", "rotate", key_id, "--grace-seconds", "60")
+    assert code == 0, text
+    assert text.startswith(f"{key_id} rotated: it keeps working until ")
+    assert "API key (shown once): mlaas_" in text
+    code, text = run(api, operator, "keys", "list", "--tenant", "acme")
+    assert [line.split()[4] for line in text.splitlines()[1:]] == ["active", "grace"]
+    code, text = run(api, operator, "keys", "revoke", key_id, "--tenant", "acme")
+    assert code == 0
+    assert text.startswith(f"{key_id} ({prefix}…) revoked at ")
+    code, text = run(api, tenant("globex"), "keys", "revoke", key_id)
+    assert code == 1  # another tenant's key: "no such key"
+    code, text = run(api, operator, "keys", "create")
+    assert code == 0
+    assert text.splitlines()[1].split()[2:4] == ["operator", "-"]
+
+
+def test_the_audit_command_shows_who_did_what_and_when(api: Callable[..., tuple[int, Any]]) -> None:
+    operator = {"role": "operator", "keyId": "key-ops"}
+    assert run(api, operator, "account-cap", "20")[0] == 0
+    assert run(api, operator, "tier-limit", "basic", "3")[0] == 0
+    code, text = run(api, OPERATOR, "audit")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split() == ["at", "action", "target", "by", "change"]
+    assert lines[1].split()[1:6] == ["tier.change", "tier/basic", "key-ops", "(operator)", "concurrencyLimit"]
+    assert lines[1].endswith("concurrencyLimit 2 -> 3")
+    assert lines[2].endswith("accountCap 16 -> 20")
+    code, text = run(api, OPERATOR, "audit", "--all", "--limit", "1")
+    assert len(text.splitlines()) == 3

@@ -20,7 +20,9 @@ AWS_PLUMBING = {"controlplane.core.clients", "controlplane.core.dynamo", "contro
 CROSS_CUTTING = {"controlplane", "controlplane.settings", "controlplane.observability"}
 USE_CASES = {
     "controlplane.admission.gate",
+    "controlplane.api.auditing",
     "controlplane.api.authorizing",
+    "controlplane.api.key_lifecycle",
     "controlplane.builds.reconciling",
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",

@@ -25,6 +25,13 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tiers/{tier}",
         "/tenants",
         "/tenants/{tenantId}",
+        "/keys",
+        "/keys/{keyId}",
+        "/keys/{keyId}/rotate",
+        "/tenants/{tenantId}/keys",
+        "/tenants/{tenantId}/keys/{keyId}",
+        "/tenants/{tenantId}/keys/{keyId}/rotate",
+        "/audit",
     }
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
@@ -32,6 +39,12 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
     assert {"get", "patch", "delete"} == set(paths["/tenants/{tenantId}"])
     assert "TenantCreate" in document["components"]["schemas"]
     assert "metricThreshold" in document["components"]["schemas"]["TenantCreate"]["properties"]
+    assert {"get", "post"} == set(paths["/keys"]) == set(paths["/tenants/{tenantId}/keys"])
+    assert {"delete"} == set(paths["/keys/{keyId}"]) == set(paths["/tenants/{tenantId}/keys/{keyId}"])
+    listed = set(document["components"]["schemas"]["KeyView"]["properties"])
+    assert {"keyId", "prefix", "createdAt", "lastUsedAt", "expiresAt", "state"} <= listed
+    assert not listed & {"keyHash", "apiKey", "secret"}
+    assert "Revocation bound: 0 s" in document["info"]["description"]
 
 
 def test_every_operation_documents_the_error_bodies_the_api_sends() -> None:

@@ -13,6 +13,13 @@ from functools import cache
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from controlplane.admission.scheduling import FairSharePolicy
+from controlplane.api.keys import (
+    DEFAULT_OPERATOR_LIFETIME_DAYS,
+    DEFAULT_ROTATION_GRACE_SECONDS,
+    DEFAULT_TENANT_LIFETIME_DAYS,
+    MAX_ROTATION_GRACE_SECONDS,
+    KeyPolicy,
+)
 from controlplane.core.errors import ConfigurationError
 
 _NAME = r"^[A-Za-z0-9_.-]{3,255}$"
@@ -83,6 +90,22 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     api_keys_table_name: str = Field(alias="API_KEYS_TABLE_NAME", pattern=_NAME)
+    # Key lifetimes and the default rotation grace (template parameters TenantKeyLifetimeDays,
+    # OperatorKeyLifetimeDays, KeyRotationGraceSeconds).
+    tenant_key_lifetime_days: int = Field(
+        default=DEFAULT_TENANT_LIFETIME_DAYS, alias="TENANT_KEY_LIFETIME_DAYS", ge=1, le=3650
+    )
+    operator_key_lifetime_days: int = Field(
+        default=DEFAULT_OPERATOR_LIFETIME_DAYS, alias="OPERATOR_KEY_LIFETIME_DAYS", ge=1, le=3650
+    )
+    key_rotation_grace_seconds: int = Field(
+        default=DEFAULT_ROTATION_GRACE_SECONDS,
+        alias="KEY_ROTATION_GRACE_SECONDS",
+        ge=0,
+        le=MAX_ROTATION_GRACE_SECONDS,
+    )
+    # The API only: where operator actions and key changes are recorded.
+    audit_table_name: str | None = Field(default=None, alias="AUDIT_TABLE_NAME", pattern=_NAME)
     # Onboarding only (the API function); the authorizer does not need them.
     tenant_role_path: str = Field(
         default="/mlaas-tenants/", alias="TENANT_ROLE_PATH", pattern=r"^/([\w+=,.@-]+/)*$"
@@ -101,6 +124,13 @@ class ApiSettings(BaseModel):
         default="mlaas-tenant-", alias="USAGE_KEY_PREFIX", pattern=r"^[\w.-]{1,120}$"
     )
     operator_usage_key: str | None = Field(default=None, alias="OPERATOR_USAGE_KEY", min_length=20)
+
+    def key_policy(self) -> KeyPolicy:
+        return KeyPolicy(
+            tenant_lifetime_days=self.tenant_key_lifetime_days,
+            operator_lifetime_days=self.operator_key_lifetime_days,
+            rotation_grace_seconds=self.key_rotation_grace_seconds,
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ApiSettings:

@@ -1,9 +1,9 @@
 """What an API caller may invoke: the policy a REQUEST authorizer returns for a verified key.
 
-Tenants may only call the tenant routes (GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel);
-operators every route. The
-handler checks the role again (defence in depth), and the tenant id reaches it only through the
-authorizer's context.
+Tenants may only call the tenant routes (their jobs: GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel;
+their keys: GET and POST /keys, POST /keys/{keyId}/rotate, DELETE /keys/{keyId}); operators every route.
+The handler checks the role again (defence in depth), and the tenant id reaches it only through the
+authorizer's context, with the caller's key id (``keyId``: who, in the audit trail).
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from typing import Any, Final
 
 from controlplane.api.keys import Role
 
-TENANT_ROUTES: Final = (("GET", "jobs"), ("GET", "jobs/*"), ("POST", "jobs/*/cancel"))
+TENANT_ROUTES: Final = (
+    ("GET", "jobs"),
+    ("GET", "jobs/*"),
+    ("POST", "jobs/*/cancel"),
+    ("GET", "keys"),
+    ("POST", "keys"),
+    ("POST", "keys/*/rotate"),
+    ("DELETE", "keys/*"),
+)
 
 
 def api_prefix(method_arn: str) -> str:
@@ -23,18 +31,18 @@ def api_prefix(method_arn: str) -> str:
 
 
 def allow_policy(
-    principal_id: str, method_arn: str, *, role: Role, tenant_id: str | None, usage_key: str | None = None
+    key_id: str, method_arn: str, *, role: Role, tenant_id: str | None, usage_key: str | None = None
 ) -> dict[str, Any]:
     prefix = api_prefix(method_arn)
     if role is Role.OPERATOR:
         resources = [f"{prefix}/*"]
     else:
         resources = [f"{prefix}/{method}/{path}" for method, path in TENANT_ROUTES]
-    context = {"role": role.value}
+    context = {"role": role.value, "keyId": key_id}
     if tenant_id is not None:
         context["tenantId"] = tenant_id
     policy: dict[str, Any] = {
-        "principalId": principal_id,
+        "principalId": key_id,
         "policyDocument": {
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": resources}],

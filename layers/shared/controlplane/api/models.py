@@ -15,6 +15,8 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from controlplane.api.audit import AuditEvent
+from controlplane.api.keys import MAX_ROTATION_GRACE_SECONDS, ApiKey, KeyPolicy, KeyState
 from controlplane.core.model import Tier
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
@@ -258,11 +260,6 @@ class TenantView(ResponseModel):
     updated_at: str | None = None
 
 
-class TenantCreated(ResponseModel):
-    tenant: TenantView
-    api_key: str = Field(description="The tenant's API key. Shown once: only its SHA-256 is stored.")
-
-
 class TenantPage(ResponseModel):
     items: list[TenantView]
     next_token: str | None = None
@@ -278,3 +275,108 @@ class OffboardingView(ResponseModel):
 
 class ErrorBody(ResponseModel):
     message: str
+
+
+# ------------------------------------------------------------------ keys
+
+MAX_KEY_SECONDS: Final = 3650 * 86400
+
+
+class KeyCreate(ApiModel):
+    """A new key for the route's owner (a tenant's, or the operators')."""
+
+    expires_in_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_KEY_SECONDS,
+        description="Lifetime of the new key; default and most: the role's (tenant 365 days, operator 90 "
+        "days, as deployed: TenantKeyLifetimeDays, OperatorKeyLifetimeDays)",
+    )
+
+
+class KeyRotate(ApiModel):
+    """Rotate a key: a new key is issued; the old one keeps working for the grace period."""
+
+    grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ROTATION_GRACE_SECONDS,
+        description="How long the old key keeps working (default KeyRotationGraceSeconds, 86400: 24 h; "
+        "0 ends it at once; never beyond its own expiry)",
+    )
+    expires_in_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_KEY_SECONDS, description="Lifetime of the new key (as for a new key)"
+    )
+
+
+class KeyView(ResponseModel):
+    """A key as listed: never its secret nor its hash."""
+
+    key_id: str = Field(description="The key's public id (time-ordered): name it to rotate or revoke it")
+    role: str
+    tenant_id: str | None = None
+    prefix: str | None = Field(default=None, description="The secret's first 12 characters, to recognise it")
+    status: str = Field(description="ACTIVE or REVOKED (an ACTIVE key past expiresAt no longer works)")
+    state: KeyState = Field(
+        description="Now: active, grace (rotated, works until expiresAt), expired or revoked"
+    )
+    created_at: str
+    expires_at: str | None = Field(default=None, description="When it stops working (rotated: grace end)")
+    last_used_at: str | None = Field(
+        default=None, description="Last request it authorized, to within 5 minutes (none yet: never used)"
+    )
+    revoked_at: str | None = None
+    rotated_at: str | None = None
+    replaced_by: str | None = Field(default=None, description="The key that replaced it (rotation)")
+    replaces: str | None = Field(default=None, description="The key it replaced (rotation)")
+
+    @classmethod
+    def of(cls, key: ApiKey, *, now: str, policy: KeyPolicy) -> KeyView:
+        return cls.model_validate(key.model_dump(by_alias=True) | {"state": key.state(now, policy)})
+
+
+class TenantCreated(ResponseModel):
+    tenant: TenantView
+    key: KeyView = Field(description="The tenant's first key (its id, prefix and expiry)")
+    api_key: str = Field(description="The tenant's API key. Shown once: only its SHA-256 is stored.")
+
+
+class KeyCreated(ResponseModel):
+    key: KeyView
+    api_key: str = Field(description="The new key's secret. Shown once: only its SHA-256 is stored.")
+
+
+class KeyRotated(ResponseModel):
+    old_key: KeyView = Field(description="The rotated key: it keeps working until its expiresAt")
+    key: KeyView
+    api_key: str = Field(description="The new key's secret. Shown once: only its SHA-256 is stored.")
+
+
+class KeyPage(ResponseModel):
+    items: list[KeyView]
+    next_token: str | None = None
+
+
+# ------------------------------------------------------------------ audit
+
+
+class AuditEventView(ResponseModel):
+    event_id: str
+    at: str
+    action: str = Field(description="tenant.onboard, tenant.change, tenant.offboard, tier.change, ...")
+    target: str = Field(description="What it changed: tenant/<id>, tier/<tier>, account, key/<keyId>")
+    actor_key_id: str = Field(description="The caller's key id (who)")
+    actor_role: str
+    actor_tenant_id: str | None = None
+    request_id: str | None = Field(default=None, description="The API request (its access log line)")
+    before: dict[str, Any] | None = Field(default=None, description="Changed fields before, where known")
+    after: dict[str, Any] | None = Field(default=None, description="Changed fields after")
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventView:
+        return cls.model_validate(event.model_dump(by_alias=True))
+
+
+class AuditPage(ResponseModel):
+    items: list[AuditEventView]
+    next_token: str | None = None

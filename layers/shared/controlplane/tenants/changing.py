@@ -8,6 +8,7 @@ Suspending needs nothing more: the authorizer refuses the keys of a tenant that 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.api import usage_store
@@ -23,17 +24,26 @@ class TenantOffboardingError(Exception):
         self.tenant_id = tenant_id
 
 
-def change_tenant(tenant_id: str, patch: TenantPatch, *, now: str) -> dict[str, Any]:
-    """Apply ``patch``; the tenant item as it is now."""
-    if patch.status is TenantStatus.ACTIVE:
-        current = tenants.get(tenant_id)
-        if current is not None and current.get("offboarding"):
-            raise TenantOffboardingError(tenant_id)
+@dataclass(frozen=True, slots=True)
+class TenantChange:
+    before: dict[str, Any] | None  # as read just before the change (the audit trail's "before")
+    after: dict[str, Any]
+
+
+def change_tenant(tenant_id: str, patch: TenantPatch, *, now: str) -> TenantChange:
+    """Apply ``patch``; the tenant item before and after."""
+    before = tenants.get(tenant_id)
+    if before is not None and patch.status is TenantStatus.ACTIVE and before.get("offboarding"):
+        raise TenantOffboardingError(tenant_id)
     item = tenants.update(tenant_id, patch.changes(), now=now)
     if item is None:
         raise TenantNotFoundError(tenant_id)
-    if patch.tier is None:
-        return item
+    if patch.tier is not None:
+        item = _place_usage_key(tenant_id, item, now=now)
+    return TenantChange(before=before, after=item)
+
+
+def _place_usage_key(tenant_id: str, item: dict[str, Any], *, now: str) -> dict[str, Any]:
     tier = str(item["tier"])
     key_id = item.get("usageKeyId")
     if key_id:

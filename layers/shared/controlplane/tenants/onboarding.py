@@ -4,7 +4,8 @@
 permissions boundary, with its own-data-only policy; 3. its model package group; 4. its usage key in its
 tier's usage plan (the status API's rate limits, controlplane.api.rate_limits); 5. the tenant item
 (conditional: a concurrent onboarding of the same id loses here); 6. its API key (hash stored, key
-returned once). Steps 2 to 4 are idempotent, so a failed onboarding is retried with the same request.
+returned once; it expires after the tenant key lifetime). Steps 2 to 4 are idempotent, so a failed
+onboarding is retried with the same request.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class TenantExistsError(Exception):
 class Onboarded:
     tenant: dict[str, Any]
     api_key: str
+    key: api_keys.ApiKey  # what is stored of it (its id, prefix, expiry)
 
 
-def onboard(request: TenantCreate, *, now: str) -> Onboarded:
+def onboard(request: TenantCreate, *, now: str, created_by: str | None = None) -> Onboarded:
     tenant_id = request.tenant_id
     if tenants.get(tenant_id) is not None:
         raise TenantExistsError(tenant_id)
@@ -67,6 +69,8 @@ def onboard(request: TenantCreate, *, now: str) -> Onboarded:
         item["maxRunningJobs"] = request.max_running_jobs
     if not tenants.create(item):
         raise TenantExistsError(tenant_id)
-    key = api_keys.new_key()
-    api_key_table.put(api_keys.hash_key(key), role=api_keys.Role.TENANT, tenant_id=tenant_id, now=now)
-    return Onboarded(tenant=item, api_key=key)
+    owner = api_keys.KeyOwner.tenant(tenant_id)
+    lifetime = api_settings.key_policy().lifetime(owner.role)
+    secret, key = api_keys.issue(owner, now=now, lifetime=lifetime, created_by=created_by)
+    api_key_table.create(key)
+    return Onboarded(tenant=item, api_key=secret, key=key)
