@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from boto3.dynamodb.types import TypeDeserializer
+
 from bench import stack
 from bench.fairness import jain
 from bench.stack import ROOT, epoch, observer, percentile, slots_left_after_reconciling
@@ -59,6 +61,7 @@ from scripts.jobs import TERMINAL, tenant_jobs
 from scripts.sample_data import SampleTenant, classification_csv
 from scripts.tenants import onboard
 
+_DESERIALIZER: Final = TypeDeserializer()
 TIERS: Final = ("basic", "standard", "premium")
 FEATURES: Final = ("f1", "f2", "f3")
 MUST_BE_ZERO: Final = (
@@ -577,6 +580,34 @@ def execution_story(sfn: Any, execution_arn: str) -> dict[str, Any]:
     }
 
 
+def leftover_leases(cloud: LocalCloud, outputs: Mapping[str, str], sfn: Any) -> list[dict[str, Any]]:
+    """Every lease still held after the drain, beside its job (status, execution, admission and release
+    stamps, timeline) and the story of the execution that took it: a leak explains itself."""
+    dynamodb = observer(cloud, "dynamodb")
+    leases = dynamodb.scan(TableName=outputs["SlotLeasesTableName"], ConsistentRead=True).get("Items", [])
+    found: list[dict[str, Any]] = []
+    for item in leases[:10]:
+        lease = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+        stored = dynamodb.get_item(
+            TableName=outputs["JobsTableName"], Key={"jobId": item["jobId"]}, ConsistentRead=True
+        ).get("Item")
+        job = {k: _DESERIALIZER.deserialize(v) for k, v in stored.items()} if stored else None
+        found.append(
+            {
+                "lease": lease,
+                "job": None
+                if job is None
+                else {
+                    k: job.get(k)
+                    for k in ("status", "executionArn", "admittedAt", "slotReleasedAt", "pipelineOutcome")
+                }
+                | {"timeline": job_timeline(job)},
+                "leaseExecution": execution_story(sfn, str(lease.get("executionArn") or "")),
+            }
+        )
+    return found
+
+
 def explain(cloud: LocalCloud, outputs: Mapping[str, str], examples: dict[str, Any]) -> None:
     """Adds each example's execution story: non-terminal jobs by their executionArn, uploads without a job by
     finding the execution whose input names their key."""
@@ -584,6 +615,7 @@ def explain(cloud: LocalCloud, outputs: Mapping[str, str], examples: dict[str, A
     for job in examples["non_terminal_jobs"]:
         if job.get("executionArn"):
             job["execution"] = execution_story(sfn, str(job["executionArn"]))
+    examples["leftover_leases"] = leftover_leases(cloud, outputs, sfn)
     missing = {(u["key"], u["versionId"]): u for u in examples["uploads_without_job"]}
     if not missing:
         return

@@ -530,7 +530,10 @@ def max_concurrent(jobs: Iterable[Mapping[str, Any]]) -> int:
 def slots_left_after_reconciling(cloud: LocalCloud, outputs: Mapping[str, str], gate: str) -> dict[str, int]:
     """Run the gate's scheduled sweep (the reconciler), then count what still holds a slot: leases, and the
     tier, account and fair-share counters. All zero when nothing leaked."""
-    cloud.client("lambda").invoke(FunctionName=gate, Payload=b'{"trigger": "schedule"}')
+    response = cloud.client("lambda").invoke(FunctionName=gate, Payload=b'{"trigger": "schedule"}')
+    if response.get("FunctionError"):
+        # A sweep that did not run would make every leftover look like a leak: say so instead.
+        raise RuntimeError(f"the gate's sweep failed: {response['Payload'].read().decode()[:2000]}")
     dynamodb = observer(cloud, "dynamodb")
 
     def scan(table: str) -> list[dict[str, Any]]:
