@@ -69,6 +69,7 @@ MUST_BE_ZERO: Final = (
     "duplicate_jobs",
     "non_terminal_jobs",
     "leaked_slots",
+    "running_executions",
     "orphan_pipelines",
     "limit_violations",
 )
@@ -724,6 +725,23 @@ def job_statuses(cloud: LocalCloud, table: str, tenants: Iterable[SampleTenant])
     ]
 
 
+def running_executions(cloud: LocalCloud, state_machine_arn: str) -> list[str]:
+    """The state machine's executions still RUNNING."""
+    sfn = observer(cloud, "stepfunctions")
+    kwargs: dict[str, Any] = {
+        "stateMachineArn": state_machine_arn,
+        "statusFilter": "RUNNING",
+        "maxResults": 1000,
+    }
+    found: list[str] = []
+    while True:
+        page = sfn.list_executions(**kwargs)
+        found += [str(summary["executionArn"]) for summary in page["executions"]]
+        if "nextToken" not in page:
+            return found
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def drain(
     cloud: LocalCloud,
     outputs: Mapping[str, str],
@@ -731,8 +749,12 @@ def drain(
     expected: int,
     timeout: float,
 ) -> float:
-    """Wait until every job is terminal and no new job appeared for a while (or the timeout); returns the
-    seconds waited (the caller reads the jobs in full afterwards)."""
+    """Wait until every job is terminal, no new job appeared for a while and every execution has ended (or
+    the timeout); returns the seconds waited (the caller reads the jobs in full afterwards).
+
+    The executions too: a job's terminal status is written in its execution's last state but one, so a
+    sweep at that moment finds a slot still held by a live execution (its release failed and was caught,
+    for one) and must leave it; once the execution has ended, the sweep reclaims it."""
     started = time.monotonic()
     last_count, stable_since = -1, time.monotonic()
     while True:
@@ -741,6 +763,8 @@ def drain(
         if len(statuses) != last_count:
             last_count, stable_since = len(statuses), time.monotonic()
         settled = open_jobs == 0 and (len(statuses) >= expected or time.monotonic() - stable_since > 30)
+        if settled:
+            settled = not running_executions(cloud, outputs["TrainingJobStateMachineArn"])
         if settled or time.monotonic() - started > timeout:
             return time.monotonic() - started
         time.sleep(5.0)
@@ -814,10 +838,17 @@ def run(config: SoakConfig) -> dict[str, Any]:
         sampler.stopping.set()
         sampler.join(timeout=30)
         leftovers = slots_left_after_reconciling(cloud, outputs, stack.ref("GateFunction"))
+        still_running = running_executions(cloud, outputs["TrainingJobStateMachineArn"])
         jobs = all_jobs(cloud, outputs["JobsTableName"], tenants)
         dead = dead_lettered_uploads(cloud, outputs["UploadEventsDeadLetterQueueUrl"])
         executions = pipeline_executions_by_job(cloud, outputs["TrainingPipelineName"])
         figures = invariants(uploads, jobs, dead, executions, leftovers, sampler.samples)
+        # Every job is terminal, so no execution may still run (it would hold whatever it took).
+        figures["running_executions"] = len(still_running)
+        figures["examples"]["running_executions"] = [
+            {"executionArn": arn, **execution_story(observer(cloud, "stepfunctions"), arn)}
+            for arn in still_running[:10]
+        ]
         explain(cloud, outputs, figures["examples"])
         fault_counts = faults.counts()
         fault_places = faults.counts_by_place()
