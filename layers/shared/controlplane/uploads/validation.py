@@ -12,14 +12,18 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from math import isfinite
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 from controlplane.tenants.model import ProblemType, TenantContract
+from controlplane.uploads.fast_scan import BlockLayout, TargetSummary, lines_in, scan_block
 
 MAX_REASONS: Final = 20
 # Stop reading once this many row-level problems were seen: the verdict cannot change, only the time spent.
 MAX_PROBLEMS: Final = 10_000
 MAX_LINE_BYTES: Final = 1024 * 1024
+# Whole lines handed to the fast path at a time: large enough that the native parser's per-call cost
+# vanishes, small enough to keep memory constant (a few MiB however large the file).
+BLOCK_BYTES: Final = 2 * 1024 * 1024
 MAX_FEATURE_STATS: Final = 100
 # CopyObject copies at most 5 GiB in one request; the validated version is copied in one request.
 MAX_SINGLE_COPY_BYTES: Final = 5 * 1024**3
@@ -89,9 +93,15 @@ def validate_upload(
     return validate_csv(open_chunks(), rules)
 
 
-def validate_csv(chunks: Iterable[bytes], rules: DatasetRules) -> ValidationReport:
-    """Validate a CSV given as byte chunks. Closes ``chunks`` (if it can be closed) when done."""
-    validator = _Validator(rules)
+def validate_csv(
+    chunks: Iterable[bytes], rules: DatasetRules, *, fast: bool = True, block_bytes: int = BLOCK_BYTES
+) -> ValidationReport:
+    """Validate a CSV given as byte chunks. Closes ``chunks`` (if it can be closed) when done.
+
+    ``fast=False`` validates every row with the row-by-row reader only: the reference the fast path is
+    tested against (same reasons, row and line numbers and statistics), never slower to be right.
+    """
+    validator = _Validator(rules, fast=fast, block_bytes=block_bytes)
     try:
         return validator.run(chunks)
     finally:
@@ -115,6 +125,11 @@ def _is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING_MARKERS
 
 
+def _plain_label(value: str) -> bool:
+    """A target value the fast path may count as it is (no spaces to strip, not a missing marker)."""
+    return value == value.strip() and not _is_missing(value)
+
+
 def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_VALUE_CHARS else value[:_SHOWN_VALUE_CHARS] + "…")
 
@@ -125,6 +140,13 @@ def _plural(count: int, word: str) -> str:
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
     """Reading must stop (a fatal problem was recorded)."""
+
+
+class _CsvReader(Protocol):
+    @property
+    def line_num(self) -> int: ...
+
+    def __next__(self) -> list[str]: ...
 
 
 def _where(row: int, line: int) -> str:
@@ -192,17 +214,99 @@ class _Target:
         if len(self.distinct) < 3 and value not in self.distinct:
             self.distinct.append(value)
 
+    def merge_block(self, block: TargetSummary, first_row: int, first_line: int) -> None:
+        """What the fast path found in a block whose rows follow row ``first_row`` (line ``first_line``)."""
+        if block.cells is not None:
+            for number, cell in enumerate(block.cells, start=1):
+                self.add(cell or "", first_row + number, first_line + number)
+            return
+        if block.missing and block.first_missing is not None:
+            if not self.missing:
+                self.first_missing = _where(
+                    first_row + block.first_missing + 1, first_line + block.first_missing + 1
+                )
+            self.missing += block.missing
+        for value, _ in block.uniques:
+            if len(self.distinct) < 3 and value not in self.distinct:
+                self.distinct.append(value)
+
+
+class _Feed:
+    """The lines of one block at a time for the row-by-row ``csv.reader`` (terminators kept, as the csv
+    module expects); it asks ``_Validator`` for the next block whenever a record runs past the end of
+    the current one (a quoted field with newlines). Lines are cut as they are read: a block is never
+    held as a list of lines."""
+
+    def __init__(self, validator: _Validator) -> None:
+        self.validator = validator
+        self.text = ""
+        self.position = 0
+        self.failure: str | None = None  # raised once the valid lines before it were read
+        self.block: _Block | None = None
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        while self.position >= len(self.text):
+            if self.failure is not None:
+                self.validator.fail(self.failure)
+            block = self.validator.next_block()
+            if block is None:
+                raise StopIteration
+            self.load(block)
+        start = self.position
+        end = self.text.find("\n", start) + 1 or len(self.text)
+        self.position = end
+        return self.text[start:end]
+
+    @property
+    def drained(self) -> bool:
+        return self.position >= len(self.text) and self.failure is None
+
+    def load(self, block: _Block) -> None:
+        self.block = block
+        self.text, self.failure = self.validator.decode(block)
+        self.position = 0
+
+    def take_rest(self) -> _Block | None:
+        """The lines not read yet, as a block of their own (once, after the header)."""
+        block = self.block
+        if block is None or self.drained or self.failure is not None:
+            return None
+        read = self.text[: self.position]
+        consumed = len(read.encode("utf-8"))
+        done = read.count("\n")
+        rest = _Block(block.data[consumed:], block.offset + consumed, block.line + done, block.lines - done)
+        self.text, self.position = "", 0
+        return rest
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Whole lines of the file (the last block may end without a terminator), at byte ``offset``; its
+    first line is line ``line + 1`` of the file (BOM excluded from neither: offsets count it)."""
+
+    data: bytes
+    offset: int
+    line: int
+    lines: int
+
 
 class _Validator:
-    def __init__(self, rules: DatasetRules) -> None:
+    def __init__(self, rules: DatasetRules, *, fast: bool = True, block_bytes: int = BLOCK_BYTES) -> None:
         self.rules = rules
+        self.fast = fast
+        self.block_bytes = block_bytes
         self.fatal: list[str] = []
         self.header_problems: list[str] = []
         self.row_problems: list[str] = []
         self.row_problem_count = 0
         self.stopped_early = False
         self.bytes_read = 0
-        self.lines_read = 0
+        self.lines_read = 0  # lines handed out in blocks so far
+        self.lines_done = 0  # lines validated so far (by either path)
+        self.fast_lines = 0  # lines the fast path validated: the csv reader's line_num does not count them
         self.bom = False
         self.bom_offset = 0
         self.rows = 0
@@ -210,82 +314,104 @@ class _Validator:
         self.columns = 0
         self.target: _Target | None = None
         self.features: list[_ColumnStats] = []
+        self.layout: BlockLayout | None = None
+        self._blocks: Iterator[_Block] = iter(())
 
     # ---------------------------------------------------------------- reading
     def _check_start(self, data: bytes) -> bytes:
         """Handle a byte order mark at the very start of the file."""
         if data.startswith(_UTF16_BOMS):
-            self._fail("the file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
+            self.fail("the file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
         if data.startswith(_UTF8_BOM):
             self.bom = True  # Spreadsheet programs write one; it is not part of the first column name.
             self.bom_offset = len(_UTF8_BOM)
             return data[len(_UTF8_BOM) :]
         return data
 
-    def _decode(self, raw: bytes, offset: int) -> str:
-        """Decode whole lines at once; on failure, say on which line, at which byte and character."""
+    def decode(self, block: _Block) -> tuple[str, str | None]:
+        """The block's text, or the text of its lines before the first invalid UTF-8 and the reason that
+        stops reading there (raised once those lines were validated: the verdict does not depend on how
+        the bytes were chunked)."""
+        raw = block.data
         try:
-            return raw.decode("utf-8")
+            return raw.decode("utf-8"), None
         except UnicodeDecodeError as error:
             line_start = raw.rfind(b"\n", 0, error.start) + 1
-            line = self.lines_read + raw.count(b"\n", 0, error.start) + 1
+            line = block.line + raw.count(b"\n", 0, error.start) + 1
             column = len(raw[line_start : error.start].decode("utf-8", errors="replace")) + 1
-            self._fail(
+            reason = (
                 f"line {line} is not valid UTF-8: byte 0x{raw[error.start]:02x} at byte offset "
-                f"{offset + error.start} (character {column} of the line); save the file as UTF-8"
+                f"{block.offset + error.start} (character {column} of the line); save the file as UTF-8"
             )
+            return raw[:line_start].decode("utf-8"), reason
 
-    def _lines(self, chunks: Iterable[bytes]) -> Iterator[str]:
-        """Split byte chunks into decoded lines (terminators kept, as the csv module expects).
+    def _read(self, chunks: Iterable[bytes]) -> Iterator[_Block]:
+        """Cut byte chunks into blocks of whole lines of at least ``block_bytes`` (fewer for the last).
 
-        The complete lines of each chunk are decoded in one call. Splitting on b'\\n' before decoding is
-        safe: in UTF-8 that byte never occurs inside a multi-byte character.
+        Splitting on b'\\n' before decoding is safe: in UTF-8 that byte never occurs inside a multi-byte
+        character. The size limit and the line length are checked chunk by chunk, as the bytes arrive.
         """
-        pending = b""
-        offset = 0  # absolute offset of pending[0] in the file
+        parts: list[bytes] = []
+        buffered = 0
+        partial = 0  # bytes since the last newline
+        offset = 0  # absolute offset of the first buffered byte
         limit = self.rules.byte_limit
         started = False
-        for chunk in chunks:
-            if not chunk:
+        pending = b""
+        for raw in chunks:
+            if not raw:
                 continue
+            chunk = raw
             self.bytes_read += len(chunk)
             if self.bytes_read > limit:
-                self._fail(
+                yield from self._flush(parts, offset, whole_lines=True)
+                self.fail(
                     f"the file is larger than the {self.rules.tier} tier allows ({format_bytes(limit)}); "
                     f"reading stopped after {self.bytes_read} bytes"
                 )
-            data = pending + chunk if pending else chunk
             if not started:
-                if len(data) < len(_UTF8_BOM) and _UTF8_BOM.startswith(data):
-                    pending = data  # Too short to tell whether a byte order mark starts here.
-                    continue
+                pending += chunk
+                if len(pending) < len(_UTF8_BOM) and _UTF8_BOM.startswith(pending):
+                    continue  # Too short to tell whether a byte order mark starts here.
                 started = True
-                data = self._check_start(data)
+                chunk = self._check_start(pending)
                 offset = self.bom_offset
-            end = data.rfind(b"\n") + 1
-            if end:
-                text = self._decode(data[:end], offset)
-                lines = text.split("\n")
-                lines.pop()  # empty: the text ends with the terminator
-                for line in lines:
-                    self.lines_read += 1
-                    yield line + "\n"
-            pending = data[end:]
-            offset += end
-            if len(pending) > MAX_LINE_BYTES:
-                self._fail(
+            newline = chunk.rfind(b"\n")
+            partial = partial + len(chunk) if newline < 0 else len(chunk) - newline - 1
+            parts.append(chunk)
+            buffered += len(chunk)
+            if partial > MAX_LINE_BYTES:
+                yield from self._flush(parts, offset, whole_lines=True)
+                self.fail(
                     f"line {self.lines_read + 1} is longer than {format_bytes(MAX_LINE_BYTES)}; "
                     "is this a CSV file with one record per line?"
                 )
+            if buffered - partial >= self.block_bytes:
+                data = b"".join(parts)
+                end = len(data) - partial
+                yield self._emit(data[:end], offset)
+                offset += end
+                parts, buffered = ([data[end:]], partial) if partial else ([], 0)
         if not started and pending:
-            pending = self._check_start(pending)
-            offset = self.bom_offset
-        if pending:
-            text = self._decode(pending, offset)
-            self.lines_read += 1
-            yield text
+            parts, offset = [self._check_start(pending)], self.bom_offset
+        yield from self._flush(parts, offset, whole_lines=False)
 
-    def _fail(self, reason: str) -> NoReturn:
+    def _flush(self, parts: list[bytes], offset: int, *, whole_lines: bool) -> Iterator[_Block]:
+        data = b"".join(parts)
+        if whole_lines:
+            data = data[: data.rfind(b"\n") + 1]
+        if data:
+            yield self._emit(data, offset)
+
+    def _emit(self, data: bytes, offset: int) -> _Block:
+        block = _Block(data, offset, self.lines_read, lines_in(data))
+        self.lines_read += block.lines
+        return block
+
+    def next_block(self) -> _Block | None:
+        return next(self._blocks, None)
+
+    def fail(self, reason: str) -> NoReturn:
         self.fatal.append(reason)
         self.stopped_early = True
         raise _Stop
@@ -297,31 +423,86 @@ class _Validator:
 
     # ---------------------------------------------------------------- checks
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
-        reader = csv.reader(self._lines(chunks), strict=True)
+        self._blocks = self._read(chunks)
+        feed = _Feed(self)
+        reader = csv.reader(feed, strict=True)
         try:
             header = next(reader, None)
             if header is None:
-                self._fail(
+                self.fail(
                     "the file contains nothing but a UTF-8 byte order mark"
                     if self.bom
                     else "the file is empty"
                 )
             self._header(header)
-            for row in reader:
-                self._row(row, reader.line_num)
-                if self.row_problem_count >= MAX_PROBLEMS:
-                    self.stopped_early = True
-                    break
+            self.lines_done = reader.line_num
+            self._body(feed, reader)
         except csv.Error as error:
-            self.fatal.append(f"line {reader.line_num} is not well-formed CSV: {error}")
+            self.fatal.append(f"line {reader.line_num + self.fast_lines} is not well-formed CSV: {error}")
             self.stopped_early = True
         except _Stop:
             pass
+        finally:
+            self._blocks = iter(())
         return self._report()
+
+    def _body(self, feed: _Feed, reader: _CsvReader) -> None:
+        """Row by row through ``reader``, except that every block starting at a record boundary is first
+        offered to the fast path (and, once, the rest of the header's block)."""
+        current = None
+        if self.fast and self.columns > 1:
+            self.layout = BlockLayout(
+                self.columns,
+                tuple(column.index for column in self.features),
+                self.target.index if self.target is not None else None,
+                self.rules.problem_type is ProblemType.REGRESSION,
+            )
+            current = feed.take_rest()
+        while True:
+            if current is not None and self._fast(current):
+                self.fast_lines += current.lines
+                current = None
+                continue
+            if current is not None:
+                feed.load(current)
+                current = None
+            if feed.drained and self.layout is not None:
+                current = self.next_block()
+                if current is None:
+                    return
+                continue
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            self.lines_done = reader.line_num + self.fast_lines
+            self._row(row, self.lines_done)
+            if self.row_problem_count >= MAX_PROBLEMS:
+                self.stopped_early = True
+                return
+
+    def _fast(self, block: _Block) -> bool:
+        """Validate a block with the native parser, or say it must go row by row."""
+        data = block.data
+        if self.layout is None or not data or (not data.isascii() and self.decode(block)[1] is not None):
+            return False
+        summary = scan_block(data, block.lines, self.layout, _plain_label)
+        if summary is None:
+            return False
+        first_row, first_line = self.rows, self.lines_done
+        for column, found in zip(self.features, summary.features, strict=True):
+            column.missing += found.missing
+            column.minimum = min(column.minimum, found.minimum)
+            column.maximum = max(column.maximum, found.maximum)
+        if self.target is not None and summary.target is not None:
+            self.target.merge_block(summary.target, first_row, first_line)
+        self.rows += summary.rows
+        self.lines_done += summary.rows
+        return True
 
     def _header(self, names: list[str]) -> None:
         if not names or all(not name.strip() for name in names):
-            self._fail("line 1 is blank; the first line must be the header with the column names")
+            self.fail("line 1 is blank; the first line must be the header with the column names")
         self.columns = len(names)
         positions: dict[str, list[int]] = {}
         for number, name in enumerate(names, start=1):
