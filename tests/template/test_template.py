@@ -57,7 +57,8 @@ def test_one_upload_rule_for_all_tenants_with_retries_and_a_dead_letter_queue(
     rules = [e for e in state_machine["Properties"]["Events"].values() if e["Type"] == "EventBridgeRule"]
     assert len(rules) == 1
     props = rules[0]["Properties"]
-    assert props["Pattern"]["detail"]["object"]["key"] == [{"prefix": "tenants/"}]
+    # Which keys start a job: tests/template/test_upload_rule.py.
+    assert props["Pattern"]["detail"]["object"]["$or"][0]["key"] == [{"prefix": "tenants/"}]
     assert props["Pattern"]["detail-type"] == ["Object Created"]
     assert props["RetryPolicy"]["MaximumRetryAttempts"] > 0
     assert "Arn" in props["DeadLetterConfig"]
