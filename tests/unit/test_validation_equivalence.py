@@ -29,12 +29,17 @@ FEATURE_CELLS = [
     "inf", "-Infinity", "1_000", "abc", "0x10", "12%", "1e400", "١٢", "  ",
 ]  # fmt: skip
 CLEAN = 18
-LABELS = ["0", "1", "0", "1", "yes", "no", " 1", "", "NA", "nan", "2.5", "été"]
+LABELS = ["0", "1", "0", "1", "yes", "no", " 1", "", "NA", "nan", "2.5", "été", "inf"]
+# What the contract rules of issue 13 changed (NaN and infinity are errors unless declared missing; a
+# binary target mixing a number and a word is rejected): the old validator is compared on the rest.
+CHANGED = {"NaN", "nan", "inf", "-Infinity", "1e400"}
+NUMBER_LABELS = ["0", "1", " 1", "2.5", "", "NA"]
+WORD_LABELS = ["yes", "no", "été", "", "NA"]
 TEXT_CELLS = ["alice", "bob", '"quoted, with comma"', '"multi\nline"', '"say ""hi"""', "", "x y"]
 
 
 @st.composite
-def csv_files(draw: st.DrawFn) -> tuple[bytes, str]:
+def csv_files(draw: st.DrawFn, *, reference: bool = False) -> tuple[bytes, str]:
     features = draw(st.integers(min_value=1, max_value=4))
     with_text = draw(st.booleans())
     names = [f"f{i}" for i in range(features)] + ["churned"] + (["note"] if with_text else [])
@@ -42,6 +47,10 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str]:
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     rows = draw(st.integers(min_value=0, max_value=60))
     clean = draw(st.booleans())  # most rows plain numbers, so that the fast path takes whole blocks
+    features_pool = [cell for cell in FEATURE_CELLS if not reference or cell not in CHANGED]
+    labels = draw(st.sampled_from([NUMBER_LABELS, WORD_LABELS])) if reference else LABELS
+    # Clean blocks' labels: two numbers, or (new rules only) a number and a word.
+    clean_labels = labels[:2] if reference else draw(st.sampled_from([["0", "1"], ["1", "yes"]]))
     lines = [",".join(order)]
     for _ in range(rows):
         shape = draw(st.integers(min_value=0, max_value=40))
@@ -51,11 +60,11 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str]:
         cells = []
         for name in order:
             if name == "churned":
-                cells.append(draw(st.sampled_from(LABELS[:2] if clean else LABELS)))
+                cells.append(draw(st.sampled_from(clean_labels if clean else labels)))
             elif name == "note":
                 cells.append(draw(st.sampled_from(TEXT_CELLS[:2] if clean else TEXT_CELLS)))
             else:
-                pool = FEATURE_CELLS[:CLEAN] if clean and shape > 3 else FEATURE_CELLS
+                pool = FEATURE_CELLS[:CLEAN] if clean and shape > 3 else features_pool
                 cells.append(draw(st.sampled_from(pool)))
         if shape == 1:
             cells = cells[:-1]  # a row short of a column
@@ -68,11 +77,11 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str]:
     return (bom + text).encode("utf-8"), problem
 
 
-def rules(problem: str, declared: bool, *, new: bool) -> Any:
+def rules(problem: str, declared: bool, *, new: bool, **options: Any) -> Any:
     features = ("f0",) if declared else None
     values = ("churned", features, ProblemType(problem), 5, 10 * 1024 * 1024, "basic")
     if new:
-        return DatasetRules(*values)
+        return DatasetRules(*values, **options)
     return reference.DatasetRules(*values)
 
 
@@ -87,7 +96,7 @@ def comparable(report: Any) -> tuple[bool, tuple[str, ...], str]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    csv_files(),
+    csv_files(reference=True),
     st.booleans(),
     st.sampled_from([1, 7, 64, 256 * 1024]),
     st.sampled_from([1, 40, 97, 300, validation.BLOCK_BYTES]),
@@ -102,6 +111,30 @@ def test_fast_path_gives_exactly_the_old_validators_verdict(
     slow = validate_csv(chunked(data, chunk), new_rules, fast=False, block_bytes=block)
     assert comparable(fast) == expected
     assert comparable(slow) == expected
+
+
+OPTIONS = st.fixed_dictionaries(
+    {},
+    optional={
+        "target_values": st.sampled_from([("0", "1"), ("yes", "no"), ("1", "yes")]),
+        "positive_class": st.sampled_from(["1", "yes"]),
+        "non_finite_as_missing": st.booleans(),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_files(), st.booleans(), st.sampled_from([1, 64]), st.sampled_from([1, 40, 300]), OPTIONS)
+def test_fast_path_gives_the_row_by_row_verdict_under_every_contract_option(
+    generated: tuple[bytes, str], declared: bool, chunk: int, block: int, options: dict[str, Any]
+) -> None:
+    data, problem = generated
+    if problem == "regression":
+        options = {key: value for key, value in options.items() if key == "non_finite_as_missing"}
+    new_rules = rules(problem, declared, new=True, **options)
+    slow = validate_csv(chunked(data, chunk), new_rules, fast=False, block_bytes=block)
+    fast = validate_csv(chunked(data, chunk), new_rules, block_bytes=block)
+    assert comparable(fast) == comparable(slow)
 
 
 def test_the_fast_path_takes_clean_blocks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,12 @@ import csv
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from math import isfinite
 from typing import Any, Final, NoReturn, Protocol
 
 from controlplane.tenants.model import ProblemType, TenantContract
+from controlplane.uploads.content import SNIFF_BYTES, ContentError, binary_format, gunzip
 from controlplane.uploads.fast_scan import BlockLayout, TargetSummary, lines_in, scan_block
 
 MAX_REASONS: Final = 20
@@ -27,8 +29,9 @@ BLOCK_BYTES: Final = 2 * 1024 * 1024
 MAX_FEATURE_STATS: Final = 100
 # CopyObject copies at most 5 GiB in one request; the validated version is copied in one request.
 MAX_SINGLE_COPY_BYTES: Final = 5 * 1024**3
-# Cells that mean "no value" (compared case-insensitively, after trimming spaces).
-MISSING_MARKERS: Final = frozenset({"", "na", "n/a", "nan", "null", "none"})
+# Cells that mean "no value" (compared case-insensitively, after trimming spaces). NaN is not one: like
+# infinity it is a non-finite number, an error unless the contract declares nonFiniteAsMissing.
+MISSING_MARKERS: Final = frozenset({"", "na", "n/a", "null", "none"})
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _SHOWN_VALUE_CHARS: Final = 40
@@ -42,12 +45,24 @@ class DatasetRules:
     min_rows: int
     max_bytes: int
     tier: str
+    target_values: tuple[str, ...] | None = None
+    positive_class: str | None = None
+    non_finite_as_missing: bool = False
 
     @classmethod
     def from_contract(cls, contract: TenantContract, *, max_bytes: int, tier: str) -> DatasetRules:
         features = tuple(contract.feature_columns) if contract.feature_columns is not None else None
+        values = tuple(contract.target_values) if contract.target_values is not None else None
         return cls(
-            contract.target_column, features, contract.problem_type, contract.min_rows, max_bytes, tier
+            contract.target_column,
+            features,
+            contract.problem_type,
+            contract.min_rows,
+            max_bytes,
+            tier,
+            values,
+            contract.positive_class,
+            contract.non_finite_as_missing,
         )
 
     @property
@@ -84,13 +99,31 @@ def check_declared_size(size_bytes: int, rules: DatasetRules) -> str | None:
 
 
 def validate_upload(
-    size_bytes: int, open_chunks: Callable[[], Iterable[bytes]], rules: DatasetRules
+    size_bytes: int,
+    open_chunks: Callable[[], Iterable[bytes]],
+    rules: DatasetRules,
+    *,
+    gzipped: bool = False,
 ) -> ValidationReport:
-    """Check the declared size first (never opening the object when it is already too big), then stream."""
+    """Check the declared size first (never opening the object when it is already too big), then stream.
+
+    ``gzipped`` (a ``.csv.gz`` upload): the bytes are decompressed as they stream; the tier's limit then
+    applies to the compressed upload (declared size) and to the CSV inside it (counted as it inflates).
+    """
     problem = check_declared_size(size_bytes, rules)
     if problem is not None:
         return ValidationReport(False, (problem,), {"rows": 0, "columns": 0, "bytes": 0, "complete": False})
-    return validate_csv(open_chunks(), rules)
+    chunks = open_chunks()
+    if not gzipped:
+        return validate_csv(chunks, rules)
+    try:
+        report = validate_csv(gunzip(chunks), rules)
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+    report.stats["compressedBytes"] = size_bytes
+    return report
 
 
 def validate_csv(
@@ -110,26 +143,6 @@ def validate_csv(
             close()
 
 
-def _to_number(text: str) -> float | None:
-    """A finite number, or None. Python's float() also accepts '1_000' and 'inf'; datasets must not."""
-    if "_" in text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _is_missing(cell: str) -> bool:
-    return cell.strip().lower() in MISSING_MARKERS
-
-
-def _plain_label(value: str) -> bool:
-    """A target value the fast path may count as it is (no spaces to strip, not a missing marker)."""
-    return value == value.strip() and not _is_missing(value)
-
-
 def _shown(value: str) -> str:
     return repr(value if len(value) <= _SHOWN_VALUE_CHARS else value[:_SHOWN_VALUE_CHARS] + "…")
 
@@ -140,6 +153,14 @@ def _plural(count: int, word: str) -> str:
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
     """Reading must stop (a fatal problem was recorded)."""
+
+
+def _until_broken(chunks: Iterable[bytes], broken: list[str]) -> Iterator[bytes]:
+    """The chunks until their source says it cannot go on (ContentError): its reason lands in ``broken``."""
+    try:
+        yield from chunks
+    except ContentError as error:
+        broken.append(error.reason)
 
 
 class _CsvReader(Protocol):
@@ -153,30 +174,87 @@ def _where(row: int, line: int) -> str:
     return f"row {row} (line {line})"
 
 
+class CellKind(Enum):
+    MISSING = "missing"
+    NON_FINITE = "non-finite"  # NaN or infinity, however spelled ('nan', '-Infinity', '1e400')
+    NUMBER = "number"
+    TEXT = "text"
+
+
+def classify(cell: str) -> CellKind:
+    """One classification for every cell, feature or target (the pipeline's preprocess agrees)."""
+    text = cell.strip()
+    if text.lower() in MISSING_MARKERS:
+        return CellKind.MISSING
+    if "_" in text:  # float() accepts '1_000'; datasets must not
+        return CellKind.TEXT
+    try:
+        number = float(text)
+    except ValueError:
+        return CellKind.TEXT
+    return CellKind.NUMBER if isfinite(number) else CellKind.NON_FINITE
+
+
+@dataclass(slots=True)
+class _Tally:
+    """How many cells had a problem, and the first: (row, line, cell). Row and line numbers are the
+    file's; a partial run over a range would add its offsets before merging."""
+
+    count: int = 0
+    first: tuple[int, int, str] | None = None
+
+    def add(self, row: int, line: int, cell: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (row, line, cell)
+
+    def where(self, *, with_value: bool = True) -> str:
+        assert self.first is not None
+        row, line, cell = self.first
+        return f"{_where(row, line)}: {_shown(cell)}" if with_value else _where(row, line)
+
+
 @dataclass(slots=True)
 class _ColumnStats:
     name: str
     index: int
+    non_finite_as_missing: bool = False
     minimum: float = math.inf
     maximum: float = -math.inf
     missing: int = 0
-    bad: int = 0
-    first_bad: str = ""
+    bad: _Tally = field(default_factory=_Tally)
+    non_finite: _Tally = field(default_factory=_Tally)
 
     def add_unusual(self, cell: str, row: int, line: int) -> None:
         """Cells that float() rejects or that it accepts but datasets must not contain (the hot path in
         _Validator._row handles plain numbers)."""
-        if _is_missing(cell):
+        kind = classify(cell)
+        if kind is CellKind.NON_FINITE and self.non_finite_as_missing:
+            kind = CellKind.MISSING
+        if kind is CellKind.MISSING:
             self.missing += 1
-            return
-        number = _to_number(cell)
-        if number is None:
-            self.bad += 1
-            if self.bad == 1:
-                self.first_bad = f"{_where(row, line)}: {_shown(cell)}"
-            return
-        self.minimum = min(self.minimum, number)
-        self.maximum = max(self.maximum, number)
+        elif kind is CellKind.NON_FINITE:
+            self.non_finite.add(row, line, cell)
+        elif kind is CellKind.TEXT:
+            self.bad.add(row, line, cell)
+        else:
+            number = float(cell)
+            self.minimum = min(self.minimum, number)
+            self.maximum = max(self.maximum, number)
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.bad.count:
+            problems.append(
+                f"column {self.name!r} is not numeric in {_plural(self.bad.count, 'row')}, "
+                f"first at {self.bad.where()}"
+            )
+        if self.non_finite.count:
+            problems.append(
+                f"column {self.name!r} holds NaN or infinity in {_plural(self.non_finite.count, 'row')}, "
+                f"first at {self.non_finite.where()}; {_NON_FINITE_HINT}"
+            )
+        return problems
 
     def stats(self) -> dict[str, Any]:
         seen = self.minimum <= self.maximum
@@ -187,32 +265,61 @@ class _ColumnStats:
         }
 
 
+_NON_FINITE_HINT: Final = (
+    "leave the cell empty for a missing value (or declare nonFiniteAsMissing in the contract)"
+)
+
+
+@dataclass(slots=True)
+class _Label:
+    value: str
+    row: int
+    line: int
+    number: bool
+
+
 @dataclass(slots=True)
 class _Target:
     name: str
     index: int
     numeric: bool
-    missing: int = 0
-    first_missing: str = ""
-    bad: int = 0
-    first_bad: str = ""
-    distinct: list[str] = field(default_factory=list)
+    allowed: tuple[str, ...] | None = None
+    non_finite_as_missing: bool = False
+    missing: _Tally = field(default_factory=_Tally)
+    bad: _Tally = field(default_factory=_Tally)
+    non_finite: _Tally = field(default_factory=_Tally)
+    outside: _Tally = field(default_factory=_Tally)  # not one of the declared values
+    distinct: list[_Label] = field(default_factory=list)
 
     def add(self, cell: str, row: int, line: int) -> None:
         value = cell.strip()
-        if _is_missing(value):
-            self.missing += 1
-            if self.missing == 1:
-                self.first_missing = _where(row, line)
-            return
-        if self.numeric and _to_number(value) is None:
-            self.bad += 1
-            if self.bad == 1:
-                self.first_bad = f"{_where(row, line)}: {_shown(cell)}"
-            return
+        kind = classify(value)
+        if kind is CellKind.NON_FINITE and self.non_finite_as_missing:
+            kind = CellKind.MISSING
+        if kind is CellKind.MISSING:
+            self.missing.add(row, line, cell)
+        elif kind is CellKind.NON_FINITE:
+            self.non_finite.add(row, line, cell)
+        elif self.numeric and kind is CellKind.TEXT:
+            self.bad.add(row, line, cell)
+        elif self.allowed is not None and value not in self.allowed:
+            self.outside.add(row, line, cell)
+        else:
+            self._seen(value, row, line, kind is CellKind.NUMBER)
+
+    def _seen(self, value: str, row: int, line: int, number: bool) -> None:
         # Three distinct labels are enough to know a binary target is wrong: keep memory constant.
-        if len(self.distinct) < 3 and value not in self.distinct:
-            self.distinct.append(value)
+        if len(self.distinct) < 3 and all(label.value != value for label in self.distinct):
+            self.distinct.append(_Label(value, row, line, number))
+
+    def plain(self, value: str) -> bool:
+        """A distinct value the fast path may count as it is: no rule needs its rows."""
+        kind = classify(value)
+        return (
+            value == value.strip()
+            and kind in (CellKind.NUMBER, CellKind.TEXT)
+            and (self.allowed is None or value in self.allowed)
+        )
 
     def merge_block(self, block: TargetSummary, first_row: int, first_line: int) -> None:
         """What the fast path found in a block whose rows follow row ``first_row`` (line ``first_line``)."""
@@ -221,14 +328,40 @@ class _Target:
                 self.add(cell or "", first_row + number, first_line + number)
             return
         if block.missing and block.first_missing is not None:
-            if not self.missing:
-                self.first_missing = _where(
-                    first_row + block.first_missing + 1, first_line + block.first_missing + 1
-                )
-            self.missing += block.missing
-        for value, _ in block.uniques:
-            if len(self.distinct) < 3 and value not in self.distinct:
-                self.distinct.append(value)
+            if self.missing.first is None:
+                offset = block.first_missing + 1
+                self.missing.first = (first_row + offset, first_line + offset, "")
+            self.missing.count += block.missing
+        for value, index in block.uniques:
+            self._seen(
+                value, first_row + index + 1, first_line + index + 1, classify(value) is CellKind.NUMBER
+            )
+
+    def problems(self) -> list[str]:
+        problems = []
+        name = f"column {self.name!r} (the target)"
+        if self.missing.count:
+            problems.append(
+                f"{name} has no value in {_plural(self.missing.count, 'row')}, "
+                f"first at {self.missing.where(with_value=False)}"
+            )
+        if self.non_finite.count:
+            problems.append(
+                f"{name} holds NaN or infinity in {_plural(self.non_finite.count, 'row')}, "
+                f"first at {self.non_finite.where()}"
+            )
+        if self.bad.count:
+            problems.append(
+                f"{name} is not numeric in {_plural(self.bad.count, 'row')}, "
+                f"first at {self.bad.where()}; regression needs numeric targets"
+            )
+        if self.outside.count and self.allowed is not None:
+            declared = ", ".join(repr(value) for value in self.allowed)
+            problems.append(
+                f"{name} holds a value that is not one of the declared targetValues ({declared}) in "
+                f"{_plural(self.outside.count, 'row')}, first at {self.outside.where()}"
+            )
+        return problems
 
 
 class _Feed:
@@ -319,9 +452,12 @@ class _Validator:
 
     # ---------------------------------------------------------------- reading
     def _check_start(self, data: bytes) -> bytes:
-        """Handle a byte order mark at the very start of the file."""
+        """Name a binary format by its first bytes; handle a byte order mark at the very start."""
         if data.startswith(_UTF16_BOMS):
             self.fail("the file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
+        binary = binary_format(data)
+        if binary is not None:
+            self.fail(binary)
         if data.startswith(_UTF8_BOM):
             self.bom = True  # Spreadsheet programs write one; it is not part of the first column name.
             self.bom_offset = len(_UTF8_BOM)
@@ -358,7 +494,8 @@ class _Validator:
         limit = self.rules.byte_limit
         started = False
         pending = b""
-        for raw in chunks:
+        broken: list[str] = []
+        for raw in _until_broken(chunks, broken):
             if not raw:
                 continue
             chunk = raw
@@ -371,8 +508,8 @@ class _Validator:
                 )
             if not started:
                 pending += chunk
-                if len(pending) < len(_UTF8_BOM) and _UTF8_BOM.startswith(pending):
-                    continue  # Too short to tell whether a byte order mark starts here.
+                if len(pending) < SNIFF_BYTES:
+                    continue  # Too short to tell a byte order mark or a binary signature.
                 started = True
                 chunk = self._check_start(pending)
                 offset = self.bom_offset
@@ -394,7 +531,10 @@ class _Validator:
                 parts, buffered = ([data[end:]], partial) if partial else ([], 0)
         if not started and pending:
             parts, offset = [self._check_start(pending)], self.bom_offset
-        yield from self._flush(parts, offset, whole_lines=False)
+        # Bytes that cannot be read on (a truncated or corrupt .csv.gz): the whole lines before are checked.
+        yield from self._flush(parts, offset, whole_lines=bool(broken))
+        if broken:
+            self.fail(broken[0])
 
     def _flush(self, parts: list[bytes], offset: int, *, whole_lines: bool) -> Iterator[_Block]:
         data = b"".join(parts)
@@ -486,7 +626,8 @@ class _Validator:
         data = block.data
         if self.layout is None or not data or (not data.isascii() and self.decode(block)[1] is not None):
             return False
-        summary = scan_block(data, block.lines, self.layout, _plain_label)
+        plain = self.target.plain if self.target is not None else str.isascii
+        summary = scan_block(data, block.lines, self.layout, plain)
         if summary is None:
             return False
         first_row, first_line = self.rows, self.lines_done
@@ -523,7 +664,7 @@ class _Validator:
                         "columns must be separated by ','"
                     )
                     break
-        if all(_to_number(name) is not None for name in names):
+        if all(classify(name) is CellKind.NUMBER for name in names):
             self.header_problems.append(
                 "the first line holds numbers, not column names: the file needs a header line"
             )
@@ -531,7 +672,11 @@ class _Validator:
         target = self.rules.target_column
         if target in positions:
             self.target = _Target(
-                target, names.index(target), numeric=self.rules.problem_type is ProblemType.REGRESSION
+                target,
+                names.index(target),
+                numeric=self.rules.problem_type is ProblemType.REGRESSION,
+                allowed=self.rules.target_values,
+                non_finite_as_missing=self.rules.non_finite_as_missing,
             )
         else:
             near = [name for name in names if name.strip().lower() == target.lower()]
@@ -553,7 +698,7 @@ class _Validator:
         for name in wanted:
             if name not in seen:
                 seen.add(name)
-                self.features.append(_ColumnStats(name, names.index(name)))
+                self.features.append(_ColumnStats(name, names.index(name), self.rules.non_finite_as_missing))
 
     def _row(self, row: list[str], line: int) -> None:
         if not row:
@@ -586,25 +731,9 @@ class _Validator:
 
     # ---------------------------------------------------------------- verdict
     def _column_problems(self) -> list[str]:
-        problems = []
-        target = self.target
-        if target is not None:
-            if target.missing:
-                problems.append(
-                    f"column {target.name!r} (the target) has no value in {_plural(target.missing, 'row')}, "
-                    f"first at {target.first_missing}"
-                )
-            if target.bad:
-                problems.append(
-                    f"column {target.name!r} (the target) is not numeric in {_plural(target.bad, 'row')}, "
-                    f"first at {target.first_bad}; regression needs numeric targets"
-                )
+        problems = self.target.problems() if self.target is not None else []
         for column in self.features:
-            if column.bad:
-                problems.append(
-                    f"column {column.name!r} is not numeric in {_plural(column.bad, 'row')}, "
-                    f"first at {column.first_bad}"
-                )
+            problems.extend(column.problems())
         return problems
 
     def _final_problems(self) -> list[str]:
@@ -618,19 +747,39 @@ class _Validator:
                 f"the file has {_plural(self.rows, 'data row')}; "
                 f"the contract requires at least {self.rules.min_rows}"
             )
-        target = self.target
-        if target is not None and self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-            labels = ", ".join(repr(value) for value in target.distinct)
-            if len(target.distinct) > 2:
-                problems.append(
-                    f"column {target.name!r} (the target) has more than two distinct values ({labels}, ...); "
-                    "binary classification needs exactly two"
-                )
-            elif len(target.distinct) == 1:
-                problems.append(
-                    f"column {target.name!r} (the target) has a single value ({labels}); "
-                    "binary classification needs two classes"
-                )
+        if self.target is not None and self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
+            problems.extend(self._class_problems(self.target))
+        return problems
+
+    def _class_problems(self, target: _Target) -> list[str]:
+        name = f"column {target.name!r} (the target)"
+        labels = ", ".join(repr(label.value) for label in target.distinct)
+        if len(target.distinct) > 2:
+            return [
+                f"{name} has more than two distinct values ({labels}, ...); "
+                "binary classification needs exactly two"
+            ]
+        if len(target.distinct) == 1:
+            return [f"{name} has a single value ({labels}); binary classification needs two classes"]
+        problems = []
+        kinds = {label.number for label in target.distinct}
+        if len(kinds) == 2 and self.rules.target_values is None:
+            # '1' and 'yes' are two classes only by accident: usually a mistyped label. Declared, it is fine.
+            number, word = sorted(target.distinct, key=lambda label: not label.number)
+            problems.append(
+                f"{name} mixes a number and a word: {number.value!r} (first at "
+                f"{_where(number.row, number.line)}) and {word.value!r} (first at "
+                f"{_where(word.row, word.line)}); declare targetValues in the contract if both are labels"
+            )
+        positive = self.rules.positive_class
+        if (
+            positive is not None
+            and target.distinct
+            and positive not in (label.value for label in target.distinct)
+        ):
+            problems.append(
+                f"the positive class {positive!r} does not occur in {name} (its values: {labels})"
+            )
         return problems
 
     def _report(self) -> ValidationReport:
@@ -663,9 +812,9 @@ class _Validator:
             "complete": not self.stopped_early,
         }
         if self.target is not None:
-            target: dict[str, Any] = {"column": self.target.name, "missing": self.target.missing}
+            target: dict[str, Any] = {"column": self.target.name, "missing": self.target.missing.count}
             if self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-                target["distinctValues"] = list(self.target.distinct)
+                target["distinctValues"] = [label.value for label in self.target.distinct]
             stats["target"] = target
         # Bounded so the job item (400 KB) and the state payload (256 KB) stay small for wide datasets.
         shown = self.features[:MAX_FEATURE_STATS]
