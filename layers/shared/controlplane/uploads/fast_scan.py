@@ -7,7 +7,7 @@ says: no quotes, NUL bytes or lone carriage returns, every line shorter than ``c
 no blank line, the header's number of columns on every line, every feature cell a finite number or
 empty, and no block whose extreme is a zero of both signs (the row-by-row minimum keeps the first).
 
-pyarrow ships in the validate_dataset function's own package (about 160 MB unzipped, beside the shared
+pyarrow ships in the validate_dataset function's own package (about 141 MB unzipped, beside the shared
 layer's 44 MB: within Lambda's 250 MB), not in the shared layer: only this module imports it.
 """
 

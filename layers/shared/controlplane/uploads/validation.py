@@ -213,6 +213,13 @@ class _Tally:
         row, line, cell = self.first
         return f"{_where(row, line)}: {_shown(cell)}" if with_value else _where(row, line)
 
+    def reason(self, subject: str, what: str, after: str = "", *, with_value: bool = True) -> list[str]:
+        """'<subject> <what> in N rows, first at row R (line L): <cell><after>', when there were any."""
+        if not self.count:
+            return []
+        where = self.where(with_value=with_value)
+        return [f"{subject} {what} in {_plural(self.count, 'row')}, first at {where}{after}"]
+
 
 @dataclass(slots=True)
 class _ColumnStats:
@@ -243,18 +250,10 @@ class _ColumnStats:
             self.maximum = max(self.maximum, number)
 
     def problems(self) -> list[str]:
-        problems = []
-        if self.bad.count:
-            problems.append(
-                f"column {self.name!r} is not numeric in {_plural(self.bad.count, 'row')}, "
-                f"first at {self.bad.where()}"
-            )
-        if self.non_finite.count:
-            problems.append(
-                f"column {self.name!r} holds NaN or infinity in {_plural(self.non_finite.count, 'row')}, "
-                f"first at {self.non_finite.where()}; {_NON_FINITE_HINT}"
-            )
-        return problems
+        name = f"column {self.name!r}"
+        return self.bad.reason(name, "is not numeric") + self.non_finite.reason(
+            name, "holds NaN or infinity", f"; {_NON_FINITE_HINT}"
+        )
 
     def stats(self) -> dict[str, Any]:
         seen = self.minimum <= self.maximum
@@ -338,30 +337,16 @@ class _Target:
             )
 
     def problems(self) -> list[str]:
-        problems = []
         name = f"column {self.name!r} (the target)"
-        if self.missing.count:
-            problems.append(
-                f"{name} has no value in {_plural(self.missing.count, 'row')}, "
-                f"first at {self.missing.where(with_value=False)}"
+        declared = ", ".join(repr(value) for value in self.allowed or ())
+        return (
+            self.missing.reason(name, "has no value", with_value=False)
+            + self.non_finite.reason(name, "holds NaN or infinity")
+            + self.bad.reason(name, "is not numeric", "; regression needs numeric targets")
+            + self.outside.reason(
+                name, f"holds a value that is not one of the declared targetValues ({declared})"
             )
-        if self.non_finite.count:
-            problems.append(
-                f"{name} holds NaN or infinity in {_plural(self.non_finite.count, 'row')}, "
-                f"first at {self.non_finite.where()}"
-            )
-        if self.bad.count:
-            problems.append(
-                f"{name} is not numeric in {_plural(self.bad.count, 'row')}, "
-                f"first at {self.bad.where()}; regression needs numeric targets"
-            )
-        if self.outside.count and self.allowed is not None:
-            declared = ", ".join(repr(value) for value in self.allowed)
-            problems.append(
-                f"{name} holds a value that is not one of the declared targetValues ({declared}) in "
-                f"{_plural(self.outside.count, 'row')}, first at {self.outside.where()}"
-            )
-        return problems
+        )
 
 
 class _Feed:
