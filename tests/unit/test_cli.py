@@ -162,3 +162,39 @@ def test_onboard_sets_the_tenants_fair_share(
     assert code == 0, text
     item = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "hooli"})["Item"]
     assert (item["fairShareWeight"], item["maxRunningJobs"]) == (Decimal("2.5"), 3)
+
+
+def test_onboard_declares_the_targets_values(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = run(
+        api,
+        OPERATOR,
+        *(
+            "onboard",
+            "pied",
+            "--tier",
+            "basic",
+            "--target-column",
+            "y",
+            "--problem-type",
+            "binary_classification",
+        ),
+        *("--metric-threshold", "0.5", "--target-values", "yes,no", "--positive-class", "yes"),
+        "--non-finite-as-missing",
+    )
+    assert code == 0, text
+    contract = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "pied"})["Item"]["contract"]
+    assert (contract["targetValues"], contract["positiveClass"], contract["nonFiniteAsMissing"]) == (
+        ["yes", "no"],
+        "yes",
+        True,
+    )
+    code, text = run(
+        api,
+        OPERATOR,
+        *("onboard", "pied2", "--tier", "basic", "--target-column", "y", "--problem-type", "regression"),
+        *("--metric-threshold", "0.5", "--positive-class", "yes"),
+    )
+    assert code == 1
+    assert "for binary_classification only" in capsys.readouterr().err
