@@ -496,3 +496,21 @@ def test_contract_refuses_a_target_declaration_that_cannot_hold(
 
     with pytest.raises(ValueError, match=message):
         ContractInput.model_validate(base | declaration)
+
+
+def test_a_header_that_starts_like_a_signature_is_still_a_csv() -> None:
+    report = run(b"PAR1,churned\n1,0\n2,1\n3,0\n")
+    assert report.valid, report.reasons
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\n"
+    assert only_reason(run(pdf)) == "the file is a PDF document; upload CSV"
+
+
+def test_a_gzip_upload_of_several_members_reads_as_one_file() -> None:
+    """`cat a.gz b.gz` is valid gzip (gzip -d reads both): so is it here."""
+    packed = gzip.compress(b"age,churned\n1,0\n2,1\n") + gzip.compress(b"3,0\n4,1\n")
+    report = validate_upload(len(packed), lambda: iter([packed[:7], packed[7:]]), rules(), gzipped=True)
+    assert report.valid, report.reasons
+    assert report.stats["rows"] == 4
+    corrupt = packed[:20] + b"\x00" * 8 + packed[28:]
+    reason = validate_upload(len(corrupt), lambda: iter([corrupt]), rules(), gzipped=True).reasons[0]
+    assert reason.startswith("the gzip data is corrupt (")

@@ -8,6 +8,7 @@ materialised.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -46,11 +47,18 @@ class ContentError(Exception):
         self.reason = reason
 
 
+# Signatures that are printable text could begin a CSV header ("PAR1,PAR2"): they name a format only
+# when what follows within NUL_WINDOW is not text (a control byte, or bytes that are not UTF-8), as in
+# those binary formats.
+_CONTROL_BYTES: Final = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+
+
 def binary_format(head: bytes) -> str | None:
     """Why the file is not CSV text, when its first bytes say so (``head``: at least ``SNIFF_BYTES``
     of them, or the whole file), else None."""
     for signature, description in SIGNATURES:
-        if head.startswith(signature):
+        textual = all(0x20 <= byte < 0x7F for byte in signature)
+        if head.startswith(signature) and (not textual or _not_text(head[:NUL_WINDOW])):
             return f"the file is {description}"
     nul = head.find(b"\x00", 0, NUL_WINDOW)
     if nul >= 0:
@@ -59,6 +67,16 @@ def binary_format(head: bytes) -> str | None:
             "a byte order mark), not CSV text; save it as CSV UTF-8"
         )
     return None
+
+
+def _not_text(head: bytes) -> bool:
+    if _CONTROL_BYTES.search(head) is not None:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start < len(head) - 3  # not merely a character cut at the window's end
+    return False
 
 
 def gunzip(chunks: Iterable[bytes], *, step: int = _OUTPUT_STEP) -> Iterator[bytes]:
