@@ -418,7 +418,9 @@ class _Validator:
         self.block_bytes = block_bytes
         self.fatal: list[str] = []
         self.header_problems: list[str] = []
-        self.row_problems: list[str] = []
+        # (row, line, columns found) of the first MAX_REASONS rows with the wrong number of columns:
+        # numbers, not text, so a partial run's can be shifted by the rows and lines before its range.
+        self.row_problems: list[tuple[int, int, int]] = []
         self.row_problem_count = 0
         self.stopped_early = False
         self.bytes_read = 0
@@ -541,10 +543,10 @@ class _Validator:
         self.stopped_early = True
         raise _Stop
 
-    def _row_problem(self, reason: str) -> None:
+    def _row_problem(self, row: int, line: int, columns: int) -> None:
         self.row_problem_count += 1
         if len(self.row_problems) < MAX_REASONS:
-            self.row_problems.append(reason)
+            self.row_problems.append((row, line, columns))
 
     # ---------------------------------------------------------------- checks
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
@@ -691,9 +693,7 @@ class _Validator:
             return
         self.rows += 1
         if len(row) != self.columns:
-            self._row_problem(
-                f"{_where(self.rows, line)} has {_plural(len(row), 'column')}; the header has {self.columns}"
-            )
+            self._row_problem(self.rows, line, len(row))
             return
         if self.target is not None:
             self.target.add(row[self.target.index], self.rows, line)
@@ -772,7 +772,10 @@ class _Validator:
             self.fatal
             + self.header_problems
             + self._column_problems()
-            + self.row_problems
+            + [
+                f"{_where(row, line)} has {_plural(found, 'column')}; the header has {self.columns}"
+                for row, line, found in self.row_problems
+            ]
             + self._final_problems()
         )
         total = len(problems) + (self.row_problem_count - len(self.row_problems))
