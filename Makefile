@@ -84,7 +84,7 @@ template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker nee
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build --cached --parallel > build-sam.log 2>&1 || (cat build-sam.log; exit 1)
 	@echo "sam build succeeded (.aws-sam/build)"
 
-bench: $(STAMP) ## benchmarks: fair-share vs FIFO (1M jobs), decision time, the real stack in the emulator; build/bench.json
+bench: $(STAMP) ## benchmarks: fair-share vs FIFO (1M jobs), decision time, the real stack in the emulator, the validator vs csv.reader; build/bench.json
 	PYTHONPATH=layers/shared:. $(BIN)/python -m bench
 
 soak: $(STAMP) ## fault-injection soak: >=1,000 uploads, 30 tenants, SIMULATED faults and pipelines; build/soak.json

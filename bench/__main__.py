@@ -3,7 +3,9 @@ decision time grows with tenants). Prints a report and writes build/bench.json.
 
 Options: ``--jobs N --tenants N`` for a smaller run (the targets are judged on the default scale).
 Then part (b), ``bench.stack``: the real stack in the local emulator (``--stack-uploads N``, or
-``--skip-stack`` to leave it out); its figures go under "stack" in build/bench.json.
+``--skip-stack`` to leave it out); its figures go under "stack" in build/bench.json. Part (c),
+``bench.validation``: the dataset validator against ``csv.reader`` on the same generated file
+(``--validation-megabytes N``); under "validation".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench.decision_timing import measure
 from bench.fairness import jain
 from bench.simulation import FairGate, FifoGate, Meter, Scenario, Workload, draw_workload, simulate
 from bench.stack_options import stack_arguments
+from bench.validation import DEFAULT_MB as VALIDATION_MB
 from controlplane.admission.scheduling import FairSharePolicy
 
 OUTPUT: Final = Path("build/bench.json")
@@ -208,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-stack", action="store_true", help="skip part (b): the real stack in the local emulator"
     )
+    parser.add_argument(
+        "--validation-megabytes",
+        type=float,
+        default=VALIDATION_MB,
+        help=f"size of the generated CSV of part (c) (default {VALIDATION_MB})",
+    )
     stack_arguments(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -251,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     print_report(result)
+    # Imported here like the stack: pyarrow is the validator's, not the simulation's.
+    from bench import validation  # noqa: PLC0415
+
+    validation_started = time.perf_counter()
+    result["validation"] = validation.measure(args.validation_megabytes)
+    validation.print_report(result["validation"])
+    validation_ok = validation.ok(result["validation"])
+    result["runtime_s"]["validation"] = time.perf_counter() - validation_started
     stack_ok = True
     if not args.skip_stack:
         # Imported here: it loads moto and the emulator, which the simulation does not need.
@@ -266,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
     print(f"\nWrote {args.output}")
-    return 0 if all(result["targets"].values()) and stack_ok else 1
+    return 0 if all(result["targets"].values()) and stack_ok and validation_ok else 1
 
 
 if __name__ == "__main__":

@@ -217,6 +217,12 @@ def _onboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         contract["featureColumns"] = [
             name.strip() for name in args.feature_columns.split(",") if name.strip()
         ]
+    if args.target_values:
+        contract["targetValues"] = [value.strip() for value in args.target_values.split(",")]
+    if args.positive_class is not None:
+        contract["positiveClass"] = args.positive_class
+    if args.non_finite_as_missing:
+        contract["nonFiniteAsMissing"] = True
     body: dict[str, Any] = {
         "tenantId": args.tenant_id,
         "tier": args.tier,
@@ -463,6 +469,11 @@ def parser() -> argparse.ArgumentParser:
     onboard.add_argument("--min-rows", type=int, default=50)
     onboard.add_argument("--metric-threshold", type=float, required=True)
     onboard.add_argument("--feature-columns", help="comma-separated; default: every other column")
+    onboard.add_argument("--target-values", help="binary: the two labels, comma-separated (e.g. yes,no)")
+    onboard.add_argument("--positive-class", help="binary: the positive label")
+    onboard.add_argument(
+        "--non-finite-as-missing", action="store_true", help="NaN and infinity count as missing, not errors"
+    )
     onboard.add_argument(
         "--fair-share-weight", type=float, default=1.0, help="its share of the tier (default 1)"
     )

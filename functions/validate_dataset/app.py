@@ -19,6 +19,7 @@ from controlplane.observability import bind_job, count, instrumented, logger, tr
 from controlplane.settings import get_settings
 from controlplane.tenants.model import TenantContract
 from controlplane.uploads import object_store as objects
+from controlplane.uploads.keys import is_gzip_key
 from controlplane.uploads.model import BuildPlan
 from controlplane.uploads.registration import model_output_uri, split_s3_uri, training_data_uri
 from controlplane.uploads.validation import DatasetRules, ValidationReport, validate_upload
@@ -52,7 +53,9 @@ def _check_scope(request: ValidateRequest) -> None:
     if job.bucket != settings.uploads_bucket_name or not job.key.startswith(f"tenants/{tenant}/uploads/"):
         raise IsolationError(f"s3://{job.bucket}/{job.key} is not an upload of tenant {tenant!r}")
     expected = {
-        "trainingDataUri": training_data_uri(settings.artifacts_bucket_name, tenant, job.job_id),
+        "trainingDataUri": training_data_uri(
+            settings.artifacts_bucket_name, tenant, job.job_id, gzipped=is_gzip_key(job.key)
+        ),
         "modelOutputUri": model_output_uri(settings.artifacts_bucket_name, tenant, job.job_id),
     }
     actual = {"trainingDataUri": plan.training_data_uri, "modelOutputUri": plan.model_output_uri}
@@ -72,7 +75,7 @@ def _validate(request: ValidateRequest) -> ValidationReport:
         return objects.iter_version(job.bucket, job.key, job.version_id)
 
     try:
-        return validate_upload(job.size_bytes, open_chunks, rules)
+        return validate_upload(job.size_bytes, open_chunks, rules, gzipped=is_gzip_key(job.key))
     except ObjectVersionNotFoundError:
         return ValidationReport(
             False,
@@ -99,6 +102,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             bucket=bucket,
             key=key,
             metadata={"tenant-id": job.tenant_id, "job-id": job.job_id, "source-version-id": job.version_id},
+            content_type="application/gzip" if is_gzip_key(job.key) else "text/csv",
         )
     try:
         jobs.record_validation(

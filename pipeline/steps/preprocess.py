@@ -4,8 +4,8 @@ Runs as a SageMaker processing job in the scikit-learn 1.2-1 container (Python 3
 3.9-compatible and standard library + numpy only). Every path is an argument whose default is the
 container convention, so a local runner can point them at temporary folders.
 
-Input:  <input-dir>/*.csv, exactly one file with a header line (the dataset the control plane
-        validated and copied to the job's own prefix).
+Input:  <input-dir>/*.csv or *.csv.gz (gzip-compressed), exactly one file with a header line (the
+        dataset the control plane validated and copied to the job's own prefix).
 Output: <output-dir>/train/train.csv, validation/validation.csv, test/test.csv (features then the
         target, header kept, missing values as empty cells) and report/preprocess_report.json.
 
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,13 +49,18 @@ class StepError(Exception):
 
 def parse_number(text: str) -> float | None:
     """A finite number or None, with the control plane's rules (no '1_000', no 'inf')."""
+    number = parse_cell(text)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def parse_cell(text: str) -> float | None:
+    """A number, NaN or infinity included, or None for anything float() must not read ('1_000')."""
     if "_" in text:
         return None
     try:
-        number = float(text)
+        return float(text)
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
 
 
 def is_missing(cell: str) -> bool:
@@ -62,16 +68,29 @@ def is_missing(cell: str) -> bool:
 
 
 def find_dataset(input_dir: Path) -> Path:
-    files = sorted(path for path in input_dir.rglob("*") if path.is_file() and path.suffix.lower() == ".csv")
+    files = sorted(
+        path
+        for path in input_dir.rglob("*")
+        if path.is_file() and path.name.lower().endswith((".csv", ".csv.gz"))
+    )
     if len(files) != 1:
         names = ", ".join(str(path.relative_to(input_dir)) for path in files) or "none"
-        raise StepError(f"expected exactly one .csv file under {input_dir}, found {len(files)} ({names})")
+        raise StepError(
+            f"expected exactly one .csv or .csv.gz file under {input_dir}, found {len(files)} ({names})"
+        )
     return files[0]
 
 
+def open_text(path: Path) -> IO[str]:
+    # utf-8-sig: spreadsheet exports start with a BOM, which the validation step accepts. A .csv.gz
+    # upload is copied as it was validated, compressed.
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return path.open(newline="", encoding="utf-8-sig")
+
+
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    # utf-8-sig: spreadsheet exports start with a BOM, which the validation step accepts.
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -85,16 +104,20 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def numeric_column(values: Sequence[str]) -> Array | None:
-    """The column as floats (NaN where missing), or None when a non-missing cell is not a number."""
+    """The column as floats (NaN where missing), or None when a non-missing cell is not a number.
+
+    NaN and infinity reach this step only when the tenant's contract declares nonFiniteAsMissing (the
+    validation rejects them otherwise): they are missing, as there.
+    """
     out = np.empty(len(values), dtype=np.float64)
     for index, cell in enumerate(values):
         if is_missing(cell):
             out[index] = np.nan
             continue
-        number = parse_number(cell.strip())
+        number = parse_cell(cell.strip())
         if number is None:
             return None
-        out[index] = number
+        out[index] = number if math.isfinite(number) else np.nan
     return out
 
 

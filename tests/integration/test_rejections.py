@@ -119,3 +119,18 @@ def test_an_odd_key_is_recorded_as_rejected_with_the_expected_layout(
 
     assert any(reason_fragment in r for r in job["reasons"]), job["reasons"]
     _assert_no_compute_and_upload_kept(deployed, tenant.tenant_id, key)
+
+
+def test_folder_markers_start_no_job_and_binary_content_is_named(deployed: Deployed, new_tenant: Any) -> None:
+    """The console's "Create folder" writes empty objects named .../: the upload rule drops them (no
+    execution, no job), while an Excel workbook saved as .csv is rejected naming what it is."""
+    tenant = new_tenant("basic")
+    bucket = deployed.outputs["UploadsBucketName"]
+    for folder in (f"tenants/{tenant.tenant_id}/uploads/", f"tenants/{tenant.tenant_id}/uploads/2026/"):
+        deployed.client("s3").put_object(Bucket=bucket, Key=folder, Body=b"")
+    upload(deployed, tenant.tenant_id, "workbook.csv", b"PK\x03\x04" + bytes(200))
+
+    jobs = wait_for_jobs(deployed, tenant.tenant_id, 1)
+    assert [job["key"] for job in jobs] == [f"tenants/{tenant.tenant_id}/uploads/workbook.csv"]
+    (reason,) = jobs[0]["reasons"]
+    assert reason.startswith("the file is a zip archive (an Excel .xlsx workbook is one)")

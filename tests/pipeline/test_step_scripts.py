@@ -7,6 +7,7 @@ container and the local executor do, to check the exit code and the one-line err
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import subprocess
 import sys
@@ -277,3 +278,31 @@ def test_a_failing_script_exits_non_zero_with_one_line_on_stderr(tmp_path: Path)
         "preprocess: error: the target column 'missing' is not in the header "
         "(f1, f2, f3, f4, notes, constant, target)"
     ]
+
+
+def test_preprocess_reads_a_gzip_upload_as_the_same_dataset(tmp_path: Path) -> None:
+    """A .csv.gz upload is copied compressed: the splits are exactly those of the plain file."""
+    plain = write_dataset(tmp_path / "plain" / "dataset.csv", rows=200)
+    packed = tmp_path / "packed" / "dataset.csv.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert run_preprocess(plain, tmp_path / "out-plain") == 0
+    assert run_preprocess(packed, tmp_path / "out-packed") == 0
+    for split in ("train", "validation", "test"):
+        one = (tmp_path / "out-plain" / split / f"{split}.csv").read_bytes()
+        assert one == (tmp_path / "out-packed" / split / f"{split}.csv").read_bytes()
+
+
+def test_preprocess_counts_nan_and_infinity_as_missing(tmp_path: Path) -> None:
+    """They reach the step only under the contract's nonFiniteAsMissing; then, as in validation, they
+    are missing values and the column stays a feature."""
+    dataset = write_dataset(tmp_path / "in" / "dataset.csv", rows=200)
+    header, *rows = read_rows(dataset)
+    column = header.index("f1")
+    rows[0][column], rows[1][column], rows[2][column] = "NaN", "inf", "-Infinity"
+    with dataset.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    assert run_preprocess(dataset, tmp_path / "out") == 0
+    report = json.loads((tmp_path / "out" / "report" / "preprocess_report.json").read_text())
+    assert "f1" in report["features"]
+    assert report["missing_values"]["f1"] >= 3

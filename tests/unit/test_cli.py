@@ -218,3 +218,39 @@ def test_the_audit_command_shows_who_did_what_and_when(api: Callable[..., tuple[
     assert lines[2].endswith("accountCap 16 -> 20")
     code, text = run(api, OPERATOR, "audit", "--all", "--limit", "1")
     assert len(text.splitlines()) == 3
+
+
+def test_onboard_declares_the_targets_values(
+    api: Callable[..., tuple[int, Any]], table: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = run(
+        api,
+        OPERATOR,
+        *(
+            "onboard",
+            "pied",
+            "--tier",
+            "basic",
+            "--target-column",
+            "y",
+            "--problem-type",
+            "binary_classification",
+        ),
+        *("--metric-threshold", "0.5", "--target-values", "yes,no", "--positive-class", "yes"),
+        "--non-finite-as-missing",
+    )
+    assert code == 0, text
+    contract = table("TENANTS_TABLE_NAME").get_item(Key={"tenantId": "pied"})["Item"]["contract"]
+    assert (contract["targetValues"], contract["positiveClass"], contract["nonFiniteAsMissing"]) == (
+        ["yes", "no"],
+        "yes",
+        True,
+    )
+    code, text = run(
+        api,
+        OPERATOR,
+        *("onboard", "pied2", "--tier", "basic", "--target-column", "y", "--problem-type", "regression"),
+        *("--metric-threshold", "0.5", "--positive-class", "yes"),
+    )
+    assert code == 1
+    assert "for binary_classification only" in capsys.readouterr().err

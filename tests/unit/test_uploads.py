@@ -23,10 +23,13 @@ from controlplane.uploads.keys import (
         ("tenants/acme-eu-2/uploads/churn 2024 (final).csv", "acme-eu-2", "churn 2024 (final).csv"),
         ("tenants/acme/uploads/données-été.csv", "acme", "données-été.csv"),
         ("tenants/acme/uploads/report.v2.csv", "acme", "report.v2.csv"),
+        ("tenants/acme/uploads/big.csv.gz", "acme", "big.csv.gz"),
     ],
 )
 def test_well_formed_keys(key: str, tenant: str, name: str) -> None:
-    assert parse_upload_key(key) == UploadKey(tenant_id=tenant, file_name=name)
+    parsed = parse_upload_key(key)
+    assert parsed == UploadKey(tenant_id=tenant, file_name=name)
+    assert parsed.gzipped is name.endswith(".gz")
 
 
 @pytest.mark.parametrize(
@@ -48,7 +51,9 @@ def test_well_formed_keys(key: str, tenant: str, name: str) -> None:
         ("tenants/acme/uploads/2024/05/data.csv", "acme", "sub-folder of uploads/"),
         ("tenants/acme/uploads/sub/", "acme", "sub-folder of uploads/"),
         ("tenants/acme/uploads/data.parquet", "acme", "does not end in '.csv'"),
-        ("tenants/acme/uploads/data.csv.gz", "acme", "does not end in '.csv'"),
+        ("tenants/acme/uploads/data.csv.zip", "acme", "does not end in '.csv' or '.csv.gz'"),
+        ("tenants/acme/uploads/data.CSV.GZ", "acme", "lowercase '.csv.gz'"),
+        ("tenants/acme/uploads/.csv.gz", "acme", "nothing before '.csv.gz'"),
         ("tenants/acme/uploads/data", "acme", "does not end in '.csv'"),
         ("tenants/acme/uploads/DATA.CSV", "acme", "lowercase '.csv'"),
         ("tenants/acme/uploads/.csv", "acme", "nothing before '.csv'"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 from types import ModuleType
@@ -199,3 +200,31 @@ def test_sample_input_is_a_request_within_the_tenants_scope(load_app: Callable[[
     request = app.ValidateRequest.model_validate(load_event("validate_dataset_input.json"))
     app._check_scope(request)
     assert request.plan.training_data_uri.endswith(f"/jobs/{request.job.job_id}/input/dataset.csv")
+
+
+def test_a_gzip_upload_is_validated_and_copied_compressed_for_the_pipeline(
+    registered: Callable[..., dict[str, Any]], validate: Callable[..., dict[str, Any]]
+) -> None:
+    packed = gzip.compress(VALID)
+    payload = registered(packed, key="tenants/acme/uploads/churn.csv.gz")
+    plan = payload["plan"]
+    assert plan["trainingDataUri"].endswith("/input/dataset.csv.gz")
+    result = validate(payload)
+    assert result["valid"] is True, result["reasons"]
+    assert result["stats"]["rows"] == 3
+    assert result["stats"]["compressedBytes"] == len(packed)
+    copied = aws_client("s3").get_object(
+        Bucket=ARTIFACTS, Key=plan["trainingDataUri"].removeprefix(f"s3://{ARTIFACTS}/")
+    )
+    assert copied["ContentType"] == "application/gzip"
+    assert gzip.decompress(copied["Body"].read()) == VALID
+
+
+def test_a_truncated_gzip_upload_is_rejected_with_a_reason(
+    registered: Callable[..., dict[str, Any]], validate: Callable[..., dict[str, Any]]
+) -> None:
+    packed = gzip.compress(VALID * 50)[:-10]
+    result = validate(registered(packed, key="tenants/acme/uploads/cut.csv.gz"))
+    assert result["valid"] is False
+    assert "the upload is truncated" in result["reasons"][0]
+    assert aws_client("s3").list_objects_v2(Bucket=ARTIFACTS).get("KeyCount", 0) == 0

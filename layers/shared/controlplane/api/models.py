@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -20,7 +20,7 @@ from controlplane.api.keys import MAX_ROTATION_GRACE_SECONDS, ApiKey, KeyPolicy,
 from controlplane.core.model import Tier
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
-from controlplane.tenants.model import ProblemType, TenantStatus
+from controlplane.tenants.model import ProblemType, TenantStatus, target_declaration_problem
 
 DEFAULT_PAGE_SIZE: Final = 25
 MAX_PAGE_SIZE: Final = 100
@@ -188,6 +188,22 @@ class ContractInput(ApiModel):
     feature_columns: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     problem_type: ProblemType
     min_rows: int = Field(ge=1, le=10_000_000)
+    target_values: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, max_length=10, description="binary_classification: the two labels"
+    )
+    positive_class: str | None = Field(
+        default=None, min_length=1, max_length=255, description="binary_classification: the positive label"
+    )
+    non_finite_as_missing: bool = Field(
+        default=False, description="NaN and infinity count as missing instead of being errors"
+    )
+
+    @model_validator(mode="after")
+    def _target_declaration(self) -> ContractInput:
+        problem = target_declaration_problem(self.problem_type, self.target_values, self.positive_class)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class TenantCreate(ApiModel):
@@ -244,6 +260,9 @@ class ContractView(ResponseModel):
     feature_columns: list[str] | None = None
     problem_type: str
     min_rows: int
+    target_values: list[str] | None = None
+    positive_class: str | None = None
+    non_finite_as_missing: bool = False
 
 
 class TenantView(ResponseModel):

@@ -1,6 +1,7 @@
 """Upload keys and job ids.
 
-Keys look like ``tenants/<tenantId>/uploads/<name>.csv`` (docs/contracts.md). Anything else under
+Keys look like ``tenants/<tenantId>/uploads/<name>.csv`` or ``<name>.csv.gz`` (gzip-compressed CSV,
+decompressed as it is validated; docs/contracts.md). Anything else under
 ``tenants/`` becomes a REJECTED job whose reason says precisely what is wrong with the key.
 """
 
@@ -19,13 +20,14 @@ JOB_ID_PATTERN: Final = re.compile(JOB_ID_REGEX)
 KEY_PREFIX: Final = "tenants/"
 UPLOADS_FOLDER: Final = "uploads"
 EXTENSION: Final = ".csv"
+GZIP_EXTENSION: Final = ".csv.gz"
 # S3 keys are at most 1024 bytes; longer names are only possible through a malformed event.
 MAX_KEY_BYTES: Final = 1024
 # Version id S3 reports for objects written while versioning was off; still addressable by that id.
 NULL_VERSION_ID: Final = "null"
 # The tenant id of a job whose key names no tenant (reserved: never a tenant's id).
 UNKNOWN_TENANT: Final = "unknown"
-EXPECTED_SHAPE: Final = "tenants/<tenantId>/uploads/<name>.csv"
+EXPECTED_SHAPE: Final = "tenants/<tenantId>/uploads/<name>.csv (or .csv.gz)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,15 @@ class UploadKey:
 
     tenant_id: str
     file_name: str
+
+    @property
+    def gzipped(self) -> bool:
+        return is_gzip_key(self.file_name)
+
+
+def is_gzip_key(key: str) -> bool:
+    """A ``.csv.gz`` upload: its bytes are gzip-compressed CSV."""
+    return key.endswith(GZIP_EXTENSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +129,21 @@ def parse_upload_key(key: str) -> UploadKey | KeyRejection:
     file_name = parts[2]
     if _has_control_characters(file_name):
         return KeyRejection(tenant_id, f"the file name {file_name!r} contains control characters")
-    if not file_name.endswith(EXTENSION):
-        if file_name.lower().endswith(EXTENSION):
-            return KeyRejection(tenant_id, f"the file name {file_name!r} must end in lowercase {EXTENSION!r}")
+    extension = next((e for e in (EXTENSION, GZIP_EXTENSION) if file_name.endswith(e)), None)
+    if extension is None:
+        lowered = file_name.lower()
+        for wanted in (GZIP_EXTENSION, EXTENSION):
+            if lowered.endswith(wanted):
+                return KeyRejection(
+                    tenant_id, f"the file name {file_name!r} must end in lowercase {wanted!r}"
+                )
         return KeyRejection(
             tenant_id,
-            f"the file name {file_name!r} does not end in {EXTENSION!r}; only CSV uploads are built",
+            f"the file name {file_name!r} does not end in {EXTENSION!r} or {GZIP_EXTENSION!r}; "
+            "only CSV uploads are built",
         )
-    if file_name == EXTENSION:
-        return KeyRejection(tenant_id, f"the file name {file_name!r} has nothing before {EXTENSION!r}")
+    if file_name == extension:
+        return KeyRejection(tenant_id, f"the file name {file_name!r} has nothing before {extension!r}")
     return UploadKey(tenant_id=tenant_id, file_name=file_name)
 
 

@@ -43,6 +43,7 @@ def copy_version(
     bucket: str,
     key: str,
     metadata: Mapping[str, str],
+    content_type: str = "text/csv",
 ) -> str | None:
     """Server-side copy of one source version (at most 5 GiB, one request) to ``bucket/key``.
 
@@ -56,7 +57,7 @@ def copy_version(
             Key=key,
             MetadataDirective="REPLACE",
             Metadata=dict(metadata),
-            ContentType="text/csv",
+            ContentType=content_type,
             TaggingDirective="REPLACE",
         )
     except ClientError as error:

@@ -89,8 +89,11 @@ def job_prefix(artifacts_bucket: str, tenant_id: str, job_id: str) -> str:
     return f"s3://{artifacts_bucket}/tenants/{tenant_id}/jobs/{job_id}/"
 
 
-def training_data_uri(artifacts_bucket: str, tenant_id: str, job_id: str) -> str:
-    return f"{job_prefix(artifacts_bucket, tenant_id, job_id)}input/dataset.csv"
+def training_data_uri(artifacts_bucket: str, tenant_id: str, job_id: str, *, gzipped: bool = False) -> str:
+    """Where the validated version is copied for the pipeline; a .csv.gz upload stays compressed (the
+    pipeline's preprocess reads gzip), so the copy is one server-side request whatever its size."""
+    name = "dataset.csv.gz" if gzipped else "dataset.csv"
+    return f"{job_prefix(artifacts_bucket, tenant_id, job_id)}input/{name}"
 
 
 def model_output_uri(artifacts_bucket: str, tenant_id: str, job_id: str) -> str:
@@ -116,7 +119,13 @@ def _describe_validation_error(error: ValidationError) -> str:
 
 
 def build_plan(
-    job_id: str, tenant: Tenant, settings: TierSettings, *, artifacts_bucket: str, training_image_uri: str
+    job_id: str,
+    tenant: Tenant,
+    settings: TierSettings,
+    *,
+    artifacts_bucket: str,
+    training_image_uri: str,
+    gzipped: bool = False,
 ) -> BuildPlan:
     return BuildPlan(
         tier=settings.tier,
@@ -133,7 +142,7 @@ def build_plan(
         ),
         max_dataset_bytes=settings.max_dataset_bytes,
         training_image_uri=training_image_uri,
-        training_data_uri=training_data_uri(artifacts_bucket, tenant.tenant_id, job_id),
+        training_data_uri=training_data_uri(artifacts_bucket, tenant.tenant_id, job_id, gzipped=gzipped),
         model_output_uri=model_output_uri(artifacts_bucket, tenant.tenant_id, job_id),
     )
 
@@ -192,7 +201,12 @@ def decide_registration(
             tenant.tier,
         )
     plan = build_plan(
-        job_id, tenant, settings, artifacts_bucket=artifacts_bucket, training_image_uri=training_image_uri
+        job_id,
+        tenant,
+        settings,
+        artifacts_bucket=artifacts_bucket,
+        training_image_uri=training_image_uri,
+        gzipped=parsed_key.gzipped,
     )
     return Accepted(tenant, plan)
 

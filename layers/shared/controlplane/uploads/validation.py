@@ -11,20 +11,27 @@ import csv
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from math import isfinite
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 from controlplane.tenants.model import ProblemType, TenantContract
+from controlplane.uploads.content import SNIFF_BYTES, ContentError, binary_format, gunzip
+from controlplane.uploads.fast_scan import BlockLayout, TargetSummary, lines_in, scan_block
 
 MAX_REASONS: Final = 20
 # Stop reading once this many row-level problems were seen: the verdict cannot change, only the time spent.
 MAX_PROBLEMS: Final = 10_000
 MAX_LINE_BYTES: Final = 1024 * 1024
+# Whole lines handed to the fast path at a time: large enough that the native parser's per-call cost
+# vanishes, small enough to keep memory constant (a few MiB however large the file).
+BLOCK_BYTES: Final = 2 * 1024 * 1024
 MAX_FEATURE_STATS: Final = 100
 # CopyObject copies at most 5 GiB in one request; the validated version is copied in one request.
 MAX_SINGLE_COPY_BYTES: Final = 5 * 1024**3
-# Cells that mean "no value" (compared case-insensitively, after trimming spaces).
-MISSING_MARKERS: Final = frozenset({"", "na", "n/a", "nan", "null", "none"})
+# Cells that mean "no value" (compared case-insensitively, after trimming spaces). NaN is not one: like
+# infinity it is a non-finite number, an error unless the contract declares nonFiniteAsMissing.
+MISSING_MARKERS: Final = frozenset({"", "na", "n/a", "null", "none"})
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _SHOWN_VALUE_CHARS: Final = 40
@@ -38,12 +45,24 @@ class DatasetRules:
     min_rows: int
     max_bytes: int
     tier: str
+    target_values: tuple[str, ...] | None = None
+    positive_class: str | None = None
+    non_finite_as_missing: bool = False
 
     @classmethod
     def from_contract(cls, contract: TenantContract, *, max_bytes: int, tier: str) -> DatasetRules:
         features = tuple(contract.feature_columns) if contract.feature_columns is not None else None
+        values = tuple(contract.target_values) if contract.target_values is not None else None
         return cls(
-            contract.target_column, features, contract.problem_type, contract.min_rows, max_bytes, tier
+            contract.target_column,
+            features,
+            contract.problem_type,
+            contract.min_rows,
+            max_bytes,
+            tier,
+            values,
+            contract.positive_class,
+            contract.non_finite_as_missing,
         )
 
     @property
@@ -80,39 +99,48 @@ def check_declared_size(size_bytes: int, rules: DatasetRules) -> str | None:
 
 
 def validate_upload(
-    size_bytes: int, open_chunks: Callable[[], Iterable[bytes]], rules: DatasetRules
+    size_bytes: int,
+    open_chunks: Callable[[], Iterable[bytes]],
+    rules: DatasetRules,
+    *,
+    gzipped: bool = False,
 ) -> ValidationReport:
-    """Check the declared size first (never opening the object when it is already too big), then stream."""
+    """Check the declared size first (never opening the object when it is already too big), then stream.
+
+    ``gzipped`` (a ``.csv.gz`` upload): the bytes are decompressed as they stream; the tier's limit then
+    applies to the compressed upload (declared size) and to the CSV inside it (counted as it inflates).
+    """
     problem = check_declared_size(size_bytes, rules)
     if problem is not None:
         return ValidationReport(False, (problem,), {"rows": 0, "columns": 0, "bytes": 0, "complete": False})
-    return validate_csv(open_chunks(), rules)
+    chunks = open_chunks()
+    if not gzipped:
+        return validate_csv(chunks, rules)
+    try:
+        report = validate_csv(gunzip(chunks), rules)
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+    report.stats["compressedBytes"] = size_bytes
+    return report
 
 
-def validate_csv(chunks: Iterable[bytes], rules: DatasetRules) -> ValidationReport:
-    """Validate a CSV given as byte chunks. Closes ``chunks`` (if it can be closed) when done."""
-    validator = _Validator(rules)
+def validate_csv(
+    chunks: Iterable[bytes], rules: DatasetRules, *, fast: bool = True, block_bytes: int = BLOCK_BYTES
+) -> ValidationReport:
+    """Validate a CSV given as byte chunks. Closes ``chunks`` (if it can be closed) when done.
+
+    ``fast=False`` validates every row with the row-by-row reader only: the reference the fast path is
+    tested against (same reasons, row and line numbers and statistics), never slower to be right.
+    """
+    validator = _Validator(rules, fast=fast, block_bytes=block_bytes)
     try:
         return validator.run(chunks)
     finally:
         close = getattr(chunks, "close", None)
         if callable(close):
             close()
-
-
-def _to_number(text: str) -> float | None:
-    """A finite number, or None. Python's float() also accepts '1_000' and 'inf'; datasets must not."""
-    if "_" in text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _is_missing(cell: str) -> bool:
-    return cell.strip().lower() in MISSING_MARKERS
 
 
 def _shown(value: str) -> str:
@@ -127,34 +155,105 @@ class _Stop(Exception):  # noqa: N818 - control flow, not an error
     """Reading must stop (a fatal problem was recorded)."""
 
 
+def _until_broken(chunks: Iterable[bytes], broken: list[str]) -> Iterator[bytes]:
+    """The chunks until their source says it cannot go on (ContentError): its reason lands in ``broken``."""
+    try:
+        yield from chunks
+    except ContentError as error:
+        broken.append(error.reason)
+
+
+class _CsvReader(Protocol):
+    @property
+    def line_num(self) -> int: ...
+
+    def __next__(self) -> list[str]: ...
+
+
 def _where(row: int, line: int) -> str:
     return f"row {row} (line {line})"
+
+
+class CellKind(Enum):
+    MISSING = "missing"
+    NON_FINITE = "non-finite"  # NaN or infinity, however spelled ('nan', '-Infinity', '1e400')
+    NUMBER = "number"
+    TEXT = "text"
+
+
+def classify(cell: str) -> CellKind:
+    """One classification for every cell, feature or target (the pipeline's preprocess agrees)."""
+    text = cell.strip()
+    if text.lower() in MISSING_MARKERS:
+        return CellKind.MISSING
+    if "_" in text:  # float() accepts '1_000'; datasets must not
+        return CellKind.TEXT
+    try:
+        number = float(text)
+    except ValueError:
+        return CellKind.TEXT
+    return CellKind.NUMBER if isfinite(number) else CellKind.NON_FINITE
+
+
+@dataclass(slots=True)
+class _Tally:
+    """How many cells had a problem, and the first: (row, line, cell). Row and line numbers are the
+    file's; a partial run over a range would add its offsets before merging."""
+
+    count: int = 0
+    first: tuple[int, int, str] | None = None
+
+    def add(self, row: int, line: int, cell: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (row, line, cell)
+
+    def where(self, *, with_value: bool = True) -> str:
+        assert self.first is not None
+        row, line, cell = self.first
+        return f"{_where(row, line)}: {_shown(cell)}" if with_value else _where(row, line)
+
+    def reason(self, subject: str, what: str, after: str = "", *, with_value: bool = True) -> list[str]:
+        """'<subject> <what> in N rows, first at row R (line L): <cell><after>', when there were any."""
+        if not self.count:
+            return []
+        where = self.where(with_value=with_value)
+        return [f"{subject} {what} in {_plural(self.count, 'row')}, first at {where}{after}"]
 
 
 @dataclass(slots=True)
 class _ColumnStats:
     name: str
     index: int
+    non_finite_as_missing: bool = False
     minimum: float = math.inf
     maximum: float = -math.inf
     missing: int = 0
-    bad: int = 0
-    first_bad: str = ""
+    bad: _Tally = field(default_factory=_Tally)
+    non_finite: _Tally = field(default_factory=_Tally)
 
     def add_unusual(self, cell: str, row: int, line: int) -> None:
         """Cells that float() rejects or that it accepts but datasets must not contain (the hot path in
         _Validator._row handles plain numbers)."""
-        if _is_missing(cell):
+        kind = classify(cell)
+        if kind is CellKind.NON_FINITE and self.non_finite_as_missing:
+            kind = CellKind.MISSING
+        if kind is CellKind.MISSING:
             self.missing += 1
-            return
-        number = _to_number(cell)
-        if number is None:
-            self.bad += 1
-            if self.bad == 1:
-                self.first_bad = f"{_where(row, line)}: {_shown(cell)}"
-            return
-        self.minimum = min(self.minimum, number)
-        self.maximum = max(self.maximum, number)
+        elif kind is CellKind.NON_FINITE:
+            self.non_finite.add(row, line, cell)
+        elif kind is CellKind.TEXT:
+            self.bad.add(row, line, cell)
+        else:
+            number = float(cell)
+            self.minimum = min(self.minimum, number)
+            self.maximum = max(self.maximum, number)
+
+    def problems(self) -> list[str]:
+        name = f"column {self.name!r}"
+        return self.bad.reason(name, "is not numeric") + self.non_finite.reason(
+            name, "holds NaN or infinity", f"; {_NON_FINITE_HINT}"
+        )
 
     def stats(self) -> dict[str, Any]:
         seen = self.minimum <= self.maximum
@@ -165,44 +264,169 @@ class _ColumnStats:
         }
 
 
+_NON_FINITE_HINT: Final = (
+    "leave the cell empty for a missing value (or declare nonFiniteAsMissing in the contract)"
+)
+
+
+@dataclass(slots=True)
+class _Label:
+    value: str
+    row: int
+    line: int
+    number: bool
+
+
 @dataclass(slots=True)
 class _Target:
     name: str
     index: int
     numeric: bool
-    missing: int = 0
-    first_missing: str = ""
-    bad: int = 0
-    first_bad: str = ""
-    distinct: list[str] = field(default_factory=list)
+    allowed: tuple[str, ...] | None = None
+    non_finite_as_missing: bool = False
+    missing: _Tally = field(default_factory=_Tally)
+    bad: _Tally = field(default_factory=_Tally)
+    non_finite: _Tally = field(default_factory=_Tally)
+    outside: _Tally = field(default_factory=_Tally)  # not one of the declared values
+    distinct: list[_Label] = field(default_factory=list)
 
     def add(self, cell: str, row: int, line: int) -> None:
         value = cell.strip()
-        if _is_missing(value):
-            self.missing += 1
-            if self.missing == 1:
-                self.first_missing = _where(row, line)
-            return
-        if self.numeric and _to_number(value) is None:
-            self.bad += 1
-            if self.bad == 1:
-                self.first_bad = f"{_where(row, line)}: {_shown(cell)}"
-            return
+        kind = classify(value)
+        if kind is CellKind.NON_FINITE and self.non_finite_as_missing:
+            kind = CellKind.MISSING
+        if kind is CellKind.MISSING:
+            self.missing.add(row, line, cell)
+        elif kind is CellKind.NON_FINITE:
+            self.non_finite.add(row, line, cell)
+        elif self.numeric and kind is CellKind.TEXT:
+            self.bad.add(row, line, cell)
+        elif self.allowed is not None and value not in self.allowed:
+            self.outside.add(row, line, cell)
+        else:
+            self._seen(value, row, line, kind is CellKind.NUMBER)
+
+    def _seen(self, value: str, row: int, line: int, number: bool) -> None:
         # Three distinct labels are enough to know a binary target is wrong: keep memory constant.
-        if len(self.distinct) < 3 and value not in self.distinct:
-            self.distinct.append(value)
+        if len(self.distinct) < 3 and all(label.value != value for label in self.distinct):
+            self.distinct.append(_Label(value, row, line, number))
+
+    def plain(self, value: str) -> bool:
+        """A distinct value the fast path may count as it is: no rule needs its rows."""
+        kind = classify(value)
+        return (
+            value == value.strip()
+            and kind in (CellKind.NUMBER, CellKind.TEXT)
+            and (self.allowed is None or value in self.allowed)
+        )
+
+    def merge_block(self, block: TargetSummary, first_row: int, first_line: int) -> None:
+        """What the fast path found in a block whose rows follow row ``first_row`` (line ``first_line``)."""
+        if block.cells is not None:
+            for number, cell in enumerate(block.cells, start=1):
+                self.add(cell or "", first_row + number, first_line + number)
+            return
+        if block.missing and block.first_missing is not None:
+            if self.missing.first is None:
+                offset = block.first_missing + 1
+                self.missing.first = (first_row + offset, first_line + offset, "")
+            self.missing.count += block.missing
+        for value, index in block.uniques:
+            self._seen(
+                value, first_row + index + 1, first_line + index + 1, classify(value) is CellKind.NUMBER
+            )
+
+    def problems(self) -> list[str]:
+        name = f"column {self.name!r} (the target)"
+        declared = ", ".join(repr(value) for value in self.allowed or ())
+        return (
+            self.missing.reason(name, "has no value", with_value=False)
+            + self.non_finite.reason(name, "holds NaN or infinity")
+            + self.bad.reason(name, "is not numeric", "; regression needs numeric targets")
+            + self.outside.reason(
+                name, f"holds a value that is not one of the declared targetValues ({declared})"
+            )
+        )
+
+
+class _Feed:
+    """The lines of one block at a time for the row-by-row ``csv.reader`` (terminators kept, as the csv
+    module expects); it asks ``_Validator`` for the next block whenever a record runs past the end of
+    the current one (a quoted field with newlines). Lines are cut as they are read: a block is never
+    held as a list of lines."""
+
+    def __init__(self, validator: _Validator) -> None:
+        self.validator = validator
+        self.text = ""
+        self.position = 0
+        self.failure: str | None = None  # raised once the valid lines before it were read
+        self.block: _Block | None = None
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        while self.position >= len(self.text):
+            if self.failure is not None:
+                self.validator.fail(self.failure)
+            block = self.validator.next_block()
+            if block is None:
+                raise StopIteration
+            self.load(block)
+        start = self.position
+        end = self.text.find("\n", start) + 1 or len(self.text)
+        self.position = end
+        return self.text[start:end]
+
+    @property
+    def drained(self) -> bool:
+        return self.position >= len(self.text) and self.failure is None
+
+    def load(self, block: _Block) -> None:
+        self.block = block
+        self.text, self.failure = self.validator.decode(block)
+        self.position = 0
+
+    def take_rest(self) -> _Block | None:
+        """The lines not read yet, as a block of their own (once, after the header)."""
+        block = self.block
+        if block is None or self.drained or self.failure is not None:
+            return None
+        read = self.text[: self.position]
+        consumed = len(read.encode("utf-8"))
+        done = read.count("\n")
+        rest = _Block(block.data[consumed:], block.offset + consumed, block.line + done, block.lines - done)
+        self.text, self.position = "", 0
+        return rest
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Whole lines of the file (the last block may end without a terminator), at byte ``offset``; its
+    first line is line ``line + 1`` of the file (BOM excluded from neither: offsets count it)."""
+
+    data: bytes
+    offset: int
+    line: int
+    lines: int
 
 
 class _Validator:
-    def __init__(self, rules: DatasetRules) -> None:
+    def __init__(self, rules: DatasetRules, *, fast: bool = True, block_bytes: int = BLOCK_BYTES) -> None:
         self.rules = rules
+        self.fast = fast
+        self.block_bytes = block_bytes
         self.fatal: list[str] = []
         self.header_problems: list[str] = []
-        self.row_problems: list[str] = []
+        # (row, line, columns found) of the first MAX_REASONS rows with the wrong number of columns:
+        # numbers, not text, so a partial run's can be shifted by the rows and lines before its range.
+        self.row_problems: list[tuple[int, int, int]] = []
         self.row_problem_count = 0
         self.stopped_early = False
         self.bytes_read = 0
-        self.lines_read = 0
+        self.lines_read = 0  # lines handed out in blocks so far
+        self.lines_done = 0  # lines validated so far (by either path)
+        self.fast_lines = 0  # lines the fast path validated: the csv reader's line_num does not count them
         self.bom = False
         self.bom_offset = 0
         self.rows = 0
@@ -210,118 +434,203 @@ class _Validator:
         self.columns = 0
         self.target: _Target | None = None
         self.features: list[_ColumnStats] = []
+        self.layout: BlockLayout | None = None
+        self._blocks: Iterator[_Block] = iter(())
 
     # ---------------------------------------------------------------- reading
     def _check_start(self, data: bytes) -> bytes:
-        """Handle a byte order mark at the very start of the file."""
+        """Name a binary format by its first bytes; handle a byte order mark at the very start."""
         if data.startswith(_UTF16_BOMS):
-            self._fail("the file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
+            self.fail("the file is UTF-16 encoded; save it as UTF-8 (CSV UTF-8)")
+        binary = binary_format(data)
+        if binary is not None:
+            self.fail(binary)
         if data.startswith(_UTF8_BOM):
             self.bom = True  # Spreadsheet programs write one; it is not part of the first column name.
             self.bom_offset = len(_UTF8_BOM)
             return data[len(_UTF8_BOM) :]
         return data
 
-    def _decode(self, raw: bytes, offset: int) -> str:
-        """Decode whole lines at once; on failure, say on which line, at which byte and character."""
+    def decode(self, block: _Block) -> tuple[str, str | None]:
+        """The block's text, or the text of its lines before the first invalid UTF-8 and the reason that
+        stops reading there (raised once those lines were validated: the verdict does not depend on how
+        the bytes were chunked)."""
+        raw = block.data
         try:
-            return raw.decode("utf-8")
+            return raw.decode("utf-8"), None
         except UnicodeDecodeError as error:
             line_start = raw.rfind(b"\n", 0, error.start) + 1
-            line = self.lines_read + raw.count(b"\n", 0, error.start) + 1
+            line = block.line + raw.count(b"\n", 0, error.start) + 1
             column = len(raw[line_start : error.start].decode("utf-8", errors="replace")) + 1
-            self._fail(
+            reason = (
                 f"line {line} is not valid UTF-8: byte 0x{raw[error.start]:02x} at byte offset "
-                f"{offset + error.start} (character {column} of the line); save the file as UTF-8"
+                f"{block.offset + error.start} (character {column} of the line); save the file as UTF-8"
             )
+            return raw[:line_start].decode("utf-8"), reason
 
-    def _lines(self, chunks: Iterable[bytes]) -> Iterator[str]:
-        """Split byte chunks into decoded lines (terminators kept, as the csv module expects).
+    def _read(self, chunks: Iterable[bytes]) -> Iterator[_Block]:
+        """Cut byte chunks into blocks of whole lines of at least ``block_bytes`` (fewer for the last).
 
-        The complete lines of each chunk are decoded in one call. Splitting on b'\\n' before decoding is
-        safe: in UTF-8 that byte never occurs inside a multi-byte character.
+        Splitting on b'\\n' before decoding is safe: in UTF-8 that byte never occurs inside a multi-byte
+        character. The size limit and the line length are checked chunk by chunk, as the bytes arrive.
         """
-        pending = b""
-        offset = 0  # absolute offset of pending[0] in the file
+        parts: list[bytes] = []
+        buffered = 0
+        partial = 0  # bytes since the last newline
+        offset = 0  # absolute offset of the first buffered byte
         limit = self.rules.byte_limit
         started = False
-        for chunk in chunks:
-            if not chunk:
+        pending = b""
+        broken: list[str] = []
+        for raw in _until_broken(chunks, broken):
+            if not raw:
                 continue
+            chunk = raw
             self.bytes_read += len(chunk)
             if self.bytes_read > limit:
-                self._fail(
+                yield from self._flush(parts, offset, whole_lines=True)
+                self.fail(
                     f"the file is larger than the {self.rules.tier} tier allows ({format_bytes(limit)}); "
                     f"reading stopped after {self.bytes_read} bytes"
                 )
-            data = pending + chunk if pending else chunk
             if not started:
-                if len(data) < len(_UTF8_BOM) and _UTF8_BOM.startswith(data):
-                    pending = data  # Too short to tell whether a byte order mark starts here.
-                    continue
+                pending += chunk
+                if len(pending) < SNIFF_BYTES:
+                    continue  # Too short to tell a byte order mark or a binary signature.
                 started = True
-                data = self._check_start(data)
+                chunk = self._check_start(pending)
                 offset = self.bom_offset
-            end = data.rfind(b"\n") + 1
-            if end:
-                text = self._decode(data[:end], offset)
-                lines = text.split("\n")
-                lines.pop()  # empty: the text ends with the terminator
-                for line in lines:
-                    self.lines_read += 1
-                    yield line + "\n"
-            pending = data[end:]
-            offset += end
-            if len(pending) > MAX_LINE_BYTES:
-                self._fail(
+            newline = chunk.rfind(b"\n")
+            partial = partial + len(chunk) if newline < 0 else len(chunk) - newline - 1
+            parts.append(chunk)
+            buffered += len(chunk)
+            if partial > MAX_LINE_BYTES:
+                yield from self._flush(parts, offset, whole_lines=True)
+                self.fail(
                     f"line {self.lines_read + 1} is longer than {format_bytes(MAX_LINE_BYTES)}; "
                     "is this a CSV file with one record per line?"
                 )
+            if buffered - partial >= self.block_bytes:
+                data = b"".join(parts)
+                end = len(data) - partial
+                yield self._emit(data[:end], offset)
+                offset += end
+                parts, buffered = ([data[end:]], partial) if partial else ([], 0)
         if not started and pending:
-            pending = self._check_start(pending)
-            offset = self.bom_offset
-        if pending:
-            text = self._decode(pending, offset)
-            self.lines_read += 1
-            yield text
+            parts, offset = [self._check_start(pending)], self.bom_offset
+        # Bytes that cannot be read on (a truncated or corrupt .csv.gz): the whole lines before are checked.
+        yield from self._flush(parts, offset, whole_lines=bool(broken))
+        if broken:
+            self.fail(broken[0])
 
-    def _fail(self, reason: str) -> NoReturn:
+    def _flush(self, parts: list[bytes], offset: int, *, whole_lines: bool) -> Iterator[_Block]:
+        data = b"".join(parts)
+        if whole_lines:
+            data = data[: data.rfind(b"\n") + 1]
+        if data:
+            yield self._emit(data, offset)
+
+    def _emit(self, data: bytes, offset: int) -> _Block:
+        block = _Block(data, offset, self.lines_read, lines_in(data))
+        self.lines_read += block.lines
+        return block
+
+    def next_block(self) -> _Block | None:
+        return next(self._blocks, None)
+
+    def fail(self, reason: str) -> NoReturn:
         self.fatal.append(reason)
         self.stopped_early = True
         raise _Stop
 
-    def _row_problem(self, reason: str) -> None:
+    def _row_problem(self, row: int, line: int, columns: int) -> None:
         self.row_problem_count += 1
         if len(self.row_problems) < MAX_REASONS:
-            self.row_problems.append(reason)
+            self.row_problems.append((row, line, columns))
 
     # ---------------------------------------------------------------- checks
     def run(self, chunks: Iterable[bytes]) -> ValidationReport:
-        reader = csv.reader(self._lines(chunks), strict=True)
+        self._blocks = self._read(chunks)
+        feed = _Feed(self)
+        reader = csv.reader(feed, strict=True)
         try:
             header = next(reader, None)
             if header is None:
-                self._fail(
+                self.fail(
                     "the file contains nothing but a UTF-8 byte order mark"
                     if self.bom
                     else "the file is empty"
                 )
             self._header(header)
-            for row in reader:
-                self._row(row, reader.line_num)
-                if self.row_problem_count >= MAX_PROBLEMS:
-                    self.stopped_early = True
-                    break
+            self.lines_done = reader.line_num
+            self._body(feed, reader)
         except csv.Error as error:
-            self.fatal.append(f"line {reader.line_num} is not well-formed CSV: {error}")
+            self.fatal.append(f"line {reader.line_num + self.fast_lines} is not well-formed CSV: {error}")
             self.stopped_early = True
         except _Stop:
             pass
+        finally:
+            self._blocks = iter(())
         return self._report()
+
+    def _body(self, feed: _Feed, reader: _CsvReader) -> None:
+        """Row by row through ``reader``, except that every block starting at a record boundary is first
+        offered to the fast path (and, once, the rest of the header's block)."""
+        current = None
+        if self.fast and self.columns > 1:
+            self.layout = BlockLayout(
+                self.columns,
+                tuple(column.index for column in self.features),
+                self.target.index if self.target is not None else None,
+                self.rules.problem_type is ProblemType.REGRESSION,
+            )
+            current = feed.take_rest()
+        while True:
+            if current is not None and self._fast(current):
+                self.fast_lines += current.lines
+                current = None
+                continue
+            if current is not None:
+                feed.load(current)
+                current = None
+            if feed.drained and self.layout is not None:
+                current = self.next_block()
+                if current is None:
+                    return
+                continue
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            self.lines_done = reader.line_num + self.fast_lines
+            self._row(row, self.lines_done)
+            if self.row_problem_count >= MAX_PROBLEMS:
+                self.stopped_early = True
+                return
+
+    def _fast(self, block: _Block) -> bool:
+        """Validate a block with the native parser, or say it must go row by row."""
+        data = block.data
+        if self.layout is None or not data or (not data.isascii() and self.decode(block)[1] is not None):
+            return False
+        plain = self.target.plain if self.target is not None else str.isascii
+        summary = scan_block(data, block.lines, self.layout, plain)
+        if summary is None:
+            return False
+        first_row, first_line = self.rows, self.lines_done
+        for column, found in zip(self.features, summary.features, strict=True):
+            column.missing += found.missing
+            column.minimum = min(column.minimum, found.minimum)
+            column.maximum = max(column.maximum, found.maximum)
+        if self.target is not None and summary.target is not None:
+            self.target.merge_block(summary.target, first_row, first_line)
+        self.rows += summary.rows
+        self.lines_done += summary.rows
+        return True
 
     def _header(self, names: list[str]) -> None:
         if not names or all(not name.strip() for name in names):
-            self._fail("line 1 is blank; the first line must be the header with the column names")
+            self.fail("line 1 is blank; the first line must be the header with the column names")
         self.columns = len(names)
         positions: dict[str, list[int]] = {}
         for number, name in enumerate(names, start=1):
@@ -342,7 +651,7 @@ class _Validator:
                         "columns must be separated by ','"
                     )
                     break
-        if all(_to_number(name) is not None for name in names):
+        if all(classify(name) is CellKind.NUMBER for name in names):
             self.header_problems.append(
                 "the first line holds numbers, not column names: the file needs a header line"
             )
@@ -350,7 +659,11 @@ class _Validator:
         target = self.rules.target_column
         if target in positions:
             self.target = _Target(
-                target, names.index(target), numeric=self.rules.problem_type is ProblemType.REGRESSION
+                target,
+                names.index(target),
+                numeric=self.rules.problem_type is ProblemType.REGRESSION,
+                allowed=self.rules.target_values,
+                non_finite_as_missing=self.rules.non_finite_as_missing,
             )
         else:
             near = [name for name in names if name.strip().lower() == target.lower()]
@@ -372,7 +685,7 @@ class _Validator:
         for name in wanted:
             if name not in seen:
                 seen.add(name)
-                self.features.append(_ColumnStats(name, names.index(name)))
+                self.features.append(_ColumnStats(name, names.index(name), self.rules.non_finite_as_missing))
 
     def _row(self, row: list[str], line: int) -> None:
         if not row:
@@ -380,9 +693,7 @@ class _Validator:
             return
         self.rows += 1
         if len(row) != self.columns:
-            self._row_problem(
-                f"{_where(self.rows, line)} has {_plural(len(row), 'column')}; the header has {self.columns}"
-            )
+            self._row_problem(self.rows, line, len(row))
             return
         if self.target is not None:
             self.target.add(row[self.target.index], self.rows, line)
@@ -405,25 +716,9 @@ class _Validator:
 
     # ---------------------------------------------------------------- verdict
     def _column_problems(self) -> list[str]:
-        problems = []
-        target = self.target
-        if target is not None:
-            if target.missing:
-                problems.append(
-                    f"column {target.name!r} (the target) has no value in {_plural(target.missing, 'row')}, "
-                    f"first at {target.first_missing}"
-                )
-            if target.bad:
-                problems.append(
-                    f"column {target.name!r} (the target) is not numeric in {_plural(target.bad, 'row')}, "
-                    f"first at {target.first_bad}; regression needs numeric targets"
-                )
+        problems = self.target.problems() if self.target is not None else []
         for column in self.features:
-            if column.bad:
-                problems.append(
-                    f"column {column.name!r} is not numeric in {_plural(column.bad, 'row')}, "
-                    f"first at {column.first_bad}"
-                )
+            problems.extend(column.problems())
         return problems
 
     def _final_problems(self) -> list[str]:
@@ -437,19 +732,39 @@ class _Validator:
                 f"the file has {_plural(self.rows, 'data row')}; "
                 f"the contract requires at least {self.rules.min_rows}"
             )
-        target = self.target
-        if target is not None and self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-            labels = ", ".join(repr(value) for value in target.distinct)
-            if len(target.distinct) > 2:
-                problems.append(
-                    f"column {target.name!r} (the target) has more than two distinct values ({labels}, ...); "
-                    "binary classification needs exactly two"
-                )
-            elif len(target.distinct) == 1:
-                problems.append(
-                    f"column {target.name!r} (the target) has a single value ({labels}); "
-                    "binary classification needs two classes"
-                )
+        if self.target is not None and self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
+            problems.extend(self._class_problems(self.target))
+        return problems
+
+    def _class_problems(self, target: _Target) -> list[str]:
+        name = f"column {target.name!r} (the target)"
+        labels = ", ".join(repr(label.value) for label in target.distinct)
+        if len(target.distinct) > 2:
+            return [
+                f"{name} has more than two distinct values ({labels}, ...); "
+                "binary classification needs exactly two"
+            ]
+        if len(target.distinct) == 1:
+            return [f"{name} has a single value ({labels}); binary classification needs two classes"]
+        problems = []
+        kinds = {label.number for label in target.distinct}
+        if len(kinds) == 2 and self.rules.target_values is None:
+            # '1' and 'yes' are two classes only by accident: usually a mistyped label. Declared, it is fine.
+            number, word = sorted(target.distinct, key=lambda label: not label.number)
+            problems.append(
+                f"{name} mixes a number and a word: {number.value!r} (first at "
+                f"{_where(number.row, number.line)}) and {word.value!r} (first at "
+                f"{_where(word.row, word.line)}); declare targetValues in the contract if both are labels"
+            )
+        positive = self.rules.positive_class
+        if (
+            positive is not None
+            and target.distinct
+            and positive not in (label.value for label in target.distinct)
+        ):
+            problems.append(
+                f"the positive class {positive!r} does not occur in {name} (its values: {labels})"
+            )
         return problems
 
     def _report(self) -> ValidationReport:
@@ -457,7 +772,10 @@ class _Validator:
             self.fatal
             + self.header_problems
             + self._column_problems()
-            + self.row_problems
+            + [
+                f"{_where(row, line)} has {_plural(found, 'column')}; the header has {self.columns}"
+                for row, line, found in self.row_problems
+            ]
             + self._final_problems()
         )
         total = len(problems) + (self.row_problem_count - len(self.row_problems))
@@ -482,9 +800,9 @@ class _Validator:
             "complete": not self.stopped_early,
         }
         if self.target is not None:
-            target: dict[str, Any] = {"column": self.target.name, "missing": self.target.missing}
+            target: dict[str, Any] = {"column": self.target.name, "missing": self.target.missing.count}
             if self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-                target["distinctValues"] = list(self.target.distinct)
+                target["distinctValues"] = [label.value for label in self.target.distinct]
             stats["target"] = target
         # Bounded so the job item (400 KB) and the state payload (256 KB) stay small for wide datasets.
         shown = self.features[:MAX_FEATURE_STATS]
