@@ -236,7 +236,9 @@ class FairGate:
         if len(queue) > 1:
             return False
         usage = decay(self.usage[tenant], now - self.usage_as_of[tenant], self.policy.half_life_seconds)
-        self.tag[tenant] = tag_on_backlogged(usage, self.weight[tenant], self.clock[tier], self.policy)
+        self.tag[tenant] = tag_on_backlogged(
+            usage, self.weight[tenant], self.clock[tier], self.policy, tag=self.tag[tenant]
+        )
         if self._below_cap(tenant):
             self._push(tenant)
         return True

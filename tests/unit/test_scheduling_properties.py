@@ -129,7 +129,7 @@ class GateModel:
         tenant = self.tenants[tenant_id]
         if not tenant.queue:  # becoming backlogged: placed behind the clock by its recent usage
             tenant.tag = tag_on_backlogged(
-                self.usage(tenant_id), tenant.weight, self.clock(tenant.tier), self.policy
+                self.usage(tenant_id), tenant.weight, self.clock(tenant.tier), self.policy, tag=tenant.tag
             )
         self.next_job += 1
         tenant.queue.append(WaitingJob(f"job-{self.next_job}", self.now, cost))
@@ -417,3 +417,12 @@ def test_decide_explains_why_nothing_is_admitted() -> None:
     waiting = TenantState("t", "basic", running=0, usage=0.0, head=job)
     assert decide(Snapshot(1, [TierState("basic", 1, 0, 1)], [waiting])) is Blocked.ACCOUNT_FULL
     assert decide(Snapshot(2, [TierState("basic", 1, 0, 1)], [waiting])) is Blocked.TIERS_AT_LIMIT
+
+
+def test_a_tenant_that_comes_and_goes_one_job_at_a_time_cannot_starve_a_waiting_one() -> None:
+    """The case the state machine above once found: with no usage debt, a tenant that went idle after each
+    admission rejoined at the clock, ahead of a heavier tenant waiting one job ahead of it, every time."""
+    policy = FairSharePolicy(max_usage_debt=0.0)
+    tag_before = 5.0 / 3.0  # the light tenant's tag after its last admission, ahead of the clock
+    assert tag_on_backlogged(1.0, 1.0, 2.0 / 3.0, policy, tag=tag_before) == tag_before
+    assert tag_on_backlogged(1.0, 1.0, 2.0, policy, tag=tag_before) == 2.0  # behind the clock: at the clock

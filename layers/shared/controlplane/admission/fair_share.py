@@ -125,7 +125,7 @@ def on_enqueue(share: Share, *, tier_clock: float, now: str, policy: FairSharePo
     if share.backlogged:
         return Enqueue(tag=share.tag, backlog_since=share.backlog_since or now, newly_backlogged=False)
     usage = share.usage_at_time(parse_timestamp(now), policy)
-    tag = tag_on_backlogged(usage, share.weight, tier_clock, policy)
+    tag = tag_on_backlogged(usage, share.weight, tier_clock, policy, tag=share.tag)
     return Enqueue(tag=tag, backlog_since=now, newly_backlogged=True)
 
 

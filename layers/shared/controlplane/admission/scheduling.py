@@ -137,11 +137,16 @@ def decay(value: float, elapsed_seconds: float, half_life_seconds: float) -> flo
     return value * math.exp2(-max(0.0, elapsed_seconds) / half_life_seconds)
 
 
-def tag_on_backlogged(usage: float, weight: float, clock: float, policy: FairSharePolicy) -> float:
+def tag_on_backlogged(
+    usage: float, weight: float, clock: float, policy: FairSharePolicy, *, tag: float = 0.0
+) -> float:
     """A tenant's tag when it becomes backlogged (its usage decayed to now): behind the clock by its
     recent usage, never ahead of it (no credit banked while idle) and at most ``max_usage_debt`` behind
-    (keeps the starvation bound)."""
-    return clock + min(max(usage, 0.0) / weight, policy.max_usage_debt)
+    (keeps the starvation bound); and never before its own last ``tag``. That tag is at most one job
+    ahead of the clock (every admission starts at the clock or later), but without it a tenant that
+    submits one job at a time would rejoin at the clock after each admission, ahead of a tenant waiting
+    one job ahead of the clock, and could starve it (the property test found this with a debt of 0)."""
+    return max(tag, clock + min(max(usage, 0.0) / weight, policy.max_usage_debt))
 
 
 def fair_key(tenant: TenantState, clock: float) -> float:
