@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DEFINITION: Final = ROOT / "statemachines" / "training_job.asl.json"
 JOBS_TABLE: Final = "${JobsTableName}"
-# The one state that may create the job item: registration failed before (or after) writing it.
+# The one state that may create the job item: registration failed before (or after) writing it. It may
+# change only a job its own execution registered (status_condition's ``owned``).
 CREATING_STATES: Final = frozenset({"Record that the upload could not be registered"})
 RELEASE_STATE: Final = "Release the job's slot"
 # Where the state machine finds each value of a release.
@@ -82,7 +83,8 @@ def conform(definition: dict[str, Any]) -> dict[str, Any]:
         target = written_status(parameters)
         if target is None:
             continue
-        condition = status_condition(target, creating=name in CREATING_STATES)
+        creating = name in CREATING_STATES
+        condition = status_condition(target, creating=creating, owned=creating)
         values = parameters["ExpressionAttributeValues"]
         for placeholder in [key for key in values if key.startswith(":from")]:
             del values[placeholder]

@@ -73,7 +73,8 @@ def test_every_status_the_asl_writes_is_covered() -> None:
 
 @pytest.mark.parametrize(("name", "parameters", "target"), STATUS_WRITES, ids=[w[0] for w in STATUS_WRITES])
 def test_asl_status_writes_follow_the_table(name: str, parameters: dict[str, Any], target: JobStatus) -> None:
-    condition = status_condition(target, creating=name in asl_conditions.CREATING_STATES)
+    creating = name in asl_conditions.CREATING_STATES
+    condition = status_condition(target, creating=creating, owned=creating)
     assert parameters["ConditionExpression"] == condition.expression
     values = parameters["ExpressionAttributeValues"]
     for placeholder, status in condition.values.items():
@@ -215,3 +216,66 @@ def test_the_state_machine_names_the_job_as_register_upload_does() -> None:
             obj = event["detail"]["object"]
             expected = derive_job_id("uploads-bkt", obj["key"], obj.get("version-id", "null"))
             assert json.loads(described["output"])["naming"]["jobId"] == expected
+
+
+def _resolved(node: Any, paths: dict[str, str]) -> Any:
+    """The state's parameters with each ``"S.$": <path>`` replaced by the value the test gives that path."""
+    if isinstance(node, list):
+        return [_resolved(item, paths) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key.removesuffix(".$"): (paths[value] if key.endswith(".$") else _resolved(value, paths))
+        for key, value in node.items()
+    }
+
+
+@pytest.mark.parametrize("status", ["RECEIVED", "QUEUED", "RUNNING"])
+def test_a_duplicate_delivery_whose_registration_failed_never_ends_another_executions_job(
+    status: str, aws: None, table: Callable[[str], Any]
+) -> None:
+    """The soak once ended with a slot held by a RUNNING execution whose job was FAILED "could not be
+    registered": a second delivery of the same upload failed to register and its record ended the job the
+    first delivery was running (and removed its wait tokens). The record now needs the job to be its own."""
+    from tests.unit.conftest import ENVIRONMENT, aws_client  # noqa: PLC0415
+
+    state = ASL["States"]["Record that the upload could not be registered"]
+    assert state["Catch"][0] == {
+        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+        "ResultPath": "$.recordError",
+        "Next": "Ignore the duplicate delivery",
+    }
+    job_id = "job-dup"
+    table("JOBS_TABLE_NAME").put_item(
+        Item={
+            "jobId": job_id,
+            "status": status,
+            "executionArn": "arn:first",
+            "tenantId": "acme",
+            "timeline": [],
+        }
+    )
+
+    def record(execution_arn: str) -> Any:
+        parameters = dict(state["Parameters"]) | {"TableName": ENVIRONMENT["JOBS_TABLE_NAME"]}
+        paths = {
+            "$.naming.jobId": job_id,
+            "$$.State.EnteredTime": NOW,
+            "$$.State.Name": "Record that the upload could not be registered",
+            "$$.Execution.Id": execution_arn,
+            "$.unregistered.tenantId": "acme",
+            "$.upload.bucket": "b",
+            "$.upload.key": "tenants/acme/uploads/x.csv",
+            "$.upload.versionId": "v1",
+        }
+        paths |= {
+            path: "reason" for path in re.findall(r'"S\.\$": "(States\.Format[^"]*)"', json.dumps(parameters))
+        }
+        return aws_client("dynamodb").update_item(**_resolved(parameters, paths))
+
+    with pytest.raises(aws_client("dynamodb").exceptions.ConditionalCheckFailedException):
+        record("arn:second")
+    assert table("JOBS_TABLE_NAME").get_item(Key={"jobId": job_id})["Item"]["status"] == status
+    if status == "RECEIVED":  # its own execution's failed registration does end it
+        record("arn:first")
+        assert table("JOBS_TABLE_NAME").get_item(Key={"jobId": job_id})["Item"]["status"] == "FAILED"

@@ -131,11 +131,16 @@ class StatusCondition:
     values: dict[str, str] = field(default_factory=dict)
 
 
-def status_condition(target: JobStatus, *, creating: bool = False) -> StatusCondition:
+def status_condition(target: JobStatus, *, creating: bool = False, owned: bool = False) -> StatusCondition:
     """``#status IN (...)`` over the statuses ``SOURCES`` allows; with ``creating`` (a writer that may
-    create the item), or'ed with ``attribute_not_exists`` when the table lets a job start as ``target``."""
+    create the item), or'ed with ``attribute_not_exists`` when the table lets a job start as ``target``.
+
+    With ``owned``, an existing job changes only when its execution is the writer's (``:executionArn``,
+    which the writer supplies): a writer that is a duplicate delivery of the upload must never end the job
+    another execution is running (it would strand that execution's slot and waits)."""
     sources = sorted(status for status in SOURCES[target] if status is not None)
     values = {source_placeholder(status): status.value for status in sources}
+    names = {"#status": "status"} | ({"#executionArn": "executionArn"} if owned else {})
     creatable = creating and None in SOURCES[target]
     if not values:
         # Only ever created with this status (RECEIVED): an update can never apply.
@@ -146,9 +151,11 @@ def status_condition(target: JobStatus, *, creating: bool = False) -> StatusCond
         )
     else:
         expression = f"#status IN ({', '.join(values)})"
+        if owned:
+            expression = f"(#executionArn = :executionArn AND {expression})"
         if creatable:
             expression = f"attribute_not_exists(#status) OR {expression}"
-    return StatusCondition(target=target, expression=expression, names={"#status": "status"}, values=values)
+    return StatusCondition(target=target, expression=expression, names=names, values=values)
 
 
 @dataclass(frozen=True, slots=True)
