@@ -125,8 +125,7 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
 # Actions that AWS only grants on "*" (they have no resource-level permissions).
 WILDCARD_RESOURCE_ALLOWED = re.compile(
     r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
-    r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
-    r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage|sagemaker:ListModelPackages$|"
+    r"logs:Describe|sagemaker:ListModelPackages$|"
     # The task token is the capability; these accept only "*".
     r"states:SendTask(Success|Failure|Heartbeat)$)"
 )
@@ -300,6 +299,86 @@ def test_the_boundary_confines_a_tenant_role_to_its_own_tenant_by_its_tag(resour
             "Resource": {"Fn::Sub": _LOGS + "log-group:/aws/sagemaker/*"},
         },
     ]
+
+
+_SAGEMAKER = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+_PIPELINE_JOBS = [
+    {"Fn::Sub": _SAGEMAKER + "processing-job/pipelines-*"},
+    {"Fn::Sub": _SAGEMAKER + "training-job/pipelines-*"},
+]
+
+
+def test_the_pipeline_role_acts_only_on_the_jobs_and_model_versions_its_pipeline_creates(
+    resources: dict[str, Any],
+) -> None:
+    statements = _statements(resources["PipelineExecutionRole"])
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in _actions(s))]
+    assert sagemaker == [
+        {
+            "Sid": "CreatePipelineJobsWithTheTenantTag",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
+            "Resource": _PIPELINE_JOBS,
+            "Condition": {"Null": {f"aws:RequestTag/{_TENANT_TAG}": "false"}},
+        },
+        {
+            "Sid": "WatchStopAndTagPipelineJobs",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+            ],
+            "Resource": _PIPELINE_JOBS,
+        },
+        {
+            "Sid": "RegisterModelVersionsInTenantGroups",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+            "Resource": [
+                {"Fn::Sub": _SAGEMAKER + "model-package/*-models/*"},
+                {"Fn::Sub": _SAGEMAKER + "model-package-group/*-models"},
+            ],
+        },
+    ]
+    assert all(s["Resource"] != "*" for s in statements)
+
+
+def test_the_pipeline_definition_runs_only_what_the_pipeline_role_is_scoped_to() -> None:
+    """The role's statements reason from the definition: processing and training jobs, each tagged with its
+    tenant, run as a passed role; register steps into a group; no other step type (CreateModel, Lambda,
+    Transform, ...) and no custom job prefix (job names then start with pipelines-)."""
+    definition = json.loads((ROOT / "pipeline/definition.json").read_text())
+
+    def steps(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for step in found:
+            out.append(step)
+            for branch in ("IfSteps", "ElseSteps"):
+                out.extend(steps(step.get("Arguments", {}).get(branch, [])))
+        return out
+
+    every = steps(definition["Steps"])
+    assert {step["Type"] for step in every} == {
+        "Processing",
+        "Training",
+        "Condition",
+        "RegisterModel",
+        "Fail",
+    }
+    assert "PipelineDefinitionConfig" not in json.dumps(definition)
+    for step in every:
+        arguments = step.get("Arguments", {})
+        if step["Type"] in ("Processing", "Training"):
+            assert "ProcessingJobName" not in arguments, step["Name"]
+            assert "TrainingJobName" not in arguments, step["Name"]
+            tags = {tag["Key"]: tag["Value"] for tag in arguments["Tags"]}
+            assert tags[_TENANT_TAG] == {"Get": "Parameters.TenantId"}, step["Name"]
+            assert arguments["RoleArn"] == {"Get": "Parameters.TenantRoleArn"}, step["Name"]
+        if step["Type"] == "RegisterModel":
+            assert arguments["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}
 
 
 def test_the_status_api_is_behind_the_key_authorizer(resources: dict[str, Any]) -> None:
