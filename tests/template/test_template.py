@@ -381,6 +381,31 @@ def test_the_pipeline_definition_runs_only_what_the_pipeline_role_is_scoped_to()
             assert arguments["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}
 
 
+def test_the_state_machine_may_invoke_exactly_its_four_functions(resources: dict[str, Any]) -> None:
+    """A narrow statement instead of SAM's LambdaInvokePolicy (function:<name>*: any name so beginning)."""
+    machine = resources["TrainingJobStateMachine"]
+    policies = machine["Properties"]["Policies"]
+    assert all("Statement" in policy for policy in policies), (
+        "a SAM policy template or managed policy is back"
+    )
+    invoking = [s for s in _statements(machine) if "lambda:InvokeFunction" in _actions(s)]
+    assert invoking == [
+        {
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": [
+                {"Fn::GetAtt": [name, "Arn"]}
+                for name in (
+                    "RegisterUploadFunction",
+                    "ValidateDatasetFunction",
+                    "GateFunction",
+                    "AwaitPipelineFunction",
+                )
+            ],
+        }
+    ]
+
+
 def test_the_status_api_is_behind_the_key_authorizer(resources: dict[str, Any]) -> None:
     auth = resources["ControlPlaneApi"]["Properties"]["Auth"]
     authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
