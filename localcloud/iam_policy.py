@@ -6,9 +6,10 @@ Action / NotAction (case-insensitive, with IAM's wildcards ``*`` and ``?``) and 
 region cannot swallow the account).
 
 What it does NOT evaluate, and says so in every report: **Condition** blocks (a statement's condition is
-taken to hold: such allows are listed as conditional), policy variables such as ``${aws:username}``
-(matched as literal text), permissions boundaries, session policies, SCPs and resource-based policies
-(bucket, queue, key and function policies).
+taken to hold: such allows are listed as conditional), policy variables such as
+``${aws:RequestTag/mlaas:tenant}`` (their value is not known here: a variable matches any text, as a
+``*`` would; ``${*}``, ``${?}`` and ``${$}`` stand for those characters), permissions boundaries,
+session policies, SCPs and resource-based policies (bucket, queue, key and function policies).
 """
 
 from __future__ import annotations
@@ -90,9 +91,24 @@ def evaluate(statements: Iterable[Statement], action: str, resource: str) -> Dec
     return Decision(allowed=bool(allows), explicit_deny=False, statements=allows)
 
 
+_VARIABLE = re.compile(r"(\$\{[^}]*\})")
+_LITERAL_VARIABLES = {"${*}": "*", "${?}": "?", "${$}": "$"}
+
+
+def _wildcards(text: str) -> str:
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+
+
 @functools.lru_cache(maxsize=8192)
 def _compiled(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    body = "".join(
+        re.escape(_LITERAL_VARIABLES[part])
+        if part in _LITERAL_VARIABLES
+        else ".*"
+        if _VARIABLE.fullmatch(part)
+        else _wildcards(part)
+        for part in _VARIABLE.split(pattern)
+    )
     return re.compile(body, (re.IGNORECASE if ignore_case else 0) | re.DOTALL)
 
 

@@ -30,7 +30,7 @@ NOT_EVALUATED = (
     "Condition blocks: a statement's Condition is taken to hold (the statements with one are listed)",
     "permissions boundaries, session policies and service control policies",
     "resource-based policies (bucket, queue, topic, key and function policies)",
-    "policy variables such as ${aws:username} (matched as literal text)",
+    "policy variables such as ${aws:RequestTag/mlaas:tenant} (a variable matches any text)",
     "calls AWS makes with roles of its own: EventBridge targets, API Gateway invoking the authorizer, "
     "the SageMaker pipeline's steps (pipeline and tenant roles)",
     "Lambda's polling of SQS event sources (with the function's role, by the AWSLambdaSQSQueueExecutionRole "

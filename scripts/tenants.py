@@ -36,13 +36,16 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
         raise ValueError(f"cannot onboard tenant {tenant.tenant_id!r}: {refusal}")
     iam, sagemaker, dynamodb = clients.client("iam"), clients.client("sagemaker"), clients.client("dynamodb")
     role_name = tenant_access.role_name(tenant.tenant_id)
-    boundary = outputs.get("TenantRoleBoundaryArn")
+    # The account and partition of the caller, the region of the SageMaker client: the trust policy's source.
+    caller = clients.client("sts").get_caller_identity()["Arn"].split(":")
+    sagemaker_arn_prefix = f"arn:{caller[1]}:sagemaker:{sagemaker.meta.region_name}:{caller[4]}"
     role = iam.create_role(
-        RoleName=role_name,
-        Path=TENANT_ROLE_PATH,
-        AssumeRolePolicyDocument=json.dumps(tenant_access.trust_policy()),
-        Tags=[{"Key": tenant_access.TENANT_TAG, "Value": tenant.tenant_id}],
-        **({"PermissionsBoundary": boundary} if boundary else {}),
+        **tenant_access.create_role_request(
+            tenant.tenant_id,
+            path=TENANT_ROLE_PATH,
+            boundary_arn=outputs.get("TenantRoleBoundaryArn"),
+            sagemaker_arn_prefix=sagemaker_arn_prefix,
+        )
     )["Role"]
     iam.put_role_policy(
         RoleName=role_name,

@@ -84,6 +84,7 @@ from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import store as tenants
 from controlplane.tenants.changing import TenantOffboardingError, change_tenant
+from controlplane.tenants.identity_store import TenantRoleDriftError
 from controlplane.tenants.offboarding import TenantNotFoundError, begin
 from controlplane.tenants.offboarding_contract import DeletionOutcome, DeletionResult, ImmediateDeletion
 from controlplane.tenants.onboarding import TenantExistsError, onboard
@@ -477,7 +478,7 @@ def create_tenant(request: TenantCreate) -> tuple[TenantCreated, int]:
     now, actor = utc_now(), _actor()
     try:
         onboarded = onboard(request, now=now, created_by=actor.key_id)
-    except TenantExistsError as error:
+    except (TenantExistsError, TenantRoleDriftError) as error:
         raise _conflict(str(error)) from None
     logger.info("Tenant onboarded", extra={"tenantId": request.tenant_id, "tier": request.tier.value})
     after = {

@@ -47,6 +47,11 @@ def _statements(*statements: dict[str, Any]) -> list[Any]:
         ("DynamoDB:getitem", "dynamodb:GetItem", False, False),
         ("s3:GetObject", "s3:GetObjectVersion", False, False),
         ("a.b", "axb", False, False),  # regex characters are literal
+        # A policy variable's value is not known locally: it matches any text, as * would.
+        ("role/t-${aws:RequestTag/mlaas:tenant}", "role/t-acme", False, True),
+        ("role/t-${aws:RequestTag/mlaas:tenant}", "role/u-acme", False, False),
+        ("a${*}b", "a*b", False, True),  # ${*} is a literal *
+        ("a${*}b", "axb", False, False),
     ],
 )
 def test_wildcards_are_iams_star_and_question_mark(

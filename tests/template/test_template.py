@@ -126,8 +126,7 @@ def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
 # Actions that AWS only grants on "*" (they have no resource-level permissions).
 WILDCARD_RESOURCE_ALLOWED = re.compile(
     r"^(logs:(Create|Get|Update|Delete|List)LogDeliver|logs:PutResourcePolicy|"
-    r"logs:Describe|sagemaker:(Create|Describe|Stop)(Processing|Training)Job|"
-    r"sagemaker:AddTags|sagemaker:(Create|Describe)ModelPackage|sagemaker:ListModelPackages$|"
+    r"logs:Describe|sagemaker:ListModelPackages$|"
     # The task token is the capability; these accept only "*".
     r"states:SendTask(Success|Failure|Heartbeat)$)"
 )
@@ -180,27 +179,233 @@ def test_layer_pins_match_the_development_pins() -> None:
             assert dev.get(name) == version, f"{path}: {name} {version}, development pins {dev.get(name)}"
 
 
-def test_tenant_roles_can_only_be_created_under_the_boundary_and_the_tenant_path(
+_TENANT_ROLES = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role${TenantRolePath}mlaas-tenant-"
+_TENANT_TAG = "mlaas:tenant"  # controlplane.tenants.access_policy.TENANT_TAG (asserted below)
+
+
+def test_tenant_roles_are_created_only_under_the_boundary_the_path_and_their_tenant_tag(
     resources: dict[str, Any],
 ) -> None:
-    creating = [
-        (name, statement)
-        for name, resource in resources.items()
-        if resource["Type"] == "AWS::Serverless::Function"
-        for statement in _statements(resource)
-        if {"iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"}
-        & set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    """ApiFunction's IAM statements, exactly: a drift in any of them (a condition dropped, a tag key
+    allowed, a resource widened, an action added) fails here."""
+    from controlplane.tenants.access_policy import TENANT_TAG  # noqa: PLC0415
+
+    assert TENANT_TAG == _TENANT_TAG
+    iam = [s for s in _statements(resources["ApiFunction"]) if any(a.startswith("iam:") for a in _actions(s))]
+    boundary = {"iam:PermissionsBoundary": {"Ref": "TenantRoleBoundary"}}
+    only_the_tenant_tag = {"aws:TagKeys": [_TENANT_TAG]}
+    assert iam == [
+        {
+            "Sid": "CreateTenantRolesUnderTheBoundaryWithTheTenantTag",
+            "Effect": "Allow",
+            "Action": "iam:CreateRole",
+            "Resource": {"Fn::Sub": _TENANT_ROLES + "*"},
+            "Condition": {
+                "StringEquals": boundary,
+                "Null": {f"aws:RequestTag/{_TENANT_TAG}": "false"},
+                "ForAllValues:StringEquals": only_the_tenant_tag,
+            },
+        },
+        {
+            "Sid": "TagTenantRolesOnlyWithTheirOwnTenant",
+            "Effect": "Allow",
+            "Action": "iam:TagRole",
+            # ${!...} is Fn::Sub's escape: IAM gets the policy variable ${aws:RequestTag/mlaas:tenant}.
+            "Resource": {"Fn::Sub": _TENANT_ROLES + "${!aws:RequestTag/" + _TENANT_TAG + "}"},
+            "Condition": {"ForAllValues:StringEquals": only_the_tenant_tag},
+        },
+        {
+            "Sid": "PutInlinePoliciesOnlyOnBoundedTenantRoles",
+            "Effect": "Allow",
+            "Action": "iam:PutRolePolicy",
+            "Resource": {"Fn::Sub": _TENANT_ROLES + "*"},
+            "Condition": {"StringEquals": boundary},
+        },
+        {"Effect": "Allow", "Action": "iam:GetRole", "Resource": {"Fn::Sub": _TENANT_ROLES + "*"}},
     ]
-    assert [name for name, _ in creating] == ["ApiFunction"]
-    for _, statement in creating:
-        assert statement["Condition"]["StringEquals"]["iam:PermissionsBoundary"] == {
-            "Ref": "TenantRoleBoundary"
-        }
-        assert statement["Resource"]["Fn::Sub"].endswith(":role${TenantRolePath}mlaas-tenant-*")
+
+
+# Changing a role after its creation: its trust policy (IAM has no condition key on the document, so no
+# one may call this), its boundary, its tags (the boundary's ABAC key), its managed policies.
+_CHANGES_A_ROLE = (
+    "iam:UpdateAssumeRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRolePermissionsBoundary",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:AttachRolePolicy",
+    "iam:UpdateRole",
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+)
+
+
+def test_nothing_in_the_stack_may_change_a_role_except_the_api_functions_tenant_role_statements(
+    resources: dict[str, Any],
+) -> None:
+    holders = []
+    for name, resource in resources.items():
+        if resource["Type"] in ("AWS::IAM::ManagedPolicy",):
+            statements = resource["Properties"]["PolicyDocument"]["Statement"]
+        elif resource["Type"] in (
+            "AWS::Serverless::Function",
+            "AWS::Serverless::StateMachine",
+            "AWS::IAM::Role",
+        ):
+            statements = _statements(resource)
+        else:
+            continue
+        for statement in statements:
+            for pattern in _actions(statement):
+                held = [
+                    a for a in _CHANGES_A_ROLE if re.fullmatch(pattern.replace("*", ".*"), a, re.IGNORECASE)
+                ]
+                holders.extend((name, statement.get("Sid"), a) for a in held)
+    assert sorted(holders) == [
+        ("ApiFunction", "CreateTenantRolesUnderTheBoundaryWithTheTenantTag", "iam:CreateRole"),
+        ("ApiFunction", "PutInlinePoliciesOnlyOnBoundedTenantRoles", "iam:PutRolePolicy"),
+        ("ApiFunction", "TagTenantRolesOnlyWithTheirOwnTenant", "iam:TagRole"),
+    ]
+
+
+_LOGS = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+
+
+def test_the_boundary_confines_a_tenant_role_to_its_own_tenant_by_its_tag(resources: dict[str, Any]) -> None:
     boundary = resources["TenantRoleBoundary"]["Properties"]["PolicyDocument"]["Statement"]
-    actions = {a for s in boundary for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-    assert {a.split(":")[0] for a in actions} == {"s3", "logs"}
-    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in boundary)
+    own = "${aws:PrincipalTag/" + _TENANT_TAG + "}"
+    assert boundary == [
+        {
+            "Sid": "OwnTenantsJobData",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": {"Fn::Sub": "${ArtifactsBucket.Arn}/tenants/${!" + own[2:] + "/jobs/*"},
+        },
+        {
+            "Sid": "SharedStepScripts",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": {"Fn::Sub": "${ArtifactsBucket.Arn}/pipeline-code/*"},
+        },
+        {
+            "Sid": "ListOwnTenantsPrefixAndStepScripts",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": {"Fn::GetAtt": ["ArtifactsBucket", "Arn"]},
+            "Condition": {"StringLike": {"s3:prefix": [f"tenants/{own}/*", "pipeline-code/*"]}},
+        },
+        {
+            "Sid": "JobLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": {"Fn::Sub": _LOGS + "log-group:/aws/sagemaker/*"},
+        },
+    ]
+
+
+_SAGEMAKER = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+_PIPELINE_JOBS = [
+    {"Fn::Sub": _SAGEMAKER + "processing-job/pipelines-*"},
+    {"Fn::Sub": _SAGEMAKER + "training-job/pipelines-*"},
+]
+
+
+def test_the_pipeline_role_acts_only_on_the_jobs_and_model_versions_its_pipeline_creates(
+    resources: dict[str, Any],
+) -> None:
+    statements = _statements(resources["PipelineExecutionRole"])
+    sagemaker = [s for s in statements if any(a.startswith("sagemaker:") for a in _actions(s))]
+    assert sagemaker == [
+        {
+            "Sid": "CreatePipelineJobsWithTheTenantTag",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob"],
+            "Resource": _PIPELINE_JOBS,
+            "Condition": {"Null": {f"aws:RequestTag/{_TENANT_TAG}": "false"}},
+        },
+        {
+            "Sid": "WatchStopAndTagPipelineJobs",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+            ],
+            "Resource": _PIPELINE_JOBS,
+        },
+        {
+            "Sid": "RegisterModelVersionsInTenantGroups",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+            "Resource": [
+                {"Fn::Sub": _SAGEMAKER + "model-package/*-models/*"},
+                {"Fn::Sub": _SAGEMAKER + "model-package-group/*-models"},
+            ],
+        },
+    ]
+    assert all(s["Resource"] != "*" for s in statements)
+
+
+def test_the_pipeline_definition_runs_only_what_the_pipeline_role_is_scoped_to() -> None:
+    """The role's statements reason from the definition: processing and training jobs, each tagged with its
+    tenant, run as a passed role; register steps into a group; no other step type (CreateModel, Lambda,
+    Transform, ...) and no custom job prefix (job names then start with pipelines-)."""
+    definition = json.loads((ROOT / "pipeline/definition.json").read_text())
+
+    def steps(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for step in found:
+            out.append(step)
+            for branch in ("IfSteps", "ElseSteps"):
+                out.extend(steps(step.get("Arguments", {}).get(branch, [])))
+        return out
+
+    every = steps(definition["Steps"])
+    assert {step["Type"] for step in every} == {
+        "Processing",
+        "Training",
+        "Condition",
+        "RegisterModel",
+        "Fail",
+    }
+    assert "PipelineDefinitionConfig" not in json.dumps(definition)
+    for step in every:
+        arguments = step.get("Arguments", {})
+        if step["Type"] in ("Processing", "Training"):
+            assert "ProcessingJobName" not in arguments, step["Name"]
+            assert "TrainingJobName" not in arguments, step["Name"]
+            tags = {tag["Key"]: tag["Value"] for tag in arguments["Tags"]}
+            assert tags[_TENANT_TAG] == {"Get": "Parameters.TenantId"}, step["Name"]
+            assert arguments["RoleArn"] == {"Get": "Parameters.TenantRoleArn"}, step["Name"]
+        if step["Type"] == "RegisterModel":
+            assert arguments["ModelPackageGroupName"] == {"Get": "Parameters.ModelPackageGroupName"}
+
+
+def test_the_state_machine_may_invoke_exactly_its_four_functions(resources: dict[str, Any]) -> None:
+    """A narrow statement instead of SAM's LambdaInvokePolicy (function:<name>*: any name so beginning)."""
+    machine = resources["TrainingJobStateMachine"]
+    policies = machine["Properties"]["Policies"]
+    assert all("Statement" in policy for policy in policies), (
+        "a SAM policy template or managed policy is back"
+    )
+    invoking = [s for s in _statements(machine) if "lambda:InvokeFunction" in _actions(s)]
+    assert invoking == [
+        {
+            "Effect": "Allow",
+            "Action": "lambda:InvokeFunction",
+            "Resource": [
+                {"Fn::GetAtt": [name, "Arn"]}
+                for name in (
+                    "RegisterUploadFunction",
+                    "ValidateDatasetFunction",
+                    "GateFunction",
+                    "AwaitPipelineFunction",
+                )
+            ],
+        }
+    ]
 
 
 def test_the_status_api_is_behind_the_key_authorizer(resources: dict[str, Any]) -> None:

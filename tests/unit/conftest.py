@@ -63,6 +63,7 @@ ENVIRONMENT = {
     "AUDIT_TABLE_NAME": "test-audit",
     "TENANT_ROLE_PATH": "/mlaas-tenants/",
     "TENANT_ROLE_BOUNDARY_ARN": f"arn:aws:iam::{ACCOUNT}:policy/MLaaS-Test-tenant-role-boundary",
+    "SAGEMAKER_ARN_PREFIX": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}",
     "OFFBOARD_TENANTS_FUNCTION_NAME": "MLaaS-Test-OffboardTenantsFunction",
 }
 TABLE_ENV = {

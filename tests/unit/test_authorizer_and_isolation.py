@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -166,10 +168,8 @@ def _grants(
 BUCKET = "test-artifacts-bucket"
 
 
-def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
-    from controlplane.tenants.access_policy import tenant_role_policy  # noqa: PLC0415
-
-    policy = tenant_role_policy("acme", BUCKET)
+def _own_folders_only(policy: dict[str, Any]) -> None:
+    """``policy`` (acme's) grants acme's job folders and denies every look-alike tenant's."""
     own = f"arn:aws:s3:::{BUCKET}/tenants/acme/jobs/job-1"
     assert _grants(policy, "s3:GetObject", f"{own}/input/train.csv")
     assert _grants(policy, "s3:PutObject", f"{own}/model/model.tar.gz")
@@ -182,6 +182,13 @@ def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
         assert not _grants(
             policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": f"tenants/{other}/"}
         )
+
+
+def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
+    from controlplane.tenants.access_policy import tenant_role_policy  # noqa: PLC0415
+
+    policy = tenant_role_policy("acme", BUCKET)
+    _own_folders_only(policy)
     # Raw uploads (its own too), the bucket root and other buckets are out of reach.
     for resource in (
         "arn:aws:s3:::test-uploads-bucket/tenants/acme/uploads/x.csv",
@@ -196,6 +203,94 @@ def test_a_tenant_role_grants_nothing_outside_its_own_prefixes() -> None:
     # Nothing but S3 and job logs.
     actions = {a for s in policy["Statement"] for a in s["Action"]}
     assert {a.split(":")[0] for a in actions} == {"s3", "logs"}
+
+
+# ------------------------------------------------------------------ the boundary, by the role's tenant tag
+
+_ROOT = Path(__file__).resolve().parents[2]
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+def _boundary(tag: str | None) -> dict[str, Any]:
+    """TenantRoleBoundary as IAM evaluates it for a role tagged mlaas:tenant=``tag`` (None: untagged).
+
+    Intrinsics are resolved for the test bucket; ${aws:PrincipalTag/mlaas:tenant} is replaced by the tag,
+    and a value that names it on an untagged role is dropped (IAM: an unresolved variable matches nothing).
+    """
+    from cfnlint.decode import decode  # noqa: PLC0415
+
+    from controlplane.tenants.access_policy import TENANT_TAG  # noqa: PLC0415
+
+    template, problems = decode(str(_ROOT / "template.yaml"))
+    assert not problems
+    assert template is not None
+    references = {
+        "ArtifactsBucket.Arn": f"arn:aws:s3:::{BUCKET}",
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+    }
+
+    def sub(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return "${" + name[1:] + "}" if name.startswith("!") else references[name]
+
+        return _VARIABLE.sub(one, text)
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+            return resolve(sub(value["Fn::Sub"]))
+        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            return references[".".join(value["Fn::GetAtt"])]
+        if isinstance(value, dict):
+            return {key: resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [item for item in (resolve(item) for item in value) if item is not None]
+        principal_tag = "${aws:PrincipalTag/" + TENANT_TAG + "}"
+        if isinstance(value, str) and principal_tag in value:
+            return None if tag is None else value.replace(principal_tag, tag)
+        return value
+
+    document = template["Resources"]["TenantRoleBoundary"]["Properties"]["PolicyDocument"]
+    statements = [resolve(statement) for statement in document["Statement"]]
+    for statement in statements:  # a lone string value that named the variable is gone: the statement too
+        if statement.get("Resource") is None:
+            statement["Resource"] = []
+        statement["Resource"] = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+    return {"Version": document["Version"], "Statement": statements}
+
+
+def test_the_boundary_alone_confines_a_tenant_role_to_its_own_tenants_prefixes() -> None:
+    from controlplane.tenants.access_policy import tenant_role_policy  # noqa: PLC0415
+
+    boundary = _boundary("acme")
+    _own_folders_only(boundary)
+    assert _grants(boundary, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/pipeline-code/preprocess.py")
+    assert not _grants(boundary, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": ""})
+    assert not _grants(boundary, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/tenants/acme/uploads/x.csv")
+    # Everything the role's own policy grants on its own folders, the boundary grants too (the effective
+    # permission is both): a build is not starved by its boundary.
+    policy = tenant_role_policy("acme", BUCKET)
+    for statement in policy["Statement"]:
+        for action in statement["Action"]:
+            for resource in statement["Resource"]:
+                example = resource.replace(":*:*:", ":us-east-1:123456789012:").replace("*", "x")
+                context = {"s3:prefix": "tenants/acme/jobs/"} if action == "s3:ListBucket" else None
+                assert _grants(boundary, action, example, context), (action, example)
+
+
+def test_an_untagged_role_gets_nothing_under_tenants_from_the_boundary() -> None:
+    boundary = _boundary(None)
+    for tenant in ("acme", "globex", "*"):
+        resource = f"arn:aws:s3:::{BUCKET}/tenants/{tenant}/jobs/job-1/input/train.csv"
+        assert not _grants(boundary, "s3:GetObject", resource)
+        assert not _grants(
+            boundary, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": f"tenants/{tenant}/"}
+        )
+    assert _grants(boundary, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/pipeline-code/preprocess.py")
 
 
 def test_the_onboarding_helper_uses_the_layers_policy() -> None:

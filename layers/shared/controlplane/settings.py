@@ -113,6 +113,10 @@ class ApiSettings(BaseModel):
     tenant_role_boundary_arn: str | None = Field(
         default=None, alias="TENANT_ROLE_BOUNDARY_ARN", pattern=r"^arn:[a-z-]+:iam::\d{12}:policy/.+$"
     )
+    # arn:<partition>:sagemaker:<region>:<account>: the tenant roles' trust policy names this account's jobs.
+    sagemaker_arn_prefix: str | None = Field(
+        default=None, alias="SAGEMAKER_ARN_PREFIX", pattern=r"^arn:[a-z-]+:sagemaker:[a-z0-9-]+:\d{12}$"
+    )
     # The API only: the function it asks to delete a tenant now (DELETE /tenants/{id}?immediate=true).
     offboard_tenants_function_name: str | None = Field(
         default=None, alias="OFFBOARD_TENANTS_FUNCTION_NAME", pattern=r"^[A-Za-z0-9_:.-]{1,170}$"

@@ -15,26 +15,43 @@ from controlplane.core.clients import client
 from controlplane.tenants import access_policy as tenant_access
 
 
-def ensure_tenant_role(tenant_id: str, *, path: str, boundary_arn: str | None, policy: dict[str, Any]) -> str:
-    """Create (or find) the tenant's role under ``path`` with ``boundary_arn`` as its permissions boundary,
-    and put its own-data-only inline policy. Returns the role ARN."""
+class TenantRoleDriftError(Exception):
+    """The tenant's role exists but is not the role onboarding creates (trust policy, path, boundary, tag).
+
+    The API function may not change a role's trust policy, boundary or tags, so it refuses the role
+    instead of reusing it: an operator deletes it (or offboards the tenant) and onboarding is retried."""
+
+    def __init__(self, role_name: str, drift: list[str]) -> None:
+        super().__init__(f"role {role_name} already exists and cannot be reused: {'; '.join(drift)}")
+        self.drift = drift
+
+
+def ensure_tenant_role(
+    tenant_id: str,
+    *,
+    path: str,
+    boundary_arn: str | None,
+    sagemaker_arn_prefix: str,
+    policy: dict[str, Any],
+) -> str:
+    """Create (or find) the tenant's role under ``path`` with ``boundary_arn`` as its permissions boundary
+    and the fixed trust policy, and put its own-data-only inline policy. Returns the role ARN.
+
+    A role found under the name must be exactly what this would create, or TenantRoleDriftError."""
     iam = client("iam")
-    name = tenant_access.role_name(tenant_id)
-    request: dict[str, Any] = {
-        "RoleName": name,
-        "Path": path,
-        "AssumeRolePolicyDocument": json.dumps(tenant_access.trust_policy()),
-        "Description": f"SageMaker jobs of tenant {tenant_id}: its own job data only",
-        "Tags": [{"Key": tenant_access.TENANT_TAG, "Value": tenant_id}],
-    }
-    if boundary_arn:
-        request["PermissionsBoundary"] = boundary_arn
+    request = tenant_access.create_role_request(
+        tenant_id, path=path, boundary_arn=boundary_arn, sagemaker_arn_prefix=sagemaker_arn_prefix
+    )
+    name = request["RoleName"]
     try:
         arn = str(iam.create_role(**request)["Role"]["Arn"])
     except ClientError as error:
         if dynamo.error_code(error) != "EntityAlreadyExists":
             raise
-        arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        role = iam.get_role(RoleName=name)["Role"]
+        if drift := tenant_access.role_drift(role, request):
+            raise TenantRoleDriftError(name, drift) from None
+        arn = str(role["Arn"])
     iam.put_role_policy(
         RoleName=name, PolicyName=tenant_access.ROLE_POLICY_NAME, PolicyDocument=json.dumps(policy)
     )

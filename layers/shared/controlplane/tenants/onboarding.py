@@ -17,6 +17,7 @@ from controlplane.api import key_store as api_key_table
 from controlplane.api import keys as api_keys
 from controlplane.api import usage_store
 from controlplane.api.models import TenantCreate
+from controlplane.core.errors import ConfigurationError
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import access_policy as tenant_access
 from controlplane.tenants import identity_store as identity
@@ -42,10 +43,13 @@ def onboard(request: TenantCreate, *, now: str, created_by: str | None = None) -
     if tenants.get(tenant_id) is not None:
         raise TenantExistsError(tenant_id)
     api_settings = get_api_settings()
+    if api_settings.sagemaker_arn_prefix is None:
+        raise ConfigurationError("SAGEMAKER_ARN_PREFIX is not set: tenant roles cannot be created without it")
     role_arn = identity.ensure_tenant_role(
         tenant_id,
         path=api_settings.tenant_role_path,
         boundary_arn=api_settings.tenant_role_boundary_arn,
+        sagemaker_arn_prefix=api_settings.sagemaker_arn_prefix,
         policy=tenant_access.tenant_role_policy(tenant_id, get_settings().artifacts_bucket_name),
     )
     group = identity.ensure_model_package_group(tenant_id)
