@@ -8,7 +8,7 @@ only the handler itself.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -49,13 +49,29 @@ def unbind_job() -> None:
     logger.remove_keys(["tenantId", "jobId", "tier"])
 
 
-def count(name: str, *, tier: str | None = None, value: float = 1) -> None:
+def count(
+    name: str, *, tier: str | None = None, value: float = 1, dimensions: Mapping[str, str] | None = None
+) -> None:
     """Count an event; per tier when the metric is about a tier (its own EMF blob, so several tiers can be
-    counted in one invocation without mixing dimension sets)."""
-    if tier is None:
+    counted in one invocation without mixing dimension sets). ``dimensions`` adds further dimensions: each
+    must take a small, fixed set of values (see the README's "Dashboard"), never free text or an id."""
+    if tier is None and not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
+    _single(name, value, tier=tier, dimensions=dimensions)
+
+
+def gauge(name: str, value: float, *, tier: str | None = None) -> None:
+    """Record a level as it is now (slots running, a limit), per tier when given. Flushed at once, in its
+    own EMF blob: a gauge is read with the Maximum or Average statistic, never summed over invocations."""
+    _single(name, value, tier=tier, dimensions=None)
+
+
+def _single(name: str, value: float, *, tier: str | None, dimensions: Mapping[str, str] | None) -> None:
     with single_metric(
         name=name, unit=MetricUnit.Count, value=value, default_dimensions=metrics.default_dimensions
     ) as metric:
-        metric.add_dimension(name="tier", value=tier)
+        if tier is not None:
+            metric.add_dimension(name="tier", value=tier)
+        for dimension, dimension_value in (dimensions or {}).items():
+            metric.add_dimension(name=dimension, value=dimension_value)
