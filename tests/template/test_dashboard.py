@@ -3,8 +3,10 @@ queue, dead-letter queue and function, and showing only metrics AWS publishes or
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,8 @@ from scripts import dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSTITUTION = re.compile(r"\$\{([^}!]+)\}")
-# A metric name as the code emits it: a string literal in a count(...) or gauge(...) call's line.
-EMITTING_LINE = re.compile(r"\b(?:count|gauge)\(")
-LITERAL = re.compile(r'"([A-Z][A-Za-z]+)"')
+# The observability helpers that emit metrics: the name is their first argument (gauges: its keys).
+EMITTERS = {"count", "gauges"}
 # The custom dimensions and the values each may take (the README's "Dashboard" documents them).
 BOUNDED_DIMENSIONS = {
     "tier": {tier.value for tier in Tier},
@@ -27,13 +28,43 @@ BOUNDED_DIMENSIONS = {
 }
 
 
+def _names_in(node: ast.AST, dicts: dict[str, ast.Dict]) -> Iterator[str]:
+    """The string constants an emitter's first argument spells out (f-strings are skipped whole)."""
+    if isinstance(node, ast.Name) and node.id in dicts:
+        yield from _names_in(dicts[node.id], dicts)
+    elif isinstance(node, ast.Dict):
+        yield from (
+            key.value for key in node.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)
+        )
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.IfExp | ast.BinOp):
+        for child in ast.iter_child_nodes(node):
+            yield from _names_in(child, dicts)
+
+
+def _emitter(function: ast.expr) -> bool:
+    return isinstance(function, ast.Name) and function.id in EMITTERS
+
+
 def emitted_metric_names() -> set[str]:
+    """Every metric name a count(...) or gauges(...) call spells out in its first argument: a constant,
+    both sides of ``"A" if ok else "B"``, the keys of the dict given to gauges (also through a variable,
+    and dicts merged with ``|``). Names built with f-strings are not found, so they cannot be shown."""
     names: set[str] = set()
     for folder in ("layers/shared/controlplane", "functions"):
         for path in (ROOT / folder).rglob("*.py"):
-            for line in path.read_text().splitlines():
-                if EMITTING_LINE.search(line):
-                    names.update(LITERAL.findall(line))
+            tree = ast.parse(path.read_text())
+            dicts = {
+                target.id: node.value
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+            for call in ast.walk(tree):
+                if isinstance(call, ast.Call) and _emitter(call.func) and call.args:
+                    names.update(_names_in(call.args[0], dicts))
     return names
 
 

@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 # Per-tier metrics are flushed immediately through single_metric, so an invocation that only counted per
 # tier leaves the shared Metrics set empty; that is expected, not worth a warning on every invocation.
@@ -58,16 +58,6 @@ def count(
     if tier is None and not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
-    _single(name, value, tier=tier, dimensions=dimensions)
-
-
-def gauge(name: str, value: float, *, tier: str | None = None) -> None:
-    """Record a level as it is now (slots running, a limit), per tier when given. Flushed at once, in its
-    own EMF blob: a gauge is read with the Maximum or Average statistic, never summed over invocations."""
-    _single(name, value, tier=tier, dimensions=None)
-
-
-def _single(name: str, value: float, *, tier: str | None, dimensions: Mapping[str, str] | None) -> None:
     with single_metric(
         name=name, unit=MetricUnit.Count, value=value, default_dimensions=metrics.default_dimensions
     ) as metric:
@@ -75,3 +65,16 @@ def _single(name: str, value: float, *, tier: str | None, dimensions: Mapping[st
             metric.add_dimension(name="tier", value=tier)
         for dimension, dimension_value in (dimensions or {}).items():
             metric.add_dimension(name=dimension, value=dimension_value)
+
+
+def gauges(levels: Mapping[str, float], *, tier: str | None = None) -> None:
+    """Record levels as they are now (slots running, limits), per tier when given: one EMF blob for all of
+    them, flushed at once. A gauge is read with the Maximum or Average statistic, never summed."""
+    blob = EphemeralMetrics()
+    for dimension, dimension_value in metrics.default_dimensions.items():
+        blob.add_dimension(name=dimension, value=dimension_value)
+    if tier is not None:
+        blob.add_dimension(name="tier", value=tier)
+    for name, value in levels.items():
+        blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    blob.flush_metrics()

@@ -49,7 +49,7 @@ from controlplane.jobs.execution_end import ExecutionEnd, execution_is_over
 from controlplane.jobs.store import TokenStored
 from controlplane.jobs.sweep import sweep_open_jobs
 from controlplane.jobs.sweeping import SWEEP_LIMIT, allowance_seconds
-from controlplane.observability import bind_job, count, gauge, logger, unbind_job
+from controlplane.observability import bind_job, count, gauges, logger, unbind_job
 from controlplane.settings import get_settings
 from controlplane.tenants import store as tenants
 from controlplane.uploads.registration import pipeline_wait_seconds
@@ -122,11 +122,9 @@ def admit() -> AdmissionReport:
 
 def _record_capacity(capacity: Capacity) -> None:
     for tier in capacity.tier_states():
-        gauge("TierRunning", tier.running, tier=tier.name)
-        gauge("TierGuaranteed", tier.guaranteed, tier=tier.name)
-        gauge("TierBorrowable", tier.borrowing_limit, tier=tier.name)
-    gauge("AccountRunning", capacity.account_running)
-    gauge("AccountCap", capacity.account_cap)
+        levels = {"TierRunning": tier.running, "TierGuaranteed": tier.guaranteed}
+        gauges(levels | {"TierBorrowable": tier.borrowing_limit}, tier=tier.name)
+    gauges({"AccountRunning": capacity.account_running, "AccountCap": capacity.account_cap})
 
 
 def _admit(report: AdmissionReport) -> Capacity | None:
