@@ -16,7 +16,6 @@ durations per function.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any, Final
 
 from controlplane.jobs.lifecycle import FailureReason
 from localcloud.template import load_template_body
+from scripts.generated import write_or_check
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE: Final = ROOT / "template.yaml"
@@ -281,20 +281,14 @@ def generate() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed dashboard body is stale")
-    arguments = parser.parse_args(argv)
-    committed, generated = TEMPLATE.read_text(), generate()
-    if arguments.check:
-        if generated != committed:
-            print(
-                "template.yaml's dashboard body is stale: run `make dashboard` and commit it", file=sys.stderr
-            )
-            return 1
-        return 0
-    TEMPLATE.write_text(generated)
-    print(f"wrote the dashboard body in {TEMPLATE.relative_to(ROOT)}")
-    return 0
+    return write_or_check(
+        TEMPLATE,
+        lambda committed: render(committed, read_stack(load_template_body(TEMPLATE))),
+        what=f"the dashboard body in {TEMPLATE.relative_to(ROOT)}",
+        target="dashboard",
+        argv=argv,
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":
