@@ -14,7 +14,7 @@ LOCAL_PORT ?= 4566
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl soak
+.PHONY: help setup demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl dashboard soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ pipeline-definition: $(PIPELINE_STAMP) ## regenerate pipeline/definition.json fr
 
 asl: $(STAMP) ## write the job-status conditions of the state machine from the transitions table (commit it)
 	PYTHONPATH=layers/shared $(BIN)/python -m scripts.asl_conditions
+
+dashboard: $(STAMP) ## write the CloudWatch dashboard body in template.yaml from its tiers, queues and functions (commit it)
+	PYTHONPATH=layers/shared $(BIN)/python -m scripts.dashboard
 
 openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
 	$(BIN)/python -m scripts.openapi

@@ -18,7 +18,6 @@ must never drift from the table is the condition, so that is the one thing deriv
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import Any, Final
 
 from controlplane.admission.release import Slot, Table, release_items
 from controlplane.jobs.lifecycle import JobStatus, status_condition
+from scripts.generated import write_or_check
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,19 +102,14 @@ def render(definition: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed ASL is stale")
-    arguments = parser.parse_args(argv)
-    committed = DEFINITION.read_text()
-    generated = render(conform(json.loads(committed)))
-    if arguments.check:
-        if generated != committed:
-            print(f"{DEFINITION.relative_to(ROOT)} is stale: run `make asl` and commit it", file=sys.stderr)
-            return 1
-        return 0
-    DEFINITION.write_text(generated)
-    print(f"wrote {DEFINITION.relative_to(ROOT)}")
-    return 0
+    return write_or_check(
+        DEFINITION,
+        lambda committed: render(conform(json.loads(committed))),
+        what=str(DEFINITION.relative_to(ROOT)),
+        target="asl",
+        argv=argv,
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

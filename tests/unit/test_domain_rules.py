@@ -26,7 +26,15 @@ from controlplane.builds.outcome import (
 )
 from controlplane.core.errors import RegistrationConflictError
 from controlplane.core.model import Tier, format_timestamp
-from controlplane.jobs.lifecycle import TERMINAL_STATUSES, Job, JobStatus, can_transition, is_terminal
+from controlplane.jobs.execution_end import ExecutionEnd, failure_reason
+from controlplane.jobs.lifecycle import (
+    TERMINAL_STATUSES,
+    FailureReason,
+    Job,
+    JobStatus,
+    can_transition,
+    is_terminal,
+)
 from controlplane.tenants.model import Tenant, TenantContract
 from controlplane.uploads.keys import KeyRejection, UploadKey, derive_job_id
 from controlplane.uploads.model import UploadedObject
@@ -378,3 +386,17 @@ def test_pipeline_names_compare_case_insensitively() -> None:
     assert not is_our_pipeline(
         "arn:aws:sagemaker:us-east-1:1:pipeline/other-pipeline", "MLaaS-Test-tenant-training"
     )
+
+
+def test_every_ending_of_an_execution_maps_to_one_of_a_few_failure_reasons() -> None:
+    endings = ["ABORTED", "TIMED_OUT", "FAILED", None, "SUCCEEDED", "SOMETHING_NEW"]
+    reasons = [failure_reason(ExecutionEnd(status, error="x", cause="free text")) for status in endings]
+    assert [reason.value for reason in reasons] == [
+        "ExecutionAborted",
+        "ExecutionTimedOut",
+        "ExecutionFailed",
+        "ExecutionMissing",
+        "ExecutionEnded",
+        "ExecutionEnded",
+    ]
+    assert len(FailureReason) == 6  # the reason dimension's cardinality (README: "Dashboard")

@@ -141,6 +141,30 @@ def test_aborted_build_is_failed_its_slot_released_its_pipeline_stopped_and_the_
     assert stepfunctions.outputs_for(f"token-{job_id_for(7)}")
 
 
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("ABORTED", "ExecutionAborted"), ("TIMED_OUT", "ExecutionTimedOut"), ("FAILED", "ExecutionFailed")],
+)
+def test_a_closed_build_counts_one_failure_with_a_bounded_reason(
+    handle: Callable[..., dict[str, Any]],
+    table: Callable[[str], Any],
+    capsys: pytest.CaptureFixture[str],
+    status: str,
+    reason: str,
+) -> None:
+    building_job(table)
+    capsys.readouterr()
+    handle(status_event(status, error="States.TaskFailed", cause="a free-text cause"))
+    handle(status_event(status, error="States.TaskFailed", cause="a free-text cause"), request_id="again")
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [blob for blob in blobs if "JobsFailed" in blob]
+    assert len(failed) == 1  # the redelivered event closes nothing and counts nothing
+    assert (failed[0]["tier"], failed[0]["reason"], failed[0]["JobsFailed"]) == ("basic", reason, [1.0])
+    assert [set(names) for names in failed[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]] == [
+        {"service", "tier", "reason"}
+    ]
+
+
 def test_a_redelivered_event_changes_nothing_twice(
     handle: Callable[..., dict[str, Any]], table: Callable[[str], Any], sagemaker: FakePipelines
 ) -> None:

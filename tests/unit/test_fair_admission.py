@@ -4,6 +4,7 @@ first), with jobs enqueued through the same path as the gate's queue messages.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -150,6 +151,41 @@ def test_idle_guarantees_are_lent_and_a_lender_gets_its_slot_back_first(table: C
     finish(basic[0])
     assert admission.admit().admitted == [premium]  # the lender first, though basic has older jobs waiting
     assert (running(table, "basic"), running(table, "premium"), running(table, "account")) == (3, 1, 4)
+
+
+def test_an_admission_run_records_the_capacity_and_which_admissions_borrowed(
+    table: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_account_cap(table, 4)
+    set_tier_limits(table, "basic", 1, borrowing=3)
+    set_tier_limits(table, "standard", 0)
+    set_tier_limits(table, "premium", 3)
+    for number in range(6):
+        enqueue(table, "acme", minute=number)
+    capsys.readouterr()
+
+    assert len(admission.admit().admitted) == 4
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    def gauges(name: str) -> dict[str | None, list[float]]:
+        found: dict[str | None, list[float]] = {}
+        for blob in blobs:
+            if name in blob:
+                found.setdefault(blob.get("tier"), []).extend(blob[name])
+        return found
+
+    # Once per run, as the run left the capacity (after its own four admissions).
+    assert gauges("TierRunning") == {"basic": [4.0], "standard": [0.0], "premium": [0.0]}
+    assert gauges("TierGuaranteed") == {"basic": [1.0], "standard": [0.0], "premium": [3.0]}
+    assert gauges("TierBorrowable") == {"basic": [3.0], "standard": [0.0], "premium": [0.0]}
+    assert gauges("AccountRunning") == {None: [4.0]}
+    assert gauges("AccountCap") == {None: [4.0]}
+    admitted = sorted((blob["tier"], blob["borrowed"]) for blob in blobs if "JobsAdmitted" in blob)
+    assert admitted == [("basic", "false")] + [("basic", "true")] * 3
+    for blob in blobs:
+        dimensions = blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+        assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MLaaS/ControlPlane"
+        assert "service" in dimensions
 
 
 def test_a_tenant_whose_jobs_left_the_waiting_room_leaves_the_backlog_once_settled(

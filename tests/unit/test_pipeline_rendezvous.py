@@ -161,6 +161,21 @@ def test_failed_pipeline_resumes_with_its_failure_reason(
     ]
 
 
+def test_a_failed_pipeline_counts_one_job_failure_when_its_execution_resumes(
+    await_pipeline: Callable[..., dict[str, Any]],
+    pipeline_events: Callable[..., dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipelines, "failure_reason", lambda arn: "AlgorithmError: free text")
+    pipeline_events(FAILED)  # recorded; nothing to resume yet
+    await_pipeline()  # resumes the execution: the failure is counted here, once
+    pipeline_events(FAILED, request_id="events-2")  # a redelivered event: no second count
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [(blob["tier"], blob["reason"], blob["JobsFailed"]) for blob in blobs if "JobsFailed" in blob]
+    assert failed == [("basic", "PipelineFailed", [1.0])]
+
+
 def test_stopped_pipeline(
     await_pipeline: Callable[..., dict[str, Any]],
     pipeline_events: Callable[..., dict[str, Any]],

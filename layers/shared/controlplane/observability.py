@@ -8,12 +8,12 @@ only the handler itself.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 # Per-tier metrics are flushed immediately through single_metric, so an invocation that only counted per
 # tier leaves the shared Metrics set empty; that is expected, not worth a warning on every invocation.
@@ -49,13 +49,32 @@ def unbind_job() -> None:
     logger.remove_keys(["tenantId", "jobId", "tier"])
 
 
-def count(name: str, *, tier: str | None = None, value: float = 1) -> None:
+def count(
+    name: str, *, tier: str | None = None, value: float = 1, dimensions: Mapping[str, str] | None = None
+) -> None:
     """Count an event; per tier when the metric is about a tier (its own EMF blob, so several tiers can be
-    counted in one invocation without mixing dimension sets)."""
-    if tier is None:
+    counted in one invocation without mixing dimension sets). ``dimensions`` adds further dimensions: each
+    must take a small, fixed set of values (see the README's "Dashboard"), never free text or an id."""
+    if tier is None and not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
     with single_metric(
         name=name, unit=MetricUnit.Count, value=value, default_dimensions=metrics.default_dimensions
     ) as metric:
-        metric.add_dimension(name="tier", value=tier)
+        if tier is not None:
+            metric.add_dimension(name="tier", value=tier)
+        for dimension, dimension_value in (dimensions or {}).items():
+            metric.add_dimension(name=dimension, value=dimension_value)
+
+
+def gauges(levels: Mapping[str, float], *, tier: str | None = None) -> None:
+    """Record levels as they are now (slots running, limits), per tier when given: one EMF blob for all of
+    them, flushed at once. A gauge is read with the Maximum or Average statistic, never summed."""
+    blob = EphemeralMetrics()
+    for dimension, dimension_value in metrics.default_dimensions.items():
+        blob.add_dimension(name=dimension, value=dimension_value)
+    if tier is not None:
+        blob.add_dimension(name="tier", value=tier)
+    for name, value in levels.items():
+        blob.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    blob.flush_metrics()

@@ -49,7 +49,7 @@ from controlplane.jobs.execution_end import ExecutionEnd, execution_is_over
 from controlplane.jobs.store import TokenStored
 from controlplane.jobs.sweep import sweep_open_jobs
 from controlplane.jobs.sweeping import SWEEP_LIMIT, allowance_seconds
-from controlplane.observability import bind_job, count, logger, unbind_job
+from controlplane.observability import bind_job, count, gauges, logger, unbind_job
 from controlplane.settings import get_settings
 from controlplane.tenants import store as tenants
 from controlplane.uploads.registration import pipeline_wait_seconds
@@ -108,12 +108,32 @@ def admit() -> AdmissionReport:
     Each decision is made on a snapshot (account and tier items, each tier's lowest-tag backlogged shares)
     and carried out by the take transaction, whose conditions re-check everything the decision read:
     a concurrent gate or operator change makes it fail as STALE, and the run reads again.
+
+    Once per run, the capacity it last knew (after its own admissions) is recorded as gauges per tier
+    (``TierRunning``, ``TierGuaranteed``, ``TierBorrowable``) and for the account (``AccountRunning``,
+    ``AccountCap``), for the dashboard.
     """
     report = AdmissionReport()
+    capacity = _admit(report)
+    if capacity is not None:
+        _record_capacity(capacity)
+    return report
+
+
+def _record_capacity(capacity: Capacity) -> None:
+    for tier in capacity.tier_states():
+        levels = {"TierRunning": tier.running, "TierGuaranteed": tier.guaranteed}
+        gauges(levels | {"TierBorrowable": tier.borrowing_limit}, tier=tier.name)
+    gauges({"AccountRunning": capacity.account_running, "AccountCap": capacity.account_cap})
+
+
+def _admit(report: AdmissionReport) -> Capacity | None:
+    """The admission loop; returns the capacity last read or updated (None: never read)."""
     policy = get_settings().fair_share_policy()
     state: _State | None = None
     passed_over: set[str] = set()  # shares found with no waiting job during this run
     skipped_jobs: set[str] = set()  # jobs the take found out of the waiting room (the index lags the table)
+    known: Capacity | None = None  # the capacity as last read, or as updated by this run's takes
     attempts = 0
     while attempts < MAX_ATTEMPTS_PER_RUN:
         if state is None:
@@ -121,13 +141,14 @@ def admit() -> AdmissionReport:
             if state is None:
                 report.stopped_because = "the account has no settings (deploy seeds it)"
                 logger.error("Cannot admit: the account item is missing from the tiers table")
-                return report
+                return known
+        known = state.capacity
         moment = datetime.now(UTC)
         candidates = [share for key, share in state.shares.items() if key not in passed_over]
         decision = decide(snapshot(state.capacity, candidates, moment, policy))
         if isinstance(decision, Blocked):
             report.stopped_because = _explain(decision, state.capacity)
-            return report
+            return known
         attempts += 1
         share = state.shares[share_id(decision.tier, decision.tenant_id)]
         job = _head_job(share, skipped_jobs)
@@ -140,24 +161,25 @@ def admit() -> AdmissionReport:
         )
         if outcome is TakeOutcome.TAKEN:
             state = state.after(decision, share, now=at)
+            known = state.capacity
             if decision.borrowed:
                 count("SlotsBorrowed", tier=decision.tier)
             dead_before = len(report.dead_tokens)
-            if not _deliver(job, at, report):
+            if not _deliver(job, at, report, borrowed=decision.borrowed):
                 report.stopped_because = "an admission could not be delivered; the sweep redelivers it"
-                return report
+                return known
             if len(report.dead_tokens) > dead_before:
                 state = None  # nobody waited for it and the slot was given back: the counts changed again
         elif outcome is TakeOutcome.ACCOUNT_FULL:
             report.stopped_because = "the account cap is reached"
-            return report
+            return known
         elif outcome is TakeOutcome.NOT_QUEUED:
             report.skipped += 1
             skipped_jobs.add(job.job_id)
         else:  # STALE or RETRY: someone else admitted or changed a limit; decide again on fresh reads.
             state = None
     report.stopped_because = f"attempt limit ({MAX_ATTEMPTS_PER_RUN}) reached; the next trigger continues"
-    return report
+    return known
 
 
 def _explain(blocked: Blocked, capacity: Capacity) -> str:
@@ -221,8 +243,9 @@ def _leave_backlog(share: Share, moment: datetime) -> None:
         logger.debug("Share left the backlog", extra={"shareId": share.share_id})
 
 
-def _deliver(job: QueuedJob, admitted_at: str, report: AdmissionReport) -> bool:
-    """Resume the admitted job's execution. False when delivery failed for a transient reason."""
+def _deliver(job: QueuedJob, admitted_at: str, report: AdmissionReport, *, borrowed: bool) -> bool:
+    """Resume the admitted job's execution. False when delivery failed for a transient reason. ``borrowed``:
+    the slot is one the tier borrowed (the ``borrowed`` dimension of ``JobsAdmitted``)."""
     bind_job(tenant_id=job.tenant_id, job_id=job.job_id, tier=job.tier)
     try:
         executions.send_task_success(job.task_token, {"admittedAt": admitted_at, "tier": job.tier})
@@ -240,7 +263,7 @@ def _deliver(job: QueuedJob, admitted_at: str, report: AdmissionReport) -> bool:
         unbind_job()
     jobs.clear_queue_token(job.job_id, job.task_token)
     report.admitted.append(job.job_id)
-    count("JobsAdmitted", tier=job.tier)
+    count("JobsAdmitted", tier=job.tier, dimensions={"borrowed": "true" if borrowed else "false"})
     logger.info("Job admitted", extra={"tier": job.tier, "jobId": job.job_id, "tenantId": job.tenant_id})
     return True
 

@@ -11,7 +11,7 @@ from controlplane.core.errors import TaskTokenDeadError
 from controlplane.core.model import utc_now
 from controlplane.jobs import execution_store as executions
 from controlplane.jobs import store as jobs
-from controlplane.jobs.lifecycle import Job, PipelineOutcome
+from controlplane.jobs.lifecycle import FailureReason, Job, JobStatus, PipelineOutcome
 from controlplane.observability import bind_job, count, logger
 
 
@@ -82,5 +82,8 @@ def resume_if_ready(job: Job | None, *, claimant: str, abandoned_before: str | N
         jobs.release_resume_claim(decision.job_id, claimant=claimant)
         raise
     count("PipelineWaitsResumed", tier=tier)
+    if decision.outcome.status is JobStatus.FAILED:
+        # Once per job: exactly one caller resumes it, and the state machine then records FAILED.
+        count("JobsFailed", tier=tier, dimensions={"reason": FailureReason.PIPELINE_FAILED.value})
     logger.info("Resumed the build's execution", extra={"outcome": decision.outcome.status.value})
     return True

@@ -23,7 +23,7 @@ from controlplane.builds import pipeline_store as pipelines
 from controlplane.core.errors import AwsServiceError
 from controlplane.core.model import parse_timestamp, utc_now
 from controlplane.jobs import store as jobs
-from controlplane.jobs.execution_end import ExecutionEnd, closing_reason, closing_state
+from controlplane.jobs.execution_end import ExecutionEnd, closing_reason, closing_state, failure_reason
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import count, logger
 from controlplane.settings import get_settings
@@ -82,6 +82,7 @@ def close_build(
     job = closing.before if closing.before is not None else job
     if closing.closed:
         count("JobsClosedAfterExecutionEnded", tier=tier)
+        count("JobsFailed", tier=tier, dimensions={"reason": failure_reason(end).value})
         logger.warning(
             "Closed the job of an execution that ended without recording its outcome",
             extra=context | {"previousStatus": job.status.value if job else None, "reason": reason},

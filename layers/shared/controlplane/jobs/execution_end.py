@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from controlplane.jobs.lifecycle import FailureReason
 from controlplane.uploads.keys import NULL_VERSION_ID, derive_job_id
 
 # statemachines/training_job.asl.json "TimeoutSeconds" (a unit test keeps the two equal).
@@ -79,6 +80,16 @@ def closing_state(end: ExecutionEnd) -> str:
         FAILED: "The execution failed",
         None: "The execution no longer exists",
     }.get(end.status, "The execution ended")
+
+
+def failure_reason(end: ExecutionEnd) -> FailureReason:
+    """The ``reason`` dimension of ``JobsFailed`` for a job closed because its execution is over."""
+    return {
+        ABORTED: FailureReason.EXECUTION_ABORTED,
+        TIMED_OUT: FailureReason.EXECUTION_TIMED_OUT,
+        FAILED: FailureReason.EXECUTION_FAILED,
+        None: FailureReason.EXECUTION_MISSING,
+    }.get(end.status, FailureReason.EXECUTION_ENDED)
 
 
 def job_id_of_upload_event(bucket: str, raw_key: str, version_id: str | None) -> str:

@@ -42,6 +42,18 @@ class JobStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class FailureReason(StrEnum):
+    """Why a job failed, as the ``reason`` dimension of the ``JobsFailed`` metric: a fixed, small set (the
+    job's own ``reason`` is free text for the tenant and never becomes a dimension)."""
+
+    PIPELINE_FAILED = "PipelineFailed"  # the pipeline reported Failed; counted when its execution resumes
+    EXECUTION_FAILED = "ExecutionFailed"  # the build's execution failed before recording an outcome
+    EXECUTION_TIMED_OUT = "ExecutionTimedOut"
+    EXECUTION_ABORTED = "ExecutionAborted"
+    EXECUTION_MISSING = "ExecutionMissing"  # the execution no longer exists
+    EXECUTION_ENDED = "ExecutionEnded"  # any other ending Step Functions reports
+
+
 TERMINAL_STATUSES: Final = frozenset(
     {
         JobStatus.SUCCEEDED,
