@@ -39,13 +39,11 @@ import threading
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-from boto3.dynamodb.types import TypeDeserializer
 
 from bench import stack
 from bench.fairness import jain
@@ -57,11 +55,10 @@ from localcloud.pipeline_runner import Outcome
 from scripts import dead_letters
 from scripts.api_keys import create_operator_key
 from scripts.cli import ApiError, call, http_sender
-from scripts.jobs import TERMINAL, tenant_jobs
+from scripts.jobs import TERMINAL, plain, tenant_jobs
 from scripts.sample_data import SampleTenant, classification_csv
 from scripts.tenants import onboard
 
-_DESERIALIZER: Final = TypeDeserializer()
 TIERS: Final = ("basic", "standard", "premium")
 FEATURES: Final = ("f1", "f2", "f3")
 MUST_BE_ZERO: Final = (
@@ -588,11 +585,11 @@ def leftover_leases(cloud: LocalCloud, outputs: Mapping[str, str], sfn: Any) -> 
     leases = dynamodb.scan(TableName=outputs["SlotLeasesTableName"], ConsistentRead=True).get("Items", [])
     found: list[dict[str, Any]] = []
     for item in leases[:10]:
-        lease = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+        lease = plain(item)
         stored = dynamodb.get_item(
             TableName=outputs["JobsTableName"], Key={"jobId": item["jobId"]}, ConsistentRead=True
         ).get("Item")
-        job = {k: _DESERIALIZER.deserialize(v) for k, v in stored.items()} if stored else None
+        job = plain(stored) if stored else None
         found.append(
             {
                 "lease": lease,
@@ -620,20 +617,14 @@ def explain(cloud: LocalCloud, outputs: Mapping[str, str], examples: dict[str, A
     missing = {(u["key"], u["versionId"]): u for u in examples["uploads_without_job"]}
     if not missing:
         return
-    kwargs: dict[str, Any] = {"stateMachineArn": outputs["TrainingJobStateMachineArn"], "maxResults": 1000}
-    while missing:
-        page = sfn.list_executions(**kwargs)
-        for summary in page["executions"]:
-            described = sfn.describe_execution(executionArn=summary["executionArn"])
-            detail = json.loads(described.get("input") or "{}").get("detail", {})
-            key = (str(detail.get("object", {}).get("key")), str(detail.get("object", {}).get("version-id")))
-            if key in missing:
-                missing[key].setdefault("executions", []).append(
-                    {"executionArn": summary["executionArn"], **execution_story(sfn, summary["executionArn"])}
-                )
-        if "nextToken" not in page:
-            return
-        kwargs["nextToken"] = page["nextToken"]
+    for arn in executions_of(cloud, outputs["TrainingJobStateMachineArn"]):
+        described = sfn.describe_execution(executionArn=arn)
+        detail = json.loads(described.get("input") or "{}").get("detail", {})
+        key = (str(detail.get("object", {}).get("key")), str(detail.get("object", {}).get("version-id")))
+        if key in missing:
+            missing[key].setdefault("executions", []).append(
+                {"executionArn": arn, **execution_story(sfn, arn)}
+            )
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -725,21 +716,23 @@ def job_statuses(cloud: LocalCloud, table: str, tenants: Iterable[SampleTenant])
     ]
 
 
-def running_executions(cloud: LocalCloud, state_machine_arn: str) -> list[str]:
-    """The state machine's executions still RUNNING."""
+def executions_of(cloud: LocalCloud, state_machine_arn: str, status: str | None = None) -> Iterator[str]:
+    """The state machine's execution ARNs (only those in ``status`` when given), every page."""
     sfn = observer(cloud, "stepfunctions")
-    kwargs: dict[str, Any] = {
-        "stateMachineArn": state_machine_arn,
-        "statusFilter": "RUNNING",
-        "maxResults": 1000,
-    }
-    found: list[str] = []
+    kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": 1000}
+    if status:
+        kwargs["statusFilter"] = status
     while True:
         page = sfn.list_executions(**kwargs)
-        found += [str(summary["executionArn"]) for summary in page["executions"]]
+        yield from (str(summary["executionArn"]) for summary in page["executions"])
         if "nextToken" not in page:
-            return found
+            return
         kwargs["nextToken"] = page["nextToken"]
+
+
+def running_executions(cloud: LocalCloud, state_machine_arn: str) -> list[str]:
+    """The state machine's executions still RUNNING."""
+    return list(executions_of(cloud, state_machine_arn, "RUNNING"))
 
 
 def drain(

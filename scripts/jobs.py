@@ -17,6 +17,11 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"
 _deserializer = TypeDeserializer()
 
 
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item in plain Python values."""
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
 def tenant_jobs(
     dynamodb: Any, table: str, tenant_id: str, *, attributes: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
@@ -33,7 +38,7 @@ def tenant_jobs(
         kwargs["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(attributes)}
     while True:
         page = dynamodb.query(**kwargs)
-        jobs.extend({k: _deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+        jobs.extend(plain(item) for item in page["Items"])
         if "LastEvaluatedKey" not in page:
             return jobs
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
