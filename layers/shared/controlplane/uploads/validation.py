@@ -136,6 +136,30 @@ def validate_csv(
     """
     validator = _Validator(rules, fast=fast, block_bytes=block_bytes)
     try:
+        return report_of(validator.run(chunks), rules)
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
+
+
+def validate_range(
+    chunks: Iterable[bytes],
+    rules: DatasetRules,
+    *,
+    names: list[str] | None,
+    start_offset: int,
+    problem_budget: int = MAX_PROBLEMS,
+    block_bytes: int = BLOCK_BYTES,
+) -> Partial:
+    """One range of a file split at line starts: the first (``names`` None: it reads the header, and
+    the file's start) or a later one, given the header's column names. Rows and lines count from the
+    range's start; byte offsets are the file's. Stops after ``problem_budget`` rows with the wrong number
+    of columns (what remains of MAX_PROBLEMS once the ranges before are counted). Closes ``chunks``."""
+    validator = _Validator(
+        rules, block_bytes=block_bytes, names=names, start_offset=start_offset, problem_budget=problem_budget
+    )
+    try:
         return validator.run(chunks)
     finally:
         close = getattr(chunks, "close", None)
@@ -149,6 +173,23 @@ def _shown(value: str) -> str:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """A problem that stops reading. ``line`` (when the reason names one) is kept apart from the text, so
+    a run over a range of the file can have the lines before its range added: ``before + line + after``."""
+
+    before: str
+    line: int | None = None
+    after: str = ""
+
+    def shifted(self, lines: int) -> Fatal:
+        return self if self.line is None else Fatal(self.before, self.line + lines, self.after)
+
+    @property
+    def reason(self) -> str:
+        return self.before if self.line is None else f"{self.before}{self.line}{self.after}"
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
@@ -359,7 +400,7 @@ class _Feed:
         self.validator = validator
         self.text = ""
         self.position = 0
-        self.failure: str | None = None  # raised once the valid lines before it were read
+        self.failure: Fatal | None = None  # raised once the valid lines before it were read
         self.block: _Block | None = None
 
     def __iter__(self) -> _Feed:
@@ -412,11 +453,28 @@ class _Block:
 
 
 class _Validator:
-    def __init__(self, rules: DatasetRules, *, fast: bool = True, block_bytes: int = BLOCK_BYTES) -> None:
+    """One pass over the file, or over one range of it (``names``: the header's column names, read from
+    the file's first line by whoever split it; the range holds no header and starts at byte
+    ``start_offset``, a line start; its rows and lines are counted from its own start)."""
+
+    def __init__(
+        self,
+        rules: DatasetRules,
+        *,
+        fast: bool = True,
+        block_bytes: int = BLOCK_BYTES,
+        names: list[str] | None = None,
+        start_offset: int = 0,
+        problem_budget: int = MAX_PROBLEMS,
+    ) -> None:
         self.rules = rules
         self.fast = fast
         self.block_bytes = block_bytes
-        self.fatal: list[str] = []
+        self.names = names
+        self.start_offset = start_offset
+        self.problem_budget = problem_budget
+        self.open_quote = False  # the input ended inside a quoted field
+        self.fatal: list[Fatal] = []
         self.header_problems: list[str] = []
         # (row, line, columns found) of the first MAX_REASONS rows with the wrong number of columns:
         # numbers, not text, so a partial run's can be shifted by the rows and lines before its range.
@@ -451,7 +509,7 @@ class _Validator:
             return data[len(_UTF8_BOM) :]
         return data
 
-    def decode(self, block: _Block) -> tuple[str, str | None]:
+    def decode(self, block: _Block) -> tuple[str, Fatal | None]:
         """The block's text, or the text of its lines before the first invalid UTF-8 and the reason that
         stops reading there (raised once those lines were validated: the verdict does not depend on how
         the bytes were chunked)."""
@@ -462,9 +520,11 @@ class _Validator:
             line_start = raw.rfind(b"\n", 0, error.start) + 1
             line = block.line + raw.count(b"\n", 0, error.start) + 1
             column = len(raw[line_start : error.start].decode("utf-8", errors="replace")) + 1
-            reason = (
-                f"line {line} is not valid UTF-8: byte 0x{raw[error.start]:02x} at byte offset "
-                f"{block.offset + error.start} (character {column} of the line); save the file as UTF-8"
+            reason = Fatal(
+                "line ",
+                line,
+                f" is not valid UTF-8: byte 0x{raw[error.start]:02x} at byte offset "
+                f"{block.offset + error.start} (character {column} of the line); save the file as UTF-8",
             )
             return raw[:line_start].decode("utf-8"), reason
 
@@ -477,9 +537,9 @@ class _Validator:
         parts: list[bytes] = []
         buffered = 0
         partial = 0  # bytes since the last newline
-        offset = 0  # absolute offset of the first buffered byte
+        offset = self.start_offset  # absolute offset of the first buffered byte
         limit = self.rules.byte_limit
-        started = False
+        started = self.names is not None  # only the file's start may hold a BOM or a binary signature
         pending = b""
         broken: list[str] = []
         for raw in _until_broken(chunks, broken):
@@ -507,8 +567,12 @@ class _Validator:
             if partial > MAX_LINE_BYTES:
                 yield from self._flush(parts, offset, whole_lines=True)
                 self.fail(
-                    f"line {self.lines_read + 1} is longer than {format_bytes(MAX_LINE_BYTES)}; "
-                    "is this a CSV file with one record per line?"
+                    Fatal(
+                        "line ",
+                        self.lines_read + 1,
+                        f" is longer than {format_bytes(MAX_LINE_BYTES)}; "
+                        "is this a CSV file with one record per line?",
+                    )
                 )
             if buffered - partial >= self.block_bytes:
                 data = b"".join(parts)
@@ -538,8 +602,8 @@ class _Validator:
     def next_block(self) -> _Block | None:
         return next(self._blocks, None)
 
-    def fail(self, reason: str) -> NoReturn:
-        self.fatal.append(reason)
+    def fail(self, reason: str | Fatal) -> NoReturn:
+        self.fatal.append(reason if isinstance(reason, Fatal) else Fatal(reason))
         self.stopped_early = True
         raise _Stop
 
@@ -549,29 +613,55 @@ class _Validator:
             self.row_problems.append((row, line, columns))
 
     # ---------------------------------------------------------------- checks
-    def run(self, chunks: Iterable[bytes]) -> ValidationReport:
+    def run(self, chunks: Iterable[bytes]) -> Partial:
         self._blocks = self._read(chunks)
         feed = _Feed(self)
         reader = csv.reader(feed, strict=True)
         try:
-            header = next(reader, None)
-            if header is None:
-                self.fail(
-                    "the file contains nothing but a UTF-8 byte order mark"
-                    if self.bom
-                    else "the file is empty"
-                )
-            self._header(header)
-            self.lines_done = reader.line_num
+            if self.names is not None:
+                self._header(self.names)
+                self.header_problems = []  # the first range's to report
+            else:
+                header = next(reader, None)
+                if header is None:
+                    self.fail(
+                        "the file contains nothing but a UTF-8 byte order mark"
+                        if self.bom
+                        else "the file is empty"
+                    )
+                self._header(header)
+                self.lines_done = reader.line_num
             self._body(feed, reader)
         except csv.Error as error:
-            self.fatal.append(f"line {reader.line_num + self.fast_lines} is not well-formed CSV: {error}")
+            line = reader.line_num + self.fast_lines
+            self.fatal.append(Fatal("line ", line, f" is not well-formed CSV: {error}"))
             self.stopped_early = True
+            # At the end of the input inside a quoted field: where a range ends, the field may go on in
+            # the next range (a quoted newline), so a split there is ambiguous.
+            self.open_quote = str(error) == "unexpected end of data" and feed.drained
         except _Stop:
             pass
         finally:
             self._blocks = iter(())
-        return self._report()
+        return self._partial()
+
+    def _partial(self) -> Partial:
+        return Partial(
+            fatal=self.fatal,
+            header_problems=self.header_problems,
+            columns=self.columns,
+            target=self.target,
+            features=self.features,
+            row_problems=self.row_problems,
+            row_problem_count=self.row_problem_count,
+            rows=self.rows,
+            lines=self.lines_read,
+            blank_lines=self.blank_lines,
+            bytes_read=self.bytes_read,
+            bom=self.bom,
+            stopped_early=self.stopped_early,
+            open_quote=self.open_quote,
+        )
 
     def _body(self, feed: _Feed, reader: _CsvReader) -> None:
         """Row by row through ``reader``, except that every block starting at a record boundary is first
@@ -604,7 +694,7 @@ class _Validator:
                 return
             self.lines_done = reader.line_num + self.fast_lines
             self._row(row, self.lines_done)
-            if self.row_problem_count >= MAX_PROBLEMS:
+            if self.row_problem_count >= self.problem_budget:
                 self.stopped_early = True
                 return
 
@@ -715,98 +805,123 @@ class _Validator:
                 column.maximum = number
 
     # ---------------------------------------------------------------- verdict
-    def _column_problems(self) -> list[str]:
-        problems = self.target.problems() if self.target is not None else []
-        for column in self.features:
-            problems.extend(column.problems())
-        return problems
 
-    def _final_problems(self) -> list[str]:
-        if self.stopped_early or self.columns == 0:
-            return []
-        if self.rows == 0:
-            return ["the file has a header but no data rows"]
-        problems = []
-        if self.rows < self.rules.min_rows:
-            problems.append(
-                f"the file has {_plural(self.rows, 'data row')}; "
-                f"the contract requires at least {self.rules.min_rows}"
-            )
-        if self.target is not None and self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-            problems.extend(self._class_problems(self.target))
-        return problems
 
-    def _class_problems(self, target: _Target) -> list[str]:
-        name = f"column {target.name!r} (the target)"
-        labels = ", ".join(repr(label.value) for label in target.distinct)
-        if len(target.distinct) > 2:
-            return [
-                f"{name} has more than two distinct values ({labels}, ...); "
-                "binary classification needs exactly two"
-            ]
-        if len(target.distinct) == 1:
-            return [f"{name} has a single value ({labels}); binary classification needs two classes"]
-        problems = []
-        kinds = {label.number for label in target.distinct}
-        if len(kinds) == 2 and self.rules.target_values is None:
-            # '1' and 'yes' are two classes only by accident: usually a mistyped label. Declared, it is fine.
-            number, word = sorted(target.distinct, key=lambda label: not label.number)
-            problems.append(
-                f"{name} mixes a number and a word: {number.value!r} (first at "
-                f"{_where(number.row, number.line)}) and {word.value!r} (first at "
-                f"{_where(word.row, word.line)}); declare targetValues in the contract if both are labels"
-            )
-        positive = self.rules.positive_class
-        if (
-            positive is not None
-            and target.distinct
-            and positive not in (label.value for label in target.distinct)
-        ):
-            problems.append(
-                f"the positive class {positive!r} does not occur in {name} (its values: {labels})"
-            )
-        return problems
+@dataclass(slots=True)
+class Partial:
+    """Everything a run found, in the numbers its report is made from: a run over the whole file, or over
+    one range of it, whose row and line numbers count from the range's start (``controlplane.uploads.
+    parallel.merge`` adds the rows and lines of the ranges before, then reports as one run would)."""
 
-    def _report(self) -> ValidationReport:
-        problems = (
-            self.fatal
-            + self.header_problems
-            + self._column_problems()
-            + [
-                f"{_where(row, line)} has {_plural(found, 'column')}; the header has {self.columns}"
-                for row, line, found in self.row_problems
-            ]
-            + self._final_problems()
+    fatal: list[Fatal]
+    header_problems: list[str]
+    columns: int
+    target: _Target | None
+    features: list[_ColumnStats]
+    row_problems: list[tuple[int, int, int]]
+    row_problem_count: int
+    rows: int
+    lines: int  # physical lines read (a range's whole lines, when it ran to its end)
+    blank_lines: int
+    bytes_read: int
+    bom: bool
+    stopped_early: bool
+    open_quote: bool = False  # the input ended inside a quoted field
+
+
+def report_of(partial: Partial, rules: DatasetRules) -> ValidationReport:
+    """The verdict: the one place reasons are ordered, counted and cut to ``MAX_REASONS``."""
+    problems = (
+        [fatal.reason for fatal in partial.fatal]
+        + partial.header_problems
+        + _column_problems(partial)
+        + [
+            f"{_where(row, line)} has {_plural(found, 'column')}; the header has {partial.columns}"
+            for row, line, found in partial.row_problems
+        ]
+        + _final_problems(partial, rules)
+    )
+    total = len(problems) + (partial.row_problem_count - len(partial.row_problems))
+    reasons = problems[:MAX_REASONS]
+    if total > len(reasons):
+        more = total - len(reasons)
+        if partial.row_problem_count >= MAX_PROBLEMS:
+            reasons.append(f"... and at least {more} more problems (validation stopped after {MAX_PROBLEMS})")
+        else:
+            reasons.append(f"... and {more} more problem{'s' if more > 1 else ''}")
+    return ValidationReport(valid=total == 0, reasons=tuple(reasons), stats=_stats(partial, rules))
+
+
+def _column_problems(partial: Partial) -> list[str]:
+    problems = partial.target.problems() if partial.target is not None else []
+    for column in partial.features:
+        problems.extend(column.problems())
+    return problems
+
+
+def _final_problems(partial: Partial, rules: DatasetRules) -> list[str]:
+    if partial.stopped_early or partial.columns == 0:
+        return []
+    if partial.rows == 0:
+        return ["the file has a header but no data rows"]
+    problems = []
+    if partial.rows < rules.min_rows:
+        problems.append(
+            f"the file has {_plural(partial.rows, 'data row')}; "
+            f"the contract requires at least {rules.min_rows}"
         )
-        total = len(problems) + (self.row_problem_count - len(self.row_problems))
-        reasons = problems[:MAX_REASONS]
-        if total > len(reasons):
-            more = total - len(reasons)
-            if self.row_problem_count >= MAX_PROBLEMS:
-                reasons.append(
-                    f"... and at least {more} more problems (validation stopped after {MAX_PROBLEMS})"
-                )
-            else:
-                reasons.append(f"... and {more} more problem{'s' if more > 1 else ''}")
-        return ValidationReport(valid=total == 0, reasons=tuple(reasons), stats=self._stats())
+    if partial.target is not None and rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
+        problems.extend(_class_problems(partial.target, rules))
+    return problems
 
-    def _stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {
-            "rows": self.rows,
-            "columns": self.columns,
-            "bytes": self.bytes_read,
-            "blankLines": self.blank_lines,
-            "utf8Bom": self.bom,
-            "complete": not self.stopped_early,
-        }
-        if self.target is not None:
-            target: dict[str, Any] = {"column": self.target.name, "missing": self.target.missing.count}
-            if self.rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
-                target["distinctValues"] = [label.value for label in self.target.distinct]
-            stats["target"] = target
-        # Bounded so the job item (400 KB) and the state payload (256 KB) stay small for wide datasets.
-        shown = self.features[:MAX_FEATURE_STATS]
-        stats["features"] = {column.name: column.stats() for column in shown}
-        if len(self.features) > len(shown):
-            stats["featuresOmitted"] = len(self.features) - len(shown)
-        return stats
+
+def _class_problems(target: _Target, rules: DatasetRules) -> list[str]:
+    name = f"column {target.name!r} (the target)"
+    labels = ", ".join(repr(label.value) for label in target.distinct)
+    if len(target.distinct) > 2:
+        return [
+            f"{name} has more than two distinct values ({labels}, ...); "
+            "binary classification needs exactly two"
+        ]
+    if len(target.distinct) == 1:
+        return [f"{name} has a single value ({labels}); binary classification needs two classes"]
+    problems = []
+    kinds = {label.number for label in target.distinct}
+    if len(kinds) == 2 and rules.target_values is None:
+        # '1' and 'yes' are two classes only by accident: usually a mistyped label. Declared, it is fine.
+        number, word = sorted(target.distinct, key=lambda label: not label.number)
+        problems.append(
+            f"{name} mixes a number and a word: {number.value!r} (first at "
+            f"{_where(number.row, number.line)}) and {word.value!r} (first at "
+            f"{_where(word.row, word.line)}); declare targetValues in the contract if both are labels"
+        )
+    positive = rules.positive_class
+    if (
+        positive is not None
+        and target.distinct
+        and positive not in (label.value for label in target.distinct)
+    ):
+        problems.append(f"the positive class {positive!r} does not occur in {name} (its values: {labels})")
+    return problems
+
+
+def _stats(partial: Partial, rules: DatasetRules) -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "rows": partial.rows,
+        "columns": partial.columns,
+        "bytes": partial.bytes_read,
+        "blankLines": partial.blank_lines,
+        "utf8Bom": partial.bom,
+        "complete": not partial.stopped_early,
+    }
+    if partial.target is not None:
+        target: dict[str, Any] = {"column": partial.target.name, "missing": partial.target.missing.count}
+        if rules.problem_type is ProblemType.BINARY_CLASSIFICATION:
+            target["distinctValues"] = [label.value for label in partial.target.distinct]
+        stats["target"] = target
+    # Bounded so the job item (400 KB) and the state payload (256 KB) stay small for wide datasets.
+    shown = partial.features[:MAX_FEATURE_STATS]
+    stats["features"] = {column.name: column.stats() for column in shown}
+    if len(partial.features) > len(shown):
+        stats["featuresOmitted"] = len(partial.features) - len(shown)
+    return stats
