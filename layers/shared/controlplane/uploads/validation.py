@@ -149,13 +149,13 @@ def validate_range(
     *,
     names: list[str] | None,
     start_offset: int,
-    problem_budget: int = MAX_PROBLEMS,
+    problem_budget: int | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Partial:
     """One range of a file split at line starts: the first (``names`` None: it reads the header, and
     the file's start) or a later one, given the header's column names. Rows and lines count from the
     range's start; byte offsets are the file's. Stops after ``problem_budget`` rows with the wrong number
-    of columns (what remains of MAX_PROBLEMS once the ranges before are counted). Closes ``chunks``."""
+    of columns (default MAX_PROBLEMS; what remains of it once the ranges before are counted). Closes ``chunks``."""
     validator = _Validator(
         rules, block_bytes=block_bytes, names=names, start_offset=start_offset, problem_budget=problem_budget
     )
@@ -237,7 +237,7 @@ def classify(cell: str) -> CellKind:
 
 
 @dataclass(slots=True)
-class _Tally:
+class Tally:
     """How many cells had a problem, and the first: (row, line, cell). Row and line numbers are the
     file's; a partial run over a range would add its offsets before merging."""
 
@@ -263,15 +263,15 @@ class _Tally:
 
 
 @dataclass(slots=True)
-class _ColumnStats:
+class ColumnStats:
     name: str
     index: int
     non_finite_as_missing: bool = False
     minimum: float = math.inf
     maximum: float = -math.inf
     missing: int = 0
-    bad: _Tally = field(default_factory=_Tally)
-    non_finite: _Tally = field(default_factory=_Tally)
+    bad: Tally = field(default_factory=Tally)
+    non_finite: Tally = field(default_factory=Tally)
 
     def add_unusual(self, cell: str, row: int, line: int) -> None:
         """Cells that float() rejects or that it accepts but datasets must not contain (the hot path in
@@ -311,7 +311,7 @@ _NON_FINITE_HINT: Final = (
 
 
 @dataclass(slots=True)
-class _Label:
+class Label:
     value: str
     row: int
     line: int
@@ -319,17 +319,17 @@ class _Label:
 
 
 @dataclass(slots=True)
-class _Target:
+class TargetStats:
     name: str
     index: int
     numeric: bool
     allowed: tuple[str, ...] | None = None
     non_finite_as_missing: bool = False
-    missing: _Tally = field(default_factory=_Tally)
-    bad: _Tally = field(default_factory=_Tally)
-    non_finite: _Tally = field(default_factory=_Tally)
-    outside: _Tally = field(default_factory=_Tally)  # not one of the declared values
-    distinct: list[_Label] = field(default_factory=list)
+    missing: Tally = field(default_factory=Tally)
+    bad: Tally = field(default_factory=Tally)
+    non_finite: Tally = field(default_factory=Tally)
+    outside: Tally = field(default_factory=Tally)  # not one of the declared values
+    distinct: list[Label] = field(default_factory=list)
 
     def add(self, cell: str, row: int, line: int) -> None:
         value = cell.strip()
@@ -350,7 +350,7 @@ class _Target:
     def _seen(self, value: str, row: int, line: int, number: bool) -> None:
         # Three distinct labels are enough to know a binary target is wrong: keep memory constant.
         if len(self.distinct) < 3 and all(label.value != value for label in self.distinct):
-            self.distinct.append(_Label(value, row, line, number))
+            self.distinct.append(Label(value, row, line, number))
 
     def plain(self, value: str) -> bool:
         """A distinct value the fast path may count as it is: no rule needs its rows."""
@@ -465,14 +465,14 @@ class _Validator:
         block_bytes: int = BLOCK_BYTES,
         names: list[str] | None = None,
         start_offset: int = 0,
-        problem_budget: int = MAX_PROBLEMS,
+        problem_budget: int | None = None,
     ) -> None:
         self.rules = rules
         self.fast = fast
         self.block_bytes = block_bytes
         self.names = names
         self.start_offset = start_offset
-        self.problem_budget = problem_budget
+        self.problem_budget = MAX_PROBLEMS if problem_budget is None else problem_budget
         self.open_quote = False  # the input ended inside a quoted field
         self.fatal: list[Fatal] = []
         self.header_problems: list[str] = []
@@ -490,8 +490,8 @@ class _Validator:
         self.rows = 0
         self.blank_lines = 0
         self.columns = 0
-        self.target: _Target | None = None
-        self.features: list[_ColumnStats] = []
+        self.target: TargetStats | None = None
+        self.features: list[ColumnStats] = []
         self.layout: BlockLayout | None = None
         self._blocks: Iterator[_Block] = iter(())
 
@@ -661,6 +661,7 @@ class _Validator:
             bom=self.bom,
             stopped_early=self.stopped_early,
             open_quote=self.open_quote,
+            problem_budget=self.problem_budget,
         )
 
     def _body(self, feed: _Feed, reader: _CsvReader) -> None:
@@ -748,7 +749,7 @@ class _Validator:
 
         target = self.rules.target_column
         if target in positions:
-            self.target = _Target(
+            self.target = TargetStats(
                 target,
                 names.index(target),
                 numeric=self.rules.problem_type is ProblemType.REGRESSION,
@@ -775,7 +776,7 @@ class _Validator:
         for name in wanted:
             if name not in seen:
                 seen.add(name)
-                self.features.append(_ColumnStats(name, names.index(name), self.rules.non_finite_as_missing))
+                self.features.append(ColumnStats(name, names.index(name), self.rules.non_finite_as_missing))
 
     def _row(self, row: list[str], line: int) -> None:
         if not row:
@@ -816,8 +817,8 @@ class Partial:
     fatal: list[Fatal]
     header_problems: list[str]
     columns: int
-    target: _Target | None
-    features: list[_ColumnStats]
+    target: TargetStats | None
+    features: list[ColumnStats]
     row_problems: list[tuple[int, int, int]]
     row_problem_count: int
     rows: int
@@ -827,6 +828,7 @@ class Partial:
     bom: bool
     stopped_early: bool
     open_quote: bool = False  # the input ended inside a quoted field
+    problem_budget: int = MAX_PROBLEMS  # the run stopped once it had seen this many rows of wrong width
 
 
 def report_of(partial: Partial, rules: DatasetRules) -> ValidationReport:
@@ -875,7 +877,7 @@ def _final_problems(partial: Partial, rules: DatasetRules) -> list[str]:
     return problems
 
 
-def _class_problems(target: _Target, rules: DatasetRules) -> list[str]:
+def _class_problems(target: TargetStats, rules: DatasetRules) -> list[str]:
     name = f"column {target.name!r} (the target)"
     labels = ", ".join(repr(label.value) for label in target.distinct)
     if len(target.distinct) > 2:
