@@ -27,8 +27,6 @@ MAX_LINE_BYTES: Final = 1024 * 1024
 # vanishes, small enough to keep memory constant (a few MiB however large the file).
 BLOCK_BYTES: Final = 2 * 1024 * 1024
 MAX_FEATURE_STATS: Final = 100
-# CopyObject copies at most 5 GiB in one request; the validated version is copied in one request.
-MAX_SINGLE_COPY_BYTES: Final = 5 * 1024**3
 # Cells that mean "no value" (compared case-insensitively, after trimming spaces). NaN is not one: like
 # infinity it is a non-finite number, an error unless the contract declares nonFiniteAsMissing.
 MISSING_MARKERS: Final = frozenset({"", "na", "n/a", "null", "none"})
@@ -67,7 +65,8 @@ class DatasetRules:
 
     @property
     def byte_limit(self) -> int:
-        return min(self.max_bytes, MAX_SINGLE_COPY_BYTES)
+        # No cap of S3's own below the tier's: above 5 GiB the validated version is copied in parts.
+        return self.max_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +154,8 @@ def validate_range(
     """One range of a file split at line starts: the first (``names`` None: it reads the header, and
     the file's start) or a later one, given the header's column names. Rows and lines count from the
     range's start; byte offsets are the file's. Stops after ``problem_budget`` rows with the wrong number
-    of columns (default MAX_PROBLEMS; what remains of it once the ranges before are counted). Closes ``chunks``."""
+    of columns (default MAX_PROBLEMS; what remains of it once the ranges before are counted).
+    Closes ``chunks``."""
     validator = _Validator(
         rules, block_bytes=block_bytes, names=names, start_offset=start_offset, problem_budget=problem_budget
     )
