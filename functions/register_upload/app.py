@@ -81,6 +81,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         lambda tier: tiers.get(tier.value),
         artifacts_bucket=settings.artifacts_bucket_name,
         training_image_uri=settings.training_image_uri,
+        size_bytes=upload.size_bytes,
+        parallel_validation_bytes=settings.parallel_validation_bytes,
     )
     tenant_id = decision_tenant_id(decision)
     item = new_job_item(job_id, upload, decision, execution_arn=request.execution_arn, now=utc_now())

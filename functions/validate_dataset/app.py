@@ -2,14 +2,19 @@
 
 In:  {"job", "tenant", "plan"} (register_upload's output)
 Out: {"valid": bool, "reasons": [str], "stats": {...}, "trainingDataUri": str|null}
+
+A dataset the plan says to validate in ranges (``plan.validateInRanges``) comes in three steps, each
+with the same job, tenant and plan: "split" -> {"inRanges", "ranges", "names"}; "range" (one per Map
+iteration, with its range and the names) -> {"index"}; "merge" (with the ranges and names) -> Out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field, TypeAdapter
 
 from controlplane.core.errors import IsolationError, JobClosedError, ObjectVersionNotFoundError
 from controlplane.core.model import CamelModel, Tier, utc_now
@@ -18,9 +23,11 @@ from controlplane.jobs.lifecycle import JobRef
 from controlplane.observability import bind_job, count, instrumented, logger, tracer
 from controlplane.settings import get_settings
 from controlplane.tenants.model import TenantContract
+from controlplane.uploads import large_validation as large
 from controlplane.uploads import object_store as objects
 from controlplane.uploads.keys import is_gzip_key
 from controlplane.uploads.model import BuildPlan
+from controlplane.uploads.parallel import ByteRange
 from controlplane.uploads.registration import model_output_uri, split_s3_uri, training_data_uri
 from controlplane.uploads.validation import DatasetRules, ValidationReport, validate_upload
 
@@ -84,14 +91,73 @@ def _validate(request: ValidateRequest) -> ValidationReport:
         )
 
 
+class RangeModel(CamelModel):
+    index: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+
+    def byte_range(self) -> ByteRange:
+        return ByteRange(self.index, self.start, self.end)
+
+
+class SplitRequest(ValidateRequest):
+    step: Literal["split"]
+
+
+class RangeRequest(ValidateRequest):
+    step: Literal["range"]
+    range: RangeModel
+    names: list[str]
+
+
+class MergeRequest(ValidateRequest):
+    step: Literal["merge"]
+    ranges: list[RangeModel] = Field(min_length=1)
+    names: list[str]
+
+
+_Steps = TypeAdapter(Annotated[SplitRequest | RangeRequest | MergeRequest, Field(discriminator="step")])
+
+
+def _rules(request: ValidateRequest) -> DatasetRules:
+    plan = request.plan
+    return DatasetRules.from_contract(
+        request.tenant.contract, max_bytes=plan.max_dataset_bytes, tier=plan.tier.value
+    )
+
+
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = ValidateRequest.model_validate(event)
+    """Serial validation ({job, tenant, plan}), or one step of validating in ranges ("step": "split",
+    "range", "merge": the state machine's Distributed Map); each step checks the same scope."""
+    request = _Steps.validate_python(event) if "step" in event else ValidateRequest.model_validate(event)
     job, plan = request.job, request.plan
     bind_job(tenant_id=job.tenant_id, job_id=job.job_id, tier=plan.tier.value)
     _check_scope(request)
+    artifacts = settings.artifacts_bucket_name
+    if isinstance(request, SplitRequest):
+        found = large.split(job, _rules(request), settings.validation_range_bytes)
+        logger.info("Dataset split", extra={"ranges": len(found.ranges), "serialBecause": found.reason})
+        return {
+            "inRanges": found.names is not None,
+            "ranges": [{"index": r.index, "start": r.start, "end": r.end} for r in found.ranges],
+            "names": found.names,
+        }
+    if isinstance(request, RangeRequest):
+        part = request.range.byte_range()
+        large.validate_one_range(job, part, request.names, _rules(request), artifacts_bucket=artifacts)
+        return {"index": part.index}
+    if isinstance(request, MergeRequest):
+        ranges = [model.byte_range() for model in request.ranges]
+        report = large.merge_ranges(job, ranges, request.names, _rules(request), artifacts_bucket=artifacts)
+    else:
+        report = _validate(request)
+    return _conclude(request, report)
 
-    report = _validate(request)
+
+def _conclude(request: ValidateRequest, report: ValidationReport) -> dict[str, Any]:
+    """Snapshot a valid version for the job, record the verdict on the job."""
+    job, plan = request.job, request.plan
     reasons = list(report.reasons)
     if report.valid:
         bucket, key = split_s3_uri(plan.training_data_uri)
@@ -103,6 +169,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             key=key,
             metadata={"tenant-id": job.tenant_id, "job-id": job.job_id, "source-version-id": job.version_id},
             content_type="application/gzip" if is_gzip_key(job.key) else "text/csv",
+            size_bytes=job.size_bytes,
         )
     try:
         jobs.record_validation(

@@ -42,6 +42,10 @@ class Settings(BaseModel):
     # The lifecycle sweep (template parameter SweepGraceSeconds): how long a job may go unwritten before
     # the sweep asks whether its execution still runs.
     sweep_grace_seconds: int = Field(default=300, alias="SWEEP_GRACE_SECONDS", ge=1)
+    # Datasets above this many bytes are validated in ranges of about VALIDATION_RANGE_BYTES (template
+    # parameters ParallelValidationBytes, ValidationRangeBytes).
+    parallel_validation_bytes: int = Field(default=1024**3, alias="PARALLEL_VALIDATION_BYTES", ge=1)
+    validation_range_bytes: int = Field(default=256 * 1024**2, alias="VALIDATION_RANGE_BYTES", ge=1)
     uploads_bucket_name: str = Field(alias="UPLOADS_BUCKET_NAME", pattern=_BUCKET)
     artifacts_bucket_name: str = Field(alias="ARTIFACTS_BUCKET_NAME", pattern=_BUCKET)
     pipeline_name: str = Field(alias="PIPELINE_NAME", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")

@@ -34,3 +34,5 @@ class BuildPlan(CamelModel):
     training_image_uri: str
     training_data_uri: str
     model_output_uri: str
+    # Validated as a Distributed Map over byte ranges (validates_in_ranges), not by one function.
+    validate_in_ranges: bool = False

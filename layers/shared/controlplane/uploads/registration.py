@@ -126,8 +126,10 @@ def build_plan(
     artifacts_bucket: str,
     training_image_uri: str,
     gzipped: bool = False,
+    validate_in_ranges: bool = False,
 ) -> BuildPlan:
     return BuildPlan(
+        validate_in_ranges=validate_in_ranges,
         tier=settings.tier,
         queue_url=settings.queue_url,
         queue_wait_seconds=settings.queue_wait_seconds,
@@ -155,6 +157,8 @@ def decide_registration(
     *,
     artifacts_bucket: str,
     training_image_uri: str,
+    size_bytes: int = 0,
+    parallel_validation_bytes: int | None = None,
 ) -> Decision:
     """ACCEPTED (with the tenant and the plan) or REJECTED (with reasons) for one upload.
 
@@ -207,8 +211,15 @@ def decide_registration(
         artifacts_bucket=artifacts_bucket,
         training_image_uri=training_image_uri,
         gzipped=parsed_key.gzipped,
+        validate_in_ranges=validates_in_ranges(size_bytes, parsed_key.gzipped, parallel_validation_bytes),
     )
     return Accepted(tenant, plan)
+
+
+def validates_in_ranges(size_bytes: int, gzipped: bool, threshold: int | None) -> bool:
+    """Above the threshold (template parameter ParallelValidationBytes), a plain CSV is validated in byte
+    ranges by a Distributed Map; gzip cannot be read from the middle, so a .csv.gz is read serially."""
+    return threshold is not None and not gzipped and size_bytes > threshold
 
 
 def job_ref(job_id: str, tenant_id: str, upload: UploadedObject) -> JobRef:
