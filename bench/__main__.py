@@ -5,7 +5,9 @@ Options: ``--jobs N --tenants N`` for a smaller run (the targets are judged on t
 Then part (b), ``bench.stack``: the real stack in the local emulator (``--stack-uploads N``, or
 ``--skip-stack`` to leave it out); its figures go under "stack" in build/bench.json. Part (c),
 ``bench.validation``: the dataset validator against ``csv.reader`` on the same generated file
-(``--validation-megabytes N``); under "validation".
+(``--validation-megabytes N``); under "validation", with ``validation.parallel``: a generated CSV of
+``--parallel-validation-gib`` (default 1) validated in the emulator through the state machine's
+Distributed Map, beside one serial run (``bench.parallel_validation``; ``--skip-parallel-validation``).
 """
 
 from __future__ import annotations
@@ -217,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         default=VALIDATION_MB,
         help=f"size of the generated CSV of part (c) (default {VALIDATION_MB})",
     )
+    parser.add_argument(
+        "--parallel-validation-gib",
+        type=float,
+        default=1.0,
+        help="size of the CSV validated in ranges in the emulator (default 1; at least 1 for the target)",
+    )
+    parser.add_argument(
+        "--skip-parallel-validation", action="store_true", help="leave out the parallel validation run"
+    )
     stack_arguments(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -267,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     result["validation"] = validation.measure(args.validation_megabytes)
     validation.print_report(result["validation"])
     validation_ok = validation.ok(result["validation"])
+    if not args.skip_parallel_validation:
+        from bench import parallel_validation  # noqa: PLC0415 - loads the emulator
+
+        parallel = parallel_validation.measure(int(args.parallel_validation_gib * parallel_validation.GIB))
+        result["validation"]["parallel"] = parallel
+        parallel_validation.print_report(parallel)
+        validation_ok = validation_ok and parallel_validation.ok(parallel)
     result["runtime_s"]["validation"] = time.perf_counter() - validation_started
     stack_ok = True
     if not args.skip_stack:

@@ -116,7 +116,8 @@ class MergeRequest(ValidateRequest):
     names: list[str]
 
 
-_Steps = TypeAdapter(Annotated[SplitRequest | RangeRequest | MergeRequest, Field(discriminator="step")])
+_Step = Annotated[SplitRequest | RangeRequest | MergeRequest, Field(discriminator="step")]
+_Steps: TypeAdapter[SplitRequest | RangeRequest | MergeRequest] = TypeAdapter(_Step)
 
 
 def _rules(request: ValidateRequest) -> DatasetRules:
