@@ -228,3 +228,66 @@ def test_a_truncated_gzip_upload_is_rejected_with_a_reason(
     assert result["valid"] is False
     assert "the upload is truncated" in result["reasons"][0]
     assert aws_client("s3").list_objects_v2(Bucket=ARTIFACTS).get("KeyCount", 0) == 0
+
+
+def _in_ranges(
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    request: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    load_app: Callable[[str], ModuleType],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the state machine's Distributed Map does: split (ranges of ~40 bytes), every range, merge."""
+    app = load_app("validate_dataset")
+    monkeypatch.setattr(app, "settings", app.settings.model_copy(update={"validation_range_bytes": 40}))
+    split = validate(request | {"step": "split"})
+    assert split["inRanges"] is True
+    for part in split["ranges"]:
+        assert validate(request | {"step": "range", "range": part, "names": split["names"]}) == {
+            "index": part["index"]
+        }
+    merged = validate(request | {"step": "merge", "ranges": split["ranges"], "names": split["names"]})
+    return split, merged
+
+
+def test_a_dataset_validated_in_ranges_gets_the_serial_verdict_and_snapshot(
+    registered: Callable[..., dict[str, Any]],
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    load_app: Callable[[str], ModuleType],
+) -> None:
+    body = b"age,income,churned\n" + b"".join(f"{20 + i},{50000 + i},{i % 2}\n".encode() for i in range(30))
+    body += b"33,x,1\n34,52000\n"
+    request = registered(body)
+    serial = validate(dict(request))  # the one-function path, for the same version
+    _, merged = _in_ranges(validate, request, monkeypatch, load_app)
+    stats = dict(merged["stats"])
+    assert stats.pop("ranges") > 5
+    assert (merged["valid"], merged["reasons"], stats) == (
+        serial["valid"],
+        serial["reasons"],
+        serial["stats"],
+    )
+    assert "row 31 (line 32): 'x'" in merged["reasons"][0]
+
+
+def test_a_valid_dataset_validated_in_ranges_is_copied_for_the_job(
+    registered: Callable[..., dict[str, Any]],
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    load_app: Callable[[str], ModuleType],
+) -> None:
+    body = b"age,income,churned\n" + b"".join(f"{20 + i},{50000 + i},{i % 2}\n".encode() for i in range(30))
+    request = registered(body)
+    _, merged = _in_ranges(validate, request, monkeypatch, load_app)
+    assert merged["valid"], merged["reasons"]
+    bucket, key = merged["trainingDataUri"].removeprefix("s3://").split("/", 1)
+    assert aws_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
+def test_a_range_step_outside_the_tenants_scope_is_refused(
+    registered: Callable[..., dict[str, Any]], validate: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    request = registered()
+    request["job"]["key"] = "tenants/other/uploads/churn.csv"
+    with pytest.raises(IsolationError):
+        validate(request | {"step": "range", "range": {"index": 1, "start": 19, "end": 40}, "names": ["a"]})
