@@ -31,6 +31,7 @@ USE_CASES = {
     "controlplane.tenants.changing",
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
+    "controlplane.uploads.large_validation",
 }
 FEATURES = {"admission", "api", "builds", "core", "jobs", "tenants", "uploads"}
 

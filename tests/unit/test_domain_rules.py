@@ -96,6 +96,7 @@ def test_accepted_upload_gets_a_complete_plan() -> None:
         "trainingImageUri",
         "trainingDataUri",
         "modelOutputUri",
+        "validateInRanges",
     }
     assert decision.tenant.summary()["contract"] == {
         "targetColumn": "churned",

@@ -101,6 +101,18 @@ def test_state_machine_reads_only_what_the_functions_return() -> None:
         "stats",
         "trainingDataUri",
     }
+    # Validated in ranges: the merge answers as the serial validation does.
+    assert _selected_payload_fields(states["Merge the ranges into the serial verdict"]) == {
+        "valid",
+        "reasons",
+        "stats",
+        "trainingDataUri",
+    }
+    assert _selected_payload_fields(states["Split the dataset into ranges at line starts"]) == {
+        "inRanges",
+        "ranges",
+        "names",
+    }
     plan_fields = set(re.findall(r"\$\.registration\.plan\.(\w+)", ASL.read_text()))
     assert plan_fields <= {
         "tier",
@@ -117,6 +129,7 @@ def test_state_machine_reads_only_what_the_functions_return() -> None:
         "trainingImageUri",
         "trainingDataUri",
         "modelOutputUri",
+        "validateInRanges",
     }
     tenant_fields = set(re.findall(r"\$\.registration\.tenant\.(\w+)", ASL.read_text()))
     assert tenant_fields <= {
