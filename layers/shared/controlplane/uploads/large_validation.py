@@ -35,6 +35,7 @@ from controlplane.uploads.validation import (
 
 # The Map's items travel in the state (256 KiB): at most this many ranges, larger ones for larger files.
 MAX_RANGES: Final = 1000
+FIRST_WINDOW_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,15 @@ def split(job: JobRef, rules: DatasetRules, range_bytes: int) -> Split:
         range_bytes = max(range_bytes, math.ceil(size / MAX_RANGES))
         starts = []
         for nominal in parallel.nominal_boundaries(size, range_bytes):
-            window_end = min(size, nominal - 1 + parallel.BOUNDARY_WINDOW)
-            window = objects.read_range(job.bucket, job.key, job.version_id, nominal - 1, window_end)
-            starts.append(parallel.line_start_after(window, nominal - 1))
+            start = None
+            # A short window first (lines are short); the longest a line may be only when it holds none.
+            for window_bytes in (FIRST_WINDOW_BYTES, parallel.BOUNDARY_WINDOW):
+                end = min(size, nominal - 1 + window_bytes)
+                window = objects.read_range(job.bucket, job.key, job.version_id, nominal - 1, end)
+                start = parallel.line_start_after(window, nominal - 1)
+                if start is not None or end == size:
+                    break
+            starts.append(start)
     except ObjectVersionNotFoundError:
         return Split((), None, "the uploaded object version no longer exists")
     return Split(tuple(parallel.ranges_from(size, starts)), names)
