@@ -29,7 +29,12 @@ from controlplane.uploads.keys import is_gzip_key
 from controlplane.uploads.model import BuildPlan
 from controlplane.uploads.parallel import ByteRange
 from controlplane.uploads.registration import model_output_uri, split_s3_uri, training_data_uri
-from controlplane.uploads.validation import DatasetRules, ValidationReport, validate_upload
+from controlplane.uploads.validation import (
+    DatasetRules,
+    ValidationReport,
+    validate_upload,
+    version_gone_report,
+)
 
 settings = get_settings()
 
@@ -71,24 +76,24 @@ def _check_scope(request: ValidateRequest) -> None:
             raise IsolationError(f"plan.{name} {actual[name]!r} is not the job's own location {uri!r}")
 
 
-@tracer.capture_method(capture_response=False)
-def _validate(request: ValidateRequest) -> ValidationReport:
-    job, plan = request.job, request.plan
-    rules = DatasetRules.from_contract(
+def _rules(request: ValidateRequest) -> DatasetRules:
+    plan = request.plan
+    return DatasetRules.from_contract(
         request.tenant.contract, max_bytes=plan.max_dataset_bytes, tier=plan.tier.value
     )
+
+
+@tracer.capture_method(capture_response=False)
+def _validate(request: ValidateRequest) -> ValidationReport:
+    job = request.job
 
     def open_chunks() -> Iterator[bytes]:
         return objects.iter_version(job.bucket, job.key, job.version_id)
 
     try:
-        return validate_upload(job.size_bytes, open_chunks, rules, gzipped=is_gzip_key(job.key))
+        return validate_upload(job.size_bytes, open_chunks, _rules(request), gzipped=is_gzip_key(job.key))
     except ObjectVersionNotFoundError:
-        return ValidationReport(
-            False,
-            ("the uploaded object version no longer exists (it was deleted before it could be validated)",),
-            {"rows": 0, "columns": 0, "bytes": 0, "complete": False},
-        )
+        return version_gone_report()
 
 
 class RangeModel(CamelModel):
@@ -118,13 +123,6 @@ class MergeRequest(ValidateRequest):
 
 _Step = Annotated[SplitRequest | RangeRequest | MergeRequest, Field(discriminator="step")]
 _Steps: TypeAdapter[SplitRequest | RangeRequest | MergeRequest] = TypeAdapter(_Step)
-
-
-def _rules(request: ValidateRequest) -> DatasetRules:
-    plan = request.plan
-    return DatasetRules.from_contract(
-        request.tenant.contract, max_bytes=plan.max_dataset_bytes, tier=plan.tier.value
-    )
 
 
 @instrumented

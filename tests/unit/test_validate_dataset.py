@@ -291,3 +291,24 @@ def test_a_range_step_outside_the_tenants_scope_is_refused(
     request["job"]["key"] = "tenants/other/uploads/churn.csv"
     with pytest.raises(IsolationError):
         validate(request | {"step": "range", "range": {"index": 1, "start": 19, "end": 40}, "names": ["a"]})
+
+
+def test_a_version_deleted_after_the_split_is_rejected_as_a_serial_run_rejects_it(
+    registered: Callable[..., dict[str, Any]],
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    load_app: Callable[[str], ModuleType],
+) -> None:
+    body = b"age,income,churned\n" + b"".join(f"{20 + i},{50000 + i},{i % 2}\n".encode() for i in range(30))
+    request = registered(body)
+    app = load_app("validate_dataset")
+    monkeypatch.setattr(app, "settings", app.settings.model_copy(update={"validation_range_bytes": 40}))
+    split = validate(request | {"step": "split"})
+    aws_client("s3").delete_object(Bucket=UPLOADS, Key=KEY, VersionId=request["job"]["versionId"])
+    for part in split["ranges"]:
+        validate(request | {"step": "range", "range": part, "names": split["names"]})
+    merged = validate(request | {"step": "merge", "ranges": split["ranges"], "names": split["names"]})
+    assert merged["valid"] is False
+    assert merged["reasons"] == [
+        "the uploaded object version no longer exists (it was deleted before it could be validated)"
+    ]

@@ -31,6 +31,7 @@ from controlplane.uploads.validation import (
     report_of,
     validate_range,
     validate_upload,
+    version_gone_report,
 )
 
 # The Map's items travel in the state (256 KiB): at most this many ranges, larger ones for larger files.
@@ -93,9 +94,12 @@ def _validate(
 def validate_one_range(
     job: JobRef, part: ByteRange, names: list[str], rules: DatasetRules, *, artifacts_bucket: str
 ) -> None:
-    found = _validate(job, part, names, rules, None)
     bucket, key = _partial_key(job, artifacts_bucket, part.index)
-    objects.put_json(bucket, key, parallel.partial_to_json(found))
+    try:
+        found = parallel.partial_to_json(_validate(job, part, names, rules, None))
+    except ObjectVersionNotFoundError:
+        found = {"versionGone": True}  # deleted since the split: the merge answers as a serial run would
+    objects.put_json(bucket, key, found)
 
 
 def merge_ranges(
@@ -106,16 +110,24 @@ def merge_ranges(
     *,
     artifacts_bucket: str,
 ) -> ValidationReport:
-    partials = [
-        parallel.partial_from_json(objects.get_json(*_partial_key(job, artifacts_bucket, part.index)))
-        for part in ranges
-    ]
+    documents = [objects.get_json(*_partial_key(job, artifacts_bucket, part.index)) for part in ranges]
+    if any(document.get("versionGone") for document in documents):
+        return version_gone_report()
+    partials = [parallel.partial_from_json(document) for document in documents]
+    try:
+        return _merged(job, ranges, names, rules, partials)
+    except ObjectVersionNotFoundError:  # deleted since the ranges were read, before a rerun
+        return version_gone_report()
+
+
+def _merged(
+    job: JobRef, ranges: Sequence[ByteRange], names: list[str], rules: DatasetRules, partials: list[Partial]
+) -> ValidationReport:
     while True:
         outcome = parallel.merge(partials)
         if isinstance(outcome, RerunRange):
-            partials[outcome.index] = _validate(
-                job, ranges[outcome.index], names, rules, outcome.problem_budget
-            )
+            part = ranges[outcome.index]
+            partials[outcome.index] = _validate(job, part, names, rules, outcome.problem_budget)
             continue
         if isinstance(outcome, SplitAmbiguous):
             reason = outcome.reason(ranges)

@@ -76,6 +76,15 @@ class ValidationReport:
     stats: dict[str, Any]
 
 
+def version_gone_report() -> ValidationReport:
+    """The verdict when the uploaded version was deleted before (or while) it was read."""
+    return ValidationReport(
+        False,
+        ("the uploaded object version no longer exists (it was deleted before it could be validated)",),
+        {"rows": 0, "columns": 0, "bytes": 0, "complete": False},
+    )
+
+
 def format_bytes(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
