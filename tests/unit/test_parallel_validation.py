@@ -83,9 +83,6 @@ def split_files(draw: st.DrawFn, *, reference_rules: bool = False) -> tuple[byte
     return data, problem, cuts
 
 
-MODES: list[str] = []
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     split_files(), st.booleans(), st.sampled_from([1, 64, 256 * 1024]), st.sampled_from([1, 40, 300]), OPTIONS
@@ -99,8 +96,10 @@ def test_ranges_merged_give_the_serial_verdict(
     rules_ = rules(problem, declared, new=True, **options)
     serial = validate_csv(chunked(data, chunk), rules_, block_bytes=block)
     merged, mode = in_ranges(data, cuts, rules_, chunk, block)
-    MODES.append(mode)
     assert comparable(merged) == comparable(serial), mode
+    if b'"' not in data and parallel.header_names(data) is not None:
+        # Not vacuous: without quotes nothing is ambiguous, every split is merged.
+        assert mode == f"ranges: {len(cuts) + 1}"
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,13 +113,6 @@ def test_ranges_merged_give_the_old_validators_verdict(
         data, cuts, rules(problem, declared, new=True), 256 * 1024, validation.BLOCK_BYTES
     )
     assert comparable(merged) == comparable(expected), mode
-
-
-def test_the_properties_above_do_merge_ranges() -> None:
-    """Not vacuous: most generated files are validated in several ranges, some fall back to serial."""
-    if len(MODES) < 100:
-        pytest.skip("run with the property tests")  # pragma: no cover
-    assert sum(mode.startswith("ranges") and mode != "ranges: 1" for mode in MODES) > len(MODES) // 2
 
 
 def body(rows: int, start: int = 0, *, bad: set[int] | None = None) -> str:
