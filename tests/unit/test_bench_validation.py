@@ -26,3 +26,19 @@ def test_measure_reports_the_figures_under_their_names() -> None:
         assert result[key] > 0, key
     # From the unrounded rates: within rounding of the rounded ones.
     assert abs(result["ratio"] - result["validator_mb_s"] / result["csv_reader_mb_s"]) < 0.05
+
+
+def test_the_large_file_is_one_block_repeated_and_valid(tmp_path: Path) -> None:
+    from bench import parallel_validation  # noqa: PLC0415
+
+    path = tmp_path / "large.csv"
+    size = parallel_validation.write_large(path, 20_000_000)
+    assert size >= 20_000_000
+    elapsed, valid = validation.time_validator(path, size)
+    assert valid
+    assert elapsed > 0
+    assert not parallel_validation.ok({"verdict_equal": True, "ranges": 9, "bytes": size}), (
+        "below 1 GiB the target is not met"
+    )
+    assert parallel_validation.ok({"verdict_equal": True, "ranges": 9, "bytes": parallel_validation.GIB})
+    assert not parallel_validation.ok({"verdict_equal": False, "ranges": 9, "bytes": parallel_validation.GIB})
