@@ -180,3 +180,24 @@ def test_every_way_out_of_the_waiting_room_leaves_both_waiting_room_indexes(asl:
             removals += 1
     # The first queueing, the requeue after a capacity shortage, and the six Record states.
     assert removals == 8
+
+
+def test_large_datasets_are_validated_by_a_distributed_map_of_the_validate_function(
+    asl: dict[str, Any],
+) -> None:
+    states = asl["States"]
+    choice = states["Is the dataset large enough to validate in ranges?"]
+    assert choice["Choices"][0]["Variable"] == "$.registration.plan.validateInRanges"
+    assert choice["Default"] == "Validate the dataset against the tenant's contract"
+    mapped = states["Validate every range of the dataset"]
+    assert mapped["Type"] == "Map"
+    assert mapped["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert mapped["ItemSelector"]["step"] == "range"
+    assert mapped["Catch"], "a failed range must be recorded on the job"
+    assert mapped["Next"] == "Merge the ranges into the serial verdict"
+    for name, inner in mapped["ItemProcessor"]["States"].items():
+        assert len(name.split()) >= 3, name
+        assert inner["Parameters"]["FunctionName"] == "${ValidateDatasetFunctionArn}"
+        retried = {error for retrier in inner["Retry"] for error in retrier["ErrorEquals"]}
+        assert "Lambda.TooManyRequestsException" in retried, "a burst of ranges is throttled, then retried"
+    assert states["Merge the ranges into the serial verdict"]["Next"] == "Is the dataset valid?"
