@@ -378,6 +378,19 @@ def test_patch_tier_changes_tunables(
     assert (item["concurrencyLimit"], item["borrowingLimit"], item["running"]) == (4, 0, 0)
 
 
+def test_a_tier_may_take_datasets_of_50_gib_and_more(api: Callable[..., tuple[int, Any]]) -> None:
+    """Validated in ranges and copied in parts, a dataset is no longer bounded by one CopyObject (5 GiB)."""
+    status, body = api(
+        "PATCH",
+        "/tiers/premium",
+        caller=OPERATOR,
+        resource="/tiers/{tier}",
+        path_parameters={"tier": "premium"},
+        body={"maxDatasetBytes": 200 * 1024**3},
+    )
+    assert (status, body["maxDatasetBytes"]) == (200, 200 * 1024**3)
+
+
 def test_guarantees_never_exceed_the_account_cap(
     api: Callable[..., tuple[int, Any]], table: Callable[[str], Any]
 ) -> None:
@@ -416,6 +429,7 @@ def test_an_invalid_account_cap_names_the_field(api: Callable[..., tuple[int, An
         ("basic", {"concurrencyLimit": -1}, "concurrencyLimit"),
         ("basic", {"concurrencyLimit": 2, "running": 0}, "running"),
         ("basic", {"trainingInstanceType": "m5.large"}, "trainingInstanceType"),
+        ("premium", {"maxDatasetBytes": 5 * 1024**4 + 1}, "maxDatasetBytes"),  # above S3's largest object
         ("basic", {}, "body"),
         ("gold", {"concurrencyLimit": 1}, "tier"),
     ],

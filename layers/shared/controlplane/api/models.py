@@ -165,7 +165,8 @@ class TierPatch(ApiModel):
     training_instance_count: int | None = Field(default=None, ge=1, le=1)
     processing_instance_type: str | None = Field(default=None, pattern=INSTANCE_TYPE_PATTERN)
     processing_instance_count: int | None = Field(default=None, ge=1, le=1)
-    max_dataset_bytes: int | None = Field(default=None, gt=0, le=5 * 1024**3)
+    # Up to S3's largest object (5 TiB): above 1 GiB validated in ranges, above 5 GiB copied in parts.
+    max_dataset_bytes: int | None = Field(default=None, gt=0, le=5 * 1024**4)
     queue_wait_seconds: int | None = Field(default=None, ge=60, le=7 * 86400)
     use_spot_instances: bool | None = None
     max_runtime_seconds: int | None = Field(default=None, ge=60, le=5 * 86400)
