@@ -11,6 +11,8 @@ PIPELINE_STAMP := $(PIPELINE_VENV)/.installed
 CHECKOV_VENV := build/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LOCAL_PORT ?= 4566
+API_PORT ?= 4567
+CONSOLE_PORT ?= 4568
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
@@ -55,11 +57,13 @@ dashboard: $(STAMP) ## write the CloudWatch dashboard body in template.yaml from
 openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
 	$(BIN)/python -m scripts.openapi
 
-demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary
-	$(BIN)/python -m scripts.demo
+demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary (console on :$(CONSOLE_PORT))
+	$(BIN)/python -m scripts.demo --console-port $(CONSOLE_PORT) $(DEMO_ARGS)
 
-local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOCAL_PORT) and keep it running
-	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --template template.yaml --stack-name $(STACK_NAME)
+local: $(STAMP) ## the emulator on 127.0.0.1:$(LOCAL_PORT), the API on :$(API_PORT), the console on :$(CONSOLE_PORT)/console/; until Ctrl-C
+	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --api-port $(API_PORT) --template template.yaml \
+	  --stack-name $(STACK_NAME) --state-dir .localcloud/local --console-dir console --console-port $(CONSOLE_PORT) \
+	  --on-deployed scripts.local:ready
 
 test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
 	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
