@@ -16,7 +16,7 @@ CONSOLE_PORT ?= 4568
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl dashboard soak
+.PHONY: help setup browser demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl dashboard soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,10 +65,17 @@ local: $(STAMP) ## the emulator on 127.0.0.1:$(LOCAL_PORT), the API on :$(API_PO
 	  --stack-name $(STACK_NAME) --state-dir .localcloud/local --console-dir console --console-port $(CONSOLE_PORT) \
 	  --on-deployed scripts.local:ready
 
-test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
+# Debian's chromium for the console test (tests/console): installed once, as root, from the distribution.
+browser: ## install headless Chromium (Debian's chromium package) if it is missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "make browser: run as root, or: sudo apt-get install -y chromium" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
+
+test: $(STAMP) $(PIPELINE_STAMP) template browser ## validate and build the template, then run every test (unit, emulator, integration, console)
 	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
 	@# Each emulator group gets a worker process of its own: moto's state is process-wide.
-	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/permissions tests/pipeline_integration tests/soak
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/permissions tests/pipeline_integration tests/soak tests/console
 
 unit: $(STAMP) ## fast tests only (no emulator)
 	$(BIN)/pytest -q tests/unit tests/template

@@ -9,7 +9,7 @@ const POLL_MS = 2000;
 const TENANTS_EVERY = 5; // polls between two reads of the tenant list
 const MAX_TENANTS_FANNED = 25; // "all tenants" reads the newest jobs of at most this many tenants per poll
 // controlplane.jobs.lifecycle.JobStatus, in its order (tests/unit/test_console_files.py holds them equal).
-const STATUSES = ["RECEIVED", "VALIDATED", "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "EXPIRED", "CANCELLED", "REJECTED"];
+const STATUSES = ["RECEIVED", "VALIDATED", "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED", "REJECTED", "EXPIRED", "CANCELLED"];
 const ASL_URL = "../statemachines/training_job.asl.json";
 
 const $ = (selector) => document.querySelector(selector);
@@ -234,12 +234,20 @@ function renderJob(job, path, pathProblem) {
     const row = document.querySelector(`#job-visits [data-state="${CSS.escape(name)}"]`);
     if (row) row.scrollIntoView({ block: "nearest" });
   });
-  $("#graph").replaceChildren(svg);
-  const current = svg.querySelector(".state.current");
+  const box = $("#graph");
+  box.dataset.scrollTop = String(box.scrollTop);
+  box.dataset.scrollLeft = String(box.scrollLeft);
+  box.replaceChildren(svg);
+  // Keep the state the execution is in (or ended in) in view, once per state: a reader's scrolling wins.
+  const last = path?.current?.[0] || path?.visits?.[path.visits.length - 1]?.name;
   const graphBox = $("#graph");
-  if (current && !graphBox.dataset.scrolledTo) {
-    graphBox.dataset.scrolledTo = job.jobId;
-    current.scrollIntoView({ block: "center", inline: "center" });
+  const target = last && svg.querySelector(`[data-state="${CSS.escape(last)}"]`);
+  if (target && graphBox.dataset.scrolledTo !== `${job.jobId}/${last}`) {
+    graphBox.dataset.scrolledTo = `${job.jobId}/${last}`;
+    target.scrollIntoView({ block: "center", inline: "center" });
+  } else if (graphBox.dataset.scrollTop) {
+    graphBox.scrollTop = Number(graphBox.dataset.scrollTop);
+    graphBox.scrollLeft = Number(graphBox.dataset.scrollLeft);
   }
 }
 

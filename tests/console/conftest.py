@@ -1,0 +1,49 @@
+"""One emulator with template.yaml deployed, the console server in front of its API, and an operator key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud import LocalCloud
+from localcloud.__main__ import console_mounts
+from localcloud.console import ConsoleServer
+from scripts.api_keys import create_operator_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Console:
+    cloud: Any
+    stack: Any
+    server: ConsoleServer
+    operator_key: str
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return dict(self.stack.outputs)
+
+
+@pytest.fixture(scope="package")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    # Free ports (port=0, api_port=0, console port 0): parallel test workers never collide.
+    with LocalCloud(
+        port=0,
+        state_dir=tmp_path_factory.mktemp("localcloud"),
+        pipeline_delay_seconds=1.0,
+        schedule_interval_seconds=3600,
+        lambda_timeout_scale=5.0,
+    ) as cloud:
+        stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-console")
+        server = ConsoleServer(
+            console_mounts(ROOT / "template.yaml", ROOT / "console"), str(stack.outputs["StatusApiUrl"])
+        )
+        try:
+            yield Console(cloud, stack, server, create_operator_key(cloud, dict(stack.outputs)))
+        finally:
+            server.close()
