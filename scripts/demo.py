@@ -153,8 +153,9 @@ def main() -> int:
             f"{STATE_DIR.relative_to(ROOT)}/logs"
         )
         console = _console(args.console_port, str(outputs["StatusApiUrl"]))
+        link = console_link(console.url, create_operator_key(cloud, outputs))
         print(
-            f"  watch it in the operator console: {console_link(console.url, create_operator_key(cloud, outputs))}"
+            f"  watch it in the operator console: {link}"
             + ("" if args.keep_running else "\n  (it stops with the demo: --keep-running keeps it up)")
         )
         if runner == "simulated":

@@ -176,7 +176,8 @@ def test_the_operator_routes_behind_the_console(console: Console) -> None:
     assert _api(console, "GET", f"/tenants/{other.tenant_id}/jobs", operator).json()["items"] == []
 
     mine = _api(console, "GET", f"/tenants/{tenant.tenant_id}/jobs/{job_id}", operator)
-    assert mine.status_code == 200 and mine.json()["status"] == "RUNNING"
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["status"] == "RUNNING"
     for path in (
         f"/tenants/{other.tenant_id}/jobs/{job_id}",
         f"/tenants/{other.tenant_id}/jobs/{job_id}/execution",
@@ -185,7 +186,8 @@ def test_the_operator_routes_behind_the_console(console: Console) -> None:
         assert missing.status_code == 404, missing.text
         assert missing.json()["message"] == "no such job"
     unknown = _api(console, "GET", f"/tenants/{tenant.tenant_id}/jobs/job-{'0' * 64}", operator)
-    assert unknown.status_code == 404 and unknown.json()["message"] == "no such job"
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["message"] == "no such job"
     assert _api(console, "GET", f"/tenants/{tenant.tenant_id}/jobs", tenant_key).status_code == 403
 
     path = _until(
