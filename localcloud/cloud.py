@@ -60,6 +60,8 @@ def wait_for(
 def _free_port(port: int) -> int:
     """The port to serve on: the given one if it is free, any free one for 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: connections of a previous run in TIME_WAIT do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
