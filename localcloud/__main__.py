@@ -169,9 +169,40 @@ def main() -> None:
         help="evaluate every alarm with this Period instead of its own (alarms print when they fire)",
     )
     serve.add_argument("--log-level", default="INFO")
+    console = commands.add_parser(
+        "console", help="serve only the operator console, in front of a status API (e.g. a deployed stack's)"
+    )
+    console.add_argument("--api-url", required=True, help="the API's base URL: a stack's StatusApiUrl output")
+    console.add_argument("--port", type=int, default=4568, help="the console's port on 127.0.0.1")
+    console.add_argument("--console-dir", type=Path, default=Path("console"))
+    console.add_argument(
+        "--template", type=Path, default=Path("template.yaml"), help="whose state machines to draw"
+    )
+    console.add_argument("--log-level", default="INFO")
     arguments = parser.parse_args()
     logging.basicConfig(level=arguments.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _serve(arguments)
+    if arguments.command == "console":
+        _console(arguments)
+    else:
+        _serve(arguments)
+
+
+def _console(arguments: argparse.Namespace) -> None:
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    server = ConsoleServer(
+        console_mounts(arguments.template, arguments.console_dir), arguments.api_url, port=arguments.port
+    )
+    print(
+        f"localcloud console: {server.url} (status API {server.api_url}; enter an operator key of that stack)"
+    )
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.close()
 
 
 if __name__ == "__main__":
