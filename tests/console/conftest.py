@@ -47,3 +47,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             yield Console(cloud, stack, server, create_operator_key(cloud, dict(stack.outputs)))
         finally:
             server.close()
+        # The API's new calls (DescribeExecution, GetExecutionHistory) are allowed by its role as deployed.
+        report = cloud.permission_report()
+        assert report.ok, "\n".join(report.summary_lines())
+        api = next(p for p in report.principals if p.principal == "ApiFunction")
+        assert {"states:DescribeExecution", "states:GetExecutionHistory"} <= set(api.actions), api.actions
