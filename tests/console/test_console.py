@@ -165,6 +165,9 @@ def test_the_console_shows_the_tiers_a_running_job_and_its_state_then_the_end(co
 def test_the_operator_routes_behind_the_console(console: Console) -> None:
     """What the page reads: another tenant's job is a 404 like a missing one, tenant keys are refused, and
     the execution's path is the states Step Functions entered."""
+    # The stack's StatusApiUrl output is the local API, on the port the emulator was given.
+    assert console.outputs["StatusApiUrl"] == f"http://127.0.0.1:{console.api_port}/v1"
+    assert console.cloud.api_url(console.stack, "ControlPlaneApi") == console.outputs["StatusApiUrl"]
     tenant, tenant_key = _onboard(console)
     other, _ = _onboard(console)
     job_id = _running_job(console, tenant)["jobId"]
