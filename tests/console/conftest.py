@@ -39,7 +39,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    # The API on a port chosen here, as `make local` chooses 4567: a free one, so parallel workers never collide.
+    # The API on a port chosen here, as `make local` chooses 4567 (free, so parallel workers never collide).
     api_port = free_port()
     with LocalCloud(
         port=0,
