@@ -57,10 +57,10 @@ dashboard: $(STAMP) ## write the CloudWatch dashboard body in template.yaml from
 openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
 	$(BIN)/python -m scripts.openapi
 
-demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary (console on :$(CONSOLE_PORT))
+demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary (operator console on :4568)
 	$(BIN)/python -m scripts.demo --console-port $(CONSOLE_PORT) $(DEMO_ARGS)
 
-local: $(STAMP) ## the emulator on 127.0.0.1:$(LOCAL_PORT), the API on :$(API_PORT), the console on :$(CONSOLE_PORT)/console/; until Ctrl-C
+local: $(STAMP) ## the emulator on 127.0.0.1:4566, the status API on :4567/v1, the operator console on :4568/console/; until Ctrl-C
 	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --api-port $(API_PORT) --template template.yaml \
 	  --stack-name $(STACK_NAME) --state-dir .localcloud/local --console-dir console --console-port $(CONSOLE_PORT) \
 	  --on-deployed scripts.local:ready
