@@ -11,10 +11,12 @@ PIPELINE_STAMP := $(PIPELINE_VENV)/.installed
 CHECKOV_VENV := build/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 LOCAL_PORT ?= 4566
+API_PORT ?= 4567
+CONSOLE_PORT ?= 4568
 STACK_NAME ?= mlaas-local
 FUNCTION_DIRS := $(sort $(dir $(wildcard functions/*/app.py)))
 
-.PHONY: help setup demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl dashboard soak
+.PHONY: help setup browser demo local test unit lint format types template check clean iac pipeline-venv pipeline-definition bench openapi asl dashboard soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,16 +57,25 @@ dashboard: $(STAMP) ## write the CloudWatch dashboard body in template.yaml from
 openapi: $(STAMP) ## regenerate docs/openapi.json from the status API's routes and models (commit it)
 	$(BIN)/python -m scripts.openapi
 
-demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary
-	$(BIN)/python -m scripts.demo
+demo: $(STAMP) ## run the main job locally: deploy, onboard 3 tenants, upload datasets, print the summary (operator console on :4568)
+	$(BIN)/python -m scripts.demo --console-port $(CONSOLE_PORT) $(DEMO_ARGS)
 
-local: $(STAMP) ## start the emulator with the stack deployed on 127.0.0.1:$(LOCAL_PORT) and keep it running
-	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --template template.yaml --stack-name $(STACK_NAME)
+local: $(STAMP) ## the emulator on 127.0.0.1:4566, the status API on :4567/v1, the operator console on :4568/console/; until Ctrl-C
+	$(BIN)/python -m localcloud serve --port $(LOCAL_PORT) --api-port $(API_PORT) --template template.yaml \
+	  --stack-name $(STACK_NAME) --state-dir .localcloud/local --console-dir console --console-port $(CONSOLE_PORT) \
+	  --on-deployed scripts.local:ready
 
-test: $(STAMP) $(PIPELINE_STAMP) template ## validate and build the template, then run every test (unit, emulator, integration)
+# Debian's chromium for the console test (tests/console): installed once, as root, from the distribution.
+browser: ## install headless Chromium (Debian's chromium package) if it is missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "make browser: run as root, or: sudo apt-get install -y chromium" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
+
+test: $(STAMP) $(PIPELINE_STAMP) template browser ## validate and build the template, then run every test (unit, emulator, integration, console)
 	$(BIN)/pytest -q -n 2 tests/unit tests/template tests/pipeline
 	@# Each emulator group gets a worker process of its own: moto's state is process-wide.
-	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/permissions tests/pipeline_integration tests/soak
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/localcloud tests/integration tests/permissions tests/pipeline_integration tests/soak tests/console
 
 unit: $(STAMP) ## fast tests only (no emulator)
 	$(BIN)/pytest -q tests/unit tests/template

@@ -60,11 +60,22 @@ def wait_for(
 def _free_port(port: int) -> int:
     """The port to serve on: the given one if it is free, any free one for 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind: connections of a previous run in TIME_WAIT do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
             raise RuntimeError(f"port {port} on 127.0.0.1 is not free: {error}") from error
         return int(probe.getsockname()[1])
+
+
+def _point_outputs_at(stack: Stack, api_id: str, region: str, local_base: str) -> None:
+    """Outputs that name the API's AWS endpoint (``https://<id>.execute-api.<region>.amazonaws.com/...``, as a
+    template's ``!Sub`` builds it) name its loopback server instead, so `StatusApiUrl` is a URL that works."""
+    aws_base = f"https://{api_id}.execute-api.{region}.amazonaws.com"
+    for name, value in stack.outputs.items():
+        if isinstance(value, str) and value.startswith(aws_base):
+            stack.outputs[name] = local_base + value[len(aws_base) :]
 
 
 class LocalCloud:
@@ -92,9 +103,12 @@ class LocalCloud:
         alarm_period_seconds: float | None = None,
         faults: FaultPlan | None = None,
         record_calls: bool = True,
+        api_port: int = 0,
     ) -> None:
         """
         port: 0 picks a free port. state_dir holds logs/<FunctionLogicalId>.log.
+        api_port: the loopback port of the first REST API a deploy serves (`make local`: 4567, so its URL
+        never changes); 0, and every further API, picks a free port (tests: parallel workers never collide).
         schedule_interval_seconds: fire every rate() schedule this often instead of its rate.
         pipeline_runner: "executing" runs each pipeline execution's step scripts for real
         (localcloud.pipeline_executor), at most `pipeline_workers` executions at once;
@@ -128,6 +142,7 @@ class LocalCloud:
         self._alarm_period_seconds = alarm_period_seconds
         self._fault_plan = faults
         self._record_calls = record_calls
+        self._api_port = api_port
         self.calls_dir = self.state_dir / "calls"
         self.call_recorder: CallRecorder | None = None
         self.faults: FaultInjector | None = None
@@ -340,9 +355,16 @@ class LocalCloud:
         stack = deployer.deploy(template)
         self.stacks.append(stack)
         for logical_id, spec in stack.apis.items():
-            server = RestApiServer(spec, self.lambda_runtime, write_access_log=self._write_access_log)
+            port = 0 if self.api_servers else self._api_port
+            server = RestApiServer(
+                spec,
+                self.lambda_runtime,
+                port=_free_port(port) if port else 0,
+                write_access_log=self._write_access_log,
+            )
             self.api_servers[(stack.name, logical_id)] = server
             self._stops.append(server.close)
+            _point_outputs_at(stack, spec.api_id, spec.region, server.url.rsplit("/", 1)[0])
         return stack
 
     def _write_access_log(self, log_group: str, line: str) -> None:

@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localcloud import LocalCloud
+from localcloud.__main__ import console_mounts
+from localcloud.console import ConsoleServer
+from scripts.api_keys import create_operator_key
 from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
+from scripts.local import console_link
 from scripts.sample_data import SAMPLE_TENANTS, demo_uploads
 from scripts.tenants import onboard
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_PATH = ROOT / "build" / "demo-summary.json"
+# Logs and recorded calls of the demo's emulator; `make local` keeps its own in .localcloud/local.
+STATE_DIR = ROOT / ".localcloud" / "demo"
 STATUS_COLUMNS = ("RECEIVED", "VALIDATED", "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED")
 
 
@@ -121,16 +127,36 @@ def main() -> int:
     )
     parser.add_argument("--pipeline-seconds", type=float, default=3.0, help="simulated pipeline duration")
     parser.add_argument("--timeout", type=float, default=480.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--console-port",
+        type=int,
+        default=4568,
+        help="serve the operator console here (a free port instead when `make local` holds it)",
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the summary, keep the emulator and the console running until Ctrl-C",
+    )
     args = parser.parse_args()
     runner: Literal["simulated", "executing"] = "simulated" if args.simulated_pipeline else "executing"
 
     print("Starting the local emulator (moto server on loopback) and deploying template.yaml ...")
-    with LocalCloud(port=0, pipeline_runner=runner, pipeline_delay_seconds=args.pipeline_seconds) as cloud:
+    with LocalCloud(
+        port=0, state_dir=STATE_DIR, pipeline_runner=runner, pipeline_delay_seconds=args.pipeline_seconds
+    ) as cloud:
         stack = cloud.deploy(ROOT / "template.yaml", stack_name="mlaas-demo")
         outputs = stack.outputs
         print(
             f"  stack deployed: {len(stack.resource_types)} resources; "
-            f"uploads bucket {outputs['UploadsBucketName']}"
+            f"uploads bucket {outputs['UploadsBucketName']}; function logs in "
+            f"{STATE_DIR.relative_to(ROOT)}/logs"
+        )
+        console = _console(args.console_port, str(outputs["StatusApiUrl"]))
+        link = console_link(console.url, create_operator_key(cloud, outputs))
+        print(
+            f"  watch it in the operator console: {link}"
+            + ("" if args.keep_running else "\n  (it stops with the demo: --keep-running keeps it up)")
         )
         if runner == "simulated":
             print(
@@ -205,7 +231,27 @@ def main() -> int:
             "unmappedCalls": permissions.unmapped_calls,
             "callsByPrincipal": {p.principal: p.calls for p in permissions.principals},
         }
+        ok = _report(summary, executions, runner, permissions)
+        if args.keep_running:
+            print(f"\nThe emulator and the console ({console.url}) keep running: Ctrl-C stops them.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print()
+        console.close()
+    return 0 if ok else 1
 
+
+def _console(port: int, api_url: str) -> ConsoleServer:
+    mounts = console_mounts(ROOT / "template.yaml", ROOT / "console")
+    try:
+        return ConsoleServer(mounts, api_url, port=port)
+    except OSError:  # `make local` holds the port: any free one
+        return ConsoleServer(mounts, api_url, port=0)
+
+
+def _report(summary: dict[str, Any], executions: int, runner: str, permissions: Any) -> bool:
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     ok = _print_summary(summary, executions, runner)
@@ -215,7 +261,7 @@ def main() -> int:
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
     verdict = "every job terminal, no tier above its limit, every AWS call allowed"
     print("RESULT: " + (verdict if ok else "FAILED: see above"))
-    return 0 if ok else 1
+    return bool(ok)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ EMULATOR_GROUPS = {
     "tests/pipeline_integration/": "emulator-pipeline",
     "tests/soak/": "emulator-soak",
     "tests/permissions/": "emulator-permissions",
+    "tests/console/": "emulator-console",
 }
 
 

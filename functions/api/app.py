@@ -94,6 +94,13 @@ settings = get_settings()
 api_settings = get_api_settings()
 
 app = APIGatewayRestResolver(enable_validation=True)
+# Routes in modules of their own, beside this one: imported as functions.api.* from the repository (tests,
+# make openapi), as top-level modules on Lambda, where the function's folder is the root.
+if __package__:
+    from functions.api.operator_jobs import router as operator_jobs
+else:
+    from operator_jobs import router as operator_jobs  # type: ignore[no-redef]
+app.include_router(operator_jobs)
 
 _EARLIEST: Final = "0000-01-01T00:00:00.000Z"
 _LATEST: Final = "9999-12-31T23:59:59.999Z"

@@ -32,8 +32,16 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/keys/{keyId}",
         "/tenants/{tenantId}/keys/{keyId}/rotate",
         "/audit",
+        "/tenants/{tenantId}/jobs",
+        "/tenants/{tenantId}/jobs/{jobId}",
+        "/tenants/{tenantId}/jobs/{jobId}/execution",
     }
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
+    assert {"get"} == set(paths["/tenants/{tenantId}/jobs"]) == set(paths["/tenants/{tenantId}/jobs/{jobId}"])
+    assert {"get"} == set(paths["/tenants/{tenantId}/jobs/{jobId}/execution"])
+    assert {"visits", "current", "status"} <= set(
+        document["components"]["schemas"]["ExecutionPathView"]["properties"]
+    )
     assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
     assert {"get", "post"} == set(paths["/tenants"])
     assert {"get", "patch", "delete"} == set(paths["/tenants/{tenantId}"])

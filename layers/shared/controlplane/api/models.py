@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 from controlplane.api.audit import AuditEvent
 from controlplane.api.keys import MAX_ROTATION_GRACE_SECONDS, ApiKey, KeyPolicy, KeyState
 from controlplane.core.model import Tier
+from controlplane.jobs.execution_path import ExecutionPath
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
 from controlplane.tenants.model import ProblemType, TenantStatus, target_declaration_problem
@@ -115,6 +116,34 @@ class JobView(ResponseModel):
 class JobPage(ResponseModel):
     items: list[JobView]
     next_token: str | None = None
+
+
+class StateVisitView(ResponseModel):
+    name: str = Field(description="The state's name in statemachines/training_job.asl.json")
+    type: str = Field(description="Task, Choice, Pass, Wait, Succeed or Fail")
+    entered_at: str
+    exited_at: str | None = Field(default=None, description="None while the execution is still in it")
+    error: str | None = Field(default=None, description="Why it failed; its Catch chose the next state")
+    cause: str | None = None
+
+
+class ExecutionPathView(ResponseModel):
+    """The job's execution as Step Functions' history tells it: every state it entered, in order."""
+
+    job_id: str
+    execution_arn: str
+    status: str = Field(description="The execution's: RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED")
+    started_at: str | None = None
+    stopped_at: str | None = None
+    visits: list[StateVisitView]
+    current: list[str] = Field(description="States entered and not yet left (RUNNING only)")
+    error: str | None = None
+    cause: str | None = None
+    truncated: bool = Field(description="True when the history was longer than the API reads (5,000 events)")
+
+    @classmethod
+    def of(cls, job_id: str, path: ExecutionPath) -> ExecutionPathView:
+        return cls.model_validate(path.model_dump() | {"job_id": job_id})
 
 
 # ------------------------------------------------------------------ tiers

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from controlplane.core.clients import client, translated
 from controlplane.core.errors import TaskTokenDeadError
 from controlplane.jobs.execution_end import ExecutionEnd
+from controlplane.jobs.execution_path import MAX_EVENTS, HistoryEvent
 
 # Every way Step Functions says "nobody waits on this token any more".
 DEAD_TOKEN_CODES: Final = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
@@ -73,3 +74,38 @@ def execution_end(execution_arn: str) -> ExecutionEnd:
 def execution_status(execution_arn: str) -> str | None:
     """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE; None when it does not exist."""
     return execution_end(execution_arn).status
+
+
+def _history_event(event: Mapping[str, Any]) -> HistoryEvent:
+    """The parts of one history event the path needs: the state's name, or the failure's error and cause."""
+    details: Mapping[str, Any] = next(
+        (value for key, value in event.items() if key.endswith("EventDetails") and isinstance(value, dict)),
+        {},
+    )
+    timestamp = event["timestamp"]
+    return HistoryEvent(
+        id=int(event["id"]),
+        type=str(event["type"]),
+        timestamp=timestamp.isoformat() if hasattr(timestamp, "isoformat") else str(timestamp),
+        state_name=details.get("name"),
+        error=details.get("error"),
+        cause=details.get("cause"),
+    )
+
+
+@translated
+def execution_history(execution_arn: str, *, max_events: int = MAX_EVENTS) -> tuple[list[HistoryEvent], bool]:
+    """The execution's history, oldest first, at most ``max_events`` events (GetExecutionHistory, 1,000 a
+    page), and whether there were more."""
+    stepfunctions = client("stepfunctions")
+    events: list[HistoryEvent] = []
+    request: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = stepfunctions.get_execution_history(**request)
+        events += [_history_event(event) for event in page.get("events", [])]
+        token = page.get("nextToken")
+        if len(events) >= max_events:
+            return events[:max_events], bool(token) or len(events) > max_events
+        if not token:
+            return events, False
+        request["nextToken"] = token

@@ -1,0 +1,33 @@
+"""No document of the repository links outside it: references are to files in it, or plain names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = sorted(
+    [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("localcloud/*.md"), *ROOT.glob("console/*")]
+)
+URL = re.compile(r"https?://[^\s)`'\"<>]+")
+# Loopback addresses of the local stack, the placeholder of a deployed API's URL, the SVG namespace name.
+ALLOWED = re.compile(
+    r"https?://(127\.0\.0\.1|localhost)([:/]|$)|https://<api-id>\.execute-api\.|http://www\.w3\.org/2000/svg$"
+)
+
+
+def test_documents_name_only_loopback_urls() -> None:
+    assert len(DOCUMENTS) > 5
+    outside = [
+        f"{path.relative_to(ROOT)}: {url}"
+        for path in DOCUMENTS
+        for url in URL.findall(path.read_text())
+        if not ALLOWED.match(url)
+    ]
+    assert outside == []
+
+
+def test_relative_markdown_links_name_files_of_the_repository() -> None:
+    for path in [p for p in DOCUMENTS if p.suffix == ".md"]:
+        for target in re.findall(r"\]\(([^)#\s]+)", path.read_text()):
+            assert (path.parent / target).exists(), f"{path.relative_to(ROOT)} links to {target}"
