@@ -1,0 +1,42 @@
+"""SageMaker's "SageMaker Model Package State Change" event, which moto never emits.
+
+SageMaker puts one on the default bus whenever a model package is created or changed (its approval
+status above all); its detail is the package as DescribeModelPackage shows it (the SageMaker developer
+guide's "Model package state change" example). localcloud.patches (seam 22) calls `announce` after moto's
+CreateModelPackage and UpdateModelPackage, so the template's rules (model_handoff's) receive it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Final
+
+from moto.events.models import events_backends
+
+PACKAGE_STATE_CHANGE: Final = "SageMaker Model Package State Change"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def announce(package: Any, *, account_id: str, region: str) -> None:
+    """Put the state change event of a moto ModelPackage on the default bus."""
+    detail = _plain(package.gen_response_object())
+    events_backends[account_id][region].put_events(
+        [
+            {
+                "Source": "aws.sagemaker",
+                "DetailType": PACKAGE_STATE_CHANGE,
+                "Detail": json.dumps(detail, sort_keys=True),
+                "Resources": [package.arn],
+            }
+        ]
+    )
