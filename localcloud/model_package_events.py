@@ -27,6 +27,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def keeping_unset_fields(package: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """moto's update_model_package keyword arguments with the fields the request leaves out kept as the
+    package has them (SageMaker changes only what a request names; moto sets the rest to None)."""
+    kept = dict(request)
+    if kept.get("model_approval_status") is None:
+        kept["model_approval_status"] = package.model_approval_status
+    if kept.get("approval_description") is None:
+        kept["approval_description"] = package.approval_description
+    kept["customer_metadata_properties"] = {
+        **(package.customer_metadata_properties or {}),
+        **(kept.get("customer_metadata_properties") or {}),
+    }
+    kept["customer_metadata_properties_to_remove"] = kept.get("customer_metadata_properties_to_remove") or []
+    return kept
+
+
 def announce(package: Any, *, account_id: str, region: str) -> None:
     """Put the state change event of a moto ModelPackage on the default bus."""
     detail = _plain(package.gen_response_object())

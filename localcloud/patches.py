@@ -402,17 +402,7 @@ def _create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any
 
 def _update_model_package(self: SageMakerModelBackend, model_package_arn: str, **kwargs: Any) -> str:
     package = self.describe_model_package(model_package_arn)
-    if kwargs.get("model_approval_status") is None:
-        kwargs["model_approval_status"] = package.model_approval_status
-    if kwargs.get("approval_description") is None:
-        kwargs["approval_description"] = package.approval_description
-    kwargs["customer_metadata_properties"] = {
-        **(package.customer_metadata_properties or {}),
-        **(kwargs.get("customer_metadata_properties") or {}),
-    }
-    kwargs["customer_metadata_properties_to_remove"] = (
-        kwargs.get("customer_metadata_properties_to_remove") or []
-    )
+    kwargs = model_package_events.keeping_unset_fields(package, kwargs)
     arn: str = _original(SageMakerModelBackend, "update_model_package")(self, model_package_arn, **kwargs)
     model_package_events.announce(package, account_id=self.account_id, region=self.region_name)
     return arn
