@@ -6,8 +6,9 @@ approval read back from the default bus through a rule to a queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -52,12 +53,10 @@ def register(tenant_id: str, number: int, *, auc: float = 0.86, tier: str = "bas
     )
     group = f"{tenant_id}-models"
     sagemaker = aws_client("sagemaker")
-    try:
+    with contextlib.suppress(sagemaker.exceptions.ClientError):  # the tenant's group exists already
         sagemaker.create_model_package_group(
             ModelPackageGroupName=group, Tags=[{"Key": "mlaas:tenant", "Value": tenant_id}]
         )
-    except sagemaker.exceptions.ClientError:
-        pass  # the tenant's group exists already
     return str(
         sagemaker.create_model_package(
             ModelPackageGroupName=group,
@@ -120,7 +119,7 @@ def decide(
 
 
 @pytest.fixture
-def handoffs(aws: None) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+def handoffs(aws: None) -> Callable[[], list[dict[str, Any]]]:
     """Hand-off events on the default bus, read through a rule to a queue (moto delivers to SQS)."""
     sqs, events = aws_client("sqs"), aws_client("events")
     url = sqs.create_queue(QueueName="handoffs")["QueueUrl"]
@@ -137,7 +136,7 @@ def handoffs(aws: None) -> Iterator[Callable[[], list[dict[str, Any]]]]:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         return [json.loads(message["Body"]) for message in messages]
 
-    yield received
+    return received
 
 
 def state_change(model_package_arn: str, status: str = "Approved") -> dict[str, Any]:
@@ -199,7 +198,7 @@ def test_my_models_are_paginated(api: Callable[..., tuple[int, Any]]) -> None:
     assert seen == arns[::-1]
     # A token is bound to its tenant's listing.
     status, body = api("GET", "/models", caller=tenant("acme"), query={"limit": "1"})
-    status, refused = api("GET", "/models", caller=tenant("globex"), query={"nextToken": body["nextToken"]})
+    status, _ = api("GET", "/models", caller=tenant("globex"), query={"nextToken": body["nextToken"]})
     assert status == 400
 
 

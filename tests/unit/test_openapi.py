@@ -32,7 +32,19 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/keys/{keyId}",
         "/tenants/{tenantId}/keys/{keyId}/rotate",
         "/audit",
+        "/models",
+        "/models/{version}",
+        "/models/{version}/approval",
+        "/tenants/{tenantId}/models",
+        "/tenants/{tenantId}/models/{version}",
+        "/tenants/{tenantId}/models/{version}/approval",
     }
+    assert (
+        {"post"}
+        == set(paths["/models/{version}/approval"])
+        == set(paths["/tenants/{tenantId}/models/{version}/approval"])
+    )
+    assert "ApprovalRequest" in document["components"]["schemas"]
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
     assert {"get", "post"} == set(paths["/tenants"])
