@@ -1,5 +1,10 @@
-"""The demo's approval step: approve one model version through the status API, as its tenant, and read
-back the hand-off event a deployment workflow would start from.
+"""The demo's approval step: approve one model version through the status API and read back the
+hand-off event a deployment workflow would start from.
+
+It calls the operator routes (/tenants/{id}/models...) with an operator key: the demo's tenants are
+onboarded by scripts/tenants.py, which gives them no usage key, and the API requires one of a tenant key
+(its tier's rate limits). The tenant routes run the same use cases (tests/unit/test_models_api.py, and over
+HTTP in tests/integration/test_status_api.py).
 
 The event is read the way a deployment workflow would receive it: an EventBridge rule on the default bus
 (source ``mlaas.controlplane``, detail-type ``Model Version Approved``) delivering to an SQS queue that
@@ -11,27 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
 from typing import Any, Final
 
 import requests
 
-from controlplane.api import key_store
-from controlplane.api import keys as api_keys
-from controlplane.core.model import utc_now
 from controlplane.models.versions import HANDOFF_DETAIL_TYPE, HANDOFF_SOURCE
+from scripts.api_keys import create_operator_key
 
 _RULE: Final = "demo-deployment-workflow"
 _WAIT_SECONDS: Final = 60.0
 _QUIET_SECONDS: Final = 5.0  # after the event: long enough for a duplicate to show
-
-
-def _tenant_key(cloud: Any, outputs: dict[str, str], tenant_id: str) -> str:
-    secret, key = api_keys.issue(
-        api_keys.KeyOwner.tenant(tenant_id), now=utc_now(), lifetime=timedelta(days=1), created_by="demo"
-    )
-    key_store.create(key, table=outputs["ApiKeysTableName"], dynamodb=cloud.client("dynamodb"))
-    return secret
 
 
 def _listen(cloud: Any) -> str:
@@ -68,8 +62,9 @@ def approve_one_model(
     event naming it, a second approval changing nothing and sending none."""
     url = _listen(cloud)
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {_tenant_key(cloud, outputs, tenant_id)}"
-    listed = session.get(f"{api_url}/models", timeout=30)
+    session.headers["Authorization"] = f"Bearer {create_operator_key(cloud, outputs)}"
+    models = f"{api_url}/tenants/{tenant_id}/models"
+    listed = session.get(models, timeout=30)
     listed.raise_for_status()
     versions = listed.json()["items"]
     if not versions:
@@ -78,17 +73,17 @@ def approve_one_model(
     version = versions[0]
     print(
         f"\nApproving {tenant_id}'s model version {version['version']} through the API "
-        "(POST /models/{version}/approval):"
+        "(POST /tenants/{tenantId}/models/{version}/approval, operator key):"
     )
     body = {"approvalStatus": "Approved", "description": "approved by make demo"}
-    first = session.post(f"{api_url}/models/{version['version']}/approval", json=body, timeout=30)
+    first = session.post(f"{models}/{version['version']}/approval", json=body, timeout=30)
     first.raise_for_status()
     answer = first.json()
     print(
         f"  {answer['previousStatus']} -> {answer['model']['approvalStatus']} (changed: {answer['changed']})"
     )
     events = _received(cloud, url, seconds=_WAIT_SECONDS, until_first=True)
-    again = session.post(f"{api_url}/models/{version['version']}/approval", json=body, timeout=30)
+    again = session.post(f"{models}/{version['version']}/approval", json=body, timeout=30)
     again.raise_for_status()
     events += _received(cloud, url, seconds=_QUIET_SECONDS, until_first=False)
     ours = [event for event in events if event["detail"]["modelPackageArn"] == version["modelPackageArn"]]
