@@ -179,10 +179,10 @@ def _handoffs(deployed: Deployed, url: str, *, seconds: float, until_first: bool
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not (found and until_first):
-        for message in (
-            deployed.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        ):
+        sqs = deployed.client("sqs")
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
             found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         time.sleep(0.2)
     return found
 
