@@ -58,7 +58,7 @@ def decide(
     """Approve or reject a version. Idempotent: the status it already has changes nothing (no update, so
     no second hand-off); otherwise UpdateModelPackage, and SageMaker's change event drives the hand-off."""
     current = get_version(tenant_id, version, arn_prefix=arn_prefix)
-    if not needs_update(current.approval_status, decision, description, current.approval_description):
+    if not needs_update(current.approval_status, decision):
         return DecisionResult(version=current, previous_status=current.approval_status, changed=False)
     registry.set_approval(current.model_package_arn, decision.value, description)
     updated = registry.describe(current.model_package_arn) or current

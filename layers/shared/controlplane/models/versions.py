@@ -108,10 +108,11 @@ def version_arn(sagemaker_arn_prefix: str, tenant_id: str, version: int) -> str:
     return f"{sagemaker_arn_prefix}:model-package/{model_package_group_name(tenant_id)}/{version}"
 
 
-def needs_update(current: str, decision: Decision, description: str | None, previous: str | None) -> bool:
-    """Idempotent decisions: setting the status a version already has (with the same or no description)
-    changes nothing, so approving twice hands the version off once."""
-    return current != decision.value or (description is not None and description != previous)
+def needs_update(current: str, decision: Decision) -> bool:
+    """Idempotent decisions: the status a version already has changes nothing (not even its description),
+    so approving twice hands the version off once: any update of an approved version would make SageMaker
+    announce it again."""
+    return current != decision.value
 
 
 # ------------------------------------------------------------------ the hand-off event
