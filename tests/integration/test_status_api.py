@@ -197,7 +197,9 @@ def test_a_tenant_approves_its_model_and_one_handoff_event_follows(deployed: Dep
     job_id = "job-" + uuid.uuid4().hex * 2
     arn = _register_version(deployed, tenant_id, job_id)
 
-    listed = _call(deployed, "GET", "/models", key).json()["items"]
+    listed_response = _call(deployed, "GET", "/models", key)
+    assert listed_response.status_code == 200, listed_response.text
+    listed = listed_response.json()["items"]
     assert [(m["version"], m["jobId"], m["approvalStatus"]) for m in listed] == [
         (1, job_id, "PendingManualApproval")
     ]
