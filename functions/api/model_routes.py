@@ -26,6 +26,7 @@ from controlplane.api.models import (
 )
 from controlplane.core.model import utc_now
 from controlplane.models import approval
+from controlplane.models.versions import DecisionResult
 from controlplane.models.views import ApprovalRequest, ApprovalView, ModelVersionPage, ModelVersionView
 from controlplane.observability import bind_job
 from controlplane.settings import get_api_settings
@@ -105,7 +106,7 @@ def _decide(tenant_id: str, version: int, request: ApprovalRequest) -> ApprovalV
     return ApprovalView.of(result)
 
 
-def _audit(result: approval.DecisionResult, request: ApprovalRequest) -> None:
+def _audit(result: DecisionResult, request: ApprovalRequest) -> None:
     context = router.current_event.request_context
     role, tenant_id = _caller()
     key_id = context.authorizer.get("keyId") or context.authorizer.get("principalId") or "unknown"

@@ -28,11 +28,12 @@ USE_CASES = {
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
     "controlplane.jobs.sweep",
+    "controlplane.models.approval",
     "controlplane.tenants.changing",
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
 }
-FEATURES = {"admission", "api", "builds", "core", "jobs", "tenants", "uploads"}
+FEATURES = {"admission", "api", "builds", "core", "jobs", "models", "tenants", "uploads"}
 
 
 def _module_name(path: Path) -> str:

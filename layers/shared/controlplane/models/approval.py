@@ -10,13 +10,12 @@ retried by Lambda and EventBridge, then kept in a dead-letter queue that raises 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from controlplane.core.errors import ConfigurationError
 from controlplane.models import registry_store as registry
 from controlplane.models.versions import (
     ApprovalStatus,
     Decision,
+    DecisionResult,
     HandoffDetail,
     ModelVersion,
     ModelVersionNotFoundError,
@@ -26,13 +25,6 @@ from controlplane.models.versions import (
 )
 from controlplane.observability import logger
 from controlplane.tenants.access_policy import model_package_group_name
-
-
-@dataclass(frozen=True)
-class DecisionResult:
-    version: ModelVersion
-    previous_status: str
-    changed: bool
 
 
 def list_versions(tenant_id: str, *, limit: int, token: str | None) -> tuple[list[ModelVersion], str | None]:

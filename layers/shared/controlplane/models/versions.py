@@ -85,6 +85,15 @@ class ModelVersion:
         return self.group == model_package_group_name(tenant_id) and self.tenant_id == tenant_id
 
 
+@dataclass(frozen=True)
+class DecisionResult:
+    """What a decision did: the version as it is now, its status before, and whether anything changed."""
+
+    version: ModelVersion
+    previous_status: str
+    changed: bool
+
+
 def metrics_of(report: dict[str, Any]) -> Metrics:
     """The evaluation report's metrics (pipeline/steps/evaluate.py writes it): ``validation_metric`` and
     each ``*_metrics`` section's ``{name: {"value": v}}``."""

@@ -7,8 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from controlplane.api.models import ApiModel, ResponseModel
-from controlplane.models.approval import DecisionResult
-from controlplane.models.versions import MAX_DESCRIPTION, Decision, ModelVersion
+from controlplane.models.versions import MAX_DESCRIPTION, Decision, DecisionResult, ModelVersion
 
 
 class MetricsView(ResponseModel):
