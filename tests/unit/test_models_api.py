@@ -357,3 +357,38 @@ def test_a_refused_put_events_fails_the_invocation_so_it_is_retried(
     )
     with pytest.raises(HandoffNotSentError, match="InternalFailure"):
         load_app("model_handoff").lambda_handler(state_change(arn), LambdaContext())
+
+
+def test_an_approved_version_without_its_build_metadata_fails_the_handoff_loudly(
+    api: Callable[..., tuple[int, Any]],
+    load_app: Callable[[str], ModuleType],
+    handoffs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Approved by hand in the console, say, with its job metadata removed: nothing a deployment could
+    use, so the invocation fails (retried, then kept in the alarmed DLQ) rather than announce half of it."""
+    from controlplane.models.versions import IncompleteVersionError  # noqa: PLC0415
+
+    arn = register("acme", 1)
+    sagemaker = aws_client("sagemaker")
+    sagemaker.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", CustomerMetadataPropertiesToRemove=["mlaas:job"]
+    )
+    with pytest.raises(IncompleteVersionError, match="mlaas:job"):
+        load_app("model_handoff").lambda_handler(state_change(arn), LambdaContext())
+    assert handoffs() == []
+
+
+def test_an_approved_version_outside_a_tenant_group_is_not_handed_off(
+    load_app: Callable[[str], ModuleType], handoffs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    arn = register("acme", 1)
+    sagemaker = aws_client("sagemaker")
+    # Its metadata names another tenant than the group's: not a build of this group's tenant.
+    sagemaker.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"mlaas:tenant": "globex"},
+    )
+    result = load_app("model_handoff").lambda_handler(state_change(arn), LambdaContext())
+    assert result == {"handedOff": False, "modelPackageArn": arn}
+    assert handoffs() == []
