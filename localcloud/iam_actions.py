@@ -367,6 +367,10 @@ _SAGEMAKER: dict[str, Rule] = {
     "DeleteModelPackageGroup": _rule("sagemaker", _model_package_group),
     "DeleteModelPackage": _rule("sagemaker", _model_package),
     "DescribeModelPackage": _rule("sagemaker", _model_package),
+    "UpdateModelPackage": _rule(
+        "sagemaker",
+        lambda params, where: _sagemaker_arn("model-package", str(params["ModelPackageArn"]), where),
+    ),
     "ListModelPackages": _rule("sagemaker", _anything),  # no resource-level permissions
     "AddTags": _rule("sagemaker", lambda params, _where: str(params["ResourceArn"])),
 }

@@ -99,6 +99,13 @@ version, because these names are private and change between releases. What each 
    is stored as `int(value)`: a rate of 0.5 requests per second fails and 2.5 becomes 2, while API Gateway
    keeps a double. Wrapped: the rate is stored as a float (the burst stays an integer, as on AWS); the
    local API's throttling (localcloud.api_throttling) reads it.
+22. `moto.sagemaker.models.SageMakerModelBackend.create_model_package` and `.update_model_package` - moto
+   emits no `SageMaker Model Package State Change` event; accepts Tags on a version in a group (SageMaker
+   refuses them: "Tags are not supported in Model Package versions"); and its UpdateModelPackage sets
+   every field the request leaves out to None (an approval alone wiped the version's
+   CustomerMetadataProperties and would wipe its status). Wrapped: Tags with a group are refused as
+   SageMaker refuses them; fields a request leaves out keep their values; after each create and update the
+   event goes on the default bus (localcloud.model_package_events), as SageMaker sends it.
 """
 
 from __future__ import annotations
@@ -149,6 +156,7 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution import Execution as StepFunctionsExecution
 
+from localcloud import model_package_events
 from localcloud.call_recording import CallRecorder
 from localcloud.event_delivery import EventDelivery
 from localcloud.lambda_runtime import Invocation, LambdaRuntime
@@ -374,6 +382,30 @@ def delete_model_package_group(self: SageMakerResponse) -> ActionResult:
         raise ConflictException(f"Model package group {name} still contains model packages.")
     del backend.model_package_groups[name]
     return ActionResult({})
+
+
+# ----------------------------------------------------------------- 22. model package events
+
+
+def _create_model_package(self: SageMakerModelBackend, *args: Any, **kwargs: Any) -> str:
+    if kwargs.get("model_package_group_name") and kwargs.get("tags"):
+        raise ValidationError(
+            message="Tags are not supported in Model Package versions. "
+            "Please add them to the Model Package Group."
+        )
+    arn: str = _original(SageMakerModelBackend, "create_model_package")(self, *args, **kwargs)
+    model_package_events.announce(
+        self.describe_model_package(arn), account_id=self.account_id, region=self.region_name
+    )
+    return arn
+
+
+def _update_model_package(self: SageMakerModelBackend, model_package_arn: str, **kwargs: Any) -> str:
+    package = self.describe_model_package(model_package_arn)
+    kwargs = model_package_events.keeping_unset_fields(package, kwargs)
+    arn: str = _original(SageMakerModelBackend, "update_model_package")(self, model_package_arn, **kwargs)
+    model_package_events.announce(package, account_id=self.account_id, region=self.region_name)
+    return arn
 
 
 class MotoPipelineStore:
@@ -755,6 +787,8 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     (SageMakerResponse, "stop_pipeline_execution", _stop_pipeline_execution),
     (SageMakerResponse, "delete_model_package", delete_model_package),
     (SageMakerResponse, "delete_model_package_group", delete_model_package_group),
+    (SageMakerModelBackend, "create_model_package", _create_model_package),
+    (SageMakerModelBackend, "update_model_package", _update_model_package),
     (state_module, "datetime", _StateEnteredClock),
     (DynamoHandler, "call_action", _serialized_dynamodb_call_action),
     (BaseExecutionWorkerCommunication, "terminated", _execution_terminated),

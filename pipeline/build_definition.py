@@ -44,6 +44,11 @@ from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 DEFINITION_PATH = HERE / "definition.json"
+# The tag keys have one definition, in the shared layer (controlplane/core/tags.py: plain data).
+_SHARED_LAYER = str(HERE.parent / "layers" / "shared")
+if _SHARED_LAYER not in sys.path:
+    sys.path.insert(0, _SHARED_LAYER)
+from controlplane.core import tags as build_tags  # noqa: E402
 
 # The names the state machine passes (docs/contracts.md), in that order.
 PARAMETER_NAMES = (
@@ -68,7 +73,9 @@ PARAMETER_NAMES = (
 CODE_URI_PLACEHOLDER = "${PipelineCodeUri}"
 REGION_PLACEHOLDER = "${Region}"
 PROBLEM_TYPES = ("binary_classification", "regression")
-COST_TAG_PARAMETERS = {"mlaas:tenant": "TenantId", "mlaas:tier": "Tier", "mlaas:job": "JobId"}
+# Each build tag's value is a pipeline parameter: on every job (Tags) and on the registered model version
+# (CustomerMetadataProperties: a version in a group cannot carry tags, see controlplane/core/tags.py).
+COST_TAG_PARAMETERS = dict(zip(build_tags.BUILD_TAGS, ("TenantId", "Tier", "JobId"), strict=True))
 
 # The vendor's algorithm settings: fixed for every tenant (not pipeline parameters).
 ALGORITHM_HYPERPARAMETERS = {
@@ -350,11 +357,7 @@ def _build(stack: contextlib.ExitStack[bool | None]) -> dict[str, Any]:
             model_metrics=ModelMetrics(
                 model_statistics=MetricsSource(s3_uri=evaluation_uri, content_type="application/json")
             ),
-            customer_metadata_properties={
-                "mlaas:tenant": tenant_id,
-                "mlaas:tier": tier,
-                "mlaas:job": job_id,
-            },
+            customer_metadata_properties={key: parameters[name] for key, name in COST_TAG_PARAMETERS.items()},
         )
         below = FailStep(
             name=f"MetricBelowThreshold{suffix}",

@@ -3,7 +3,8 @@
     python -m scripts.cli [--url URL] [--key KEY] COMMAND ...
 
 The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
-``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel) need a tenant key; operator commands (onboard,
+``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel, models, approve, reject) need a tenant key (with
+``--tenant``, models/approve/reject are operator commands); operator commands (onboard,
 tenants, tiers, tier-limit, account-cap, offboard, audit, keys --tenant) an operator key; ``keys`` without
 ``--tenant`` manages the caller's own keys (a tenant's, or the operator keys). ``dlq list`` /
 ``dlq redrive`` talk to SQS directly (AWS credentials, ``--stack``, ``--endpoint-url`` for the emulator),
@@ -205,6 +206,54 @@ def _cancel(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     state = "cancelled" if job["status"] == "CANCELLED" else f"cancel requested (status now {job['status']})"
     print(f"{job['jobId']}: {state}", file=out)
     return 0
+
+
+MODEL_COLUMNS: Final = (
+    ("version", "version"),
+    ("approval", "approvalStatus"),
+    ("metric", "metric"),
+    ("job", "jobId"),
+    ("created", "createdAt"),
+    ("note", "approvalDescription"),
+)
+
+
+def _models_path(args: argparse.Namespace, version: int | None = None, action: str = "") -> str:
+    base = f"/tenants/{args.tenant}/models" if args.tenant else "/models"
+    return base + (f"/{version}" if version is not None else "") + action
+
+
+def _model_row(model: dict[str, Any]) -> dict[str, Any]:
+    metrics = model.get("metrics") or {}
+    metric = (
+        f"{metrics['name']}={metrics['value']:.3f}"
+        if metrics.get("name") and metrics.get("value") is not None
+        else None
+    )
+    return model | {"metric": metric}
+
+
+def _models(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    items = _all_pages(send, _models_path(args), {"limit": "100"})
+    print(table([_model_row(model) for model in items], MODEL_COLUMNS), file=out)
+    return 0
+
+
+def _decide(status: str) -> Callable[[argparse.Namespace, Send, TextIO], int]:
+    def run(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+        body = {"approvalStatus": status} | ({"description": args.description} if args.description else {})
+        result = call(send, "POST", _models_path(args, args.version, "/approval"), body=body)
+        model = result["model"]
+        if result["changed"]:
+            change = f"{result['previousStatus']} -> {model['approvalStatus']}"
+            if model["approvalStatus"] == "Approved":
+                change += " (hand-off event: Model Version Approved, source mlaas.controlplane)"
+        else:
+            change = f"already {model['approvalStatus']}: nothing changed"
+        print(f"version {model['version']} ({model['modelPackageArn']}): {change}", file=out)
+        return 0
+
+    return run
 
 
 def _onboard(args: argparse.Namespace, send: Send, out: TextIO) -> int:
@@ -460,6 +509,21 @@ def parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel one of my jobs (tenant)")
     cancel.add_argument("job_id")
     cancel.set_defaults(run=_cancel)
+
+    models = commands.add_parser(
+        "models", help="my model versions: approval, metric, building job (tenant; --tenant: operator)"
+    )
+    models.add_argument("--tenant", help="a tenant's versions (operator)")
+    models.set_defaults(run=_models)
+    for name, status, what in (
+        ("approve", "Approved", "hand a version off to deployment"),
+        ("reject", "Rejected", "reject a version"),
+    ):
+        decide = commands.add_parser(name, help=f"{what} (tenant; --tenant: operator)")
+        decide.add_argument("version", type=int)
+        decide.add_argument("--description", help="why (kept as the version's ApprovalDescription)")
+        decide.add_argument("--tenant", help="a tenant's version (operator)")
+        decide.set_defaults(run=_decide(status))
 
     onboard = commands.add_parser("onboard", help="onboard a tenant; prints its API key once (operator)")
     onboard.add_argument("tenant_id")

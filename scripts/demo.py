@@ -26,6 +26,7 @@ from localcloud import LocalCloud
 from localcloud.__main__ import console_mounts
 from localcloud.console import ConsoleServer
 from scripts.api_keys import create_operator_key
+from scripts.demo_handoff import approve_one_model
 from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
 from scripts.local import console_link
 from scripts.sample_data import SAMPLE_TENANTS, demo_uploads
@@ -118,6 +119,20 @@ def _print_summary(summary: dict[str, Any], executions: int, runner: str) -> boo
         below_threshold = [job for job in failed if "threshold" in " ".join(job["reasons"])]
         ok &= len(below_threshold) == 1
     return bool(ok)
+
+
+def _hand_off_one_model(
+    cloud: LocalCloud, stack: Any, outputs: dict[str, str], summary: dict[str, Any]
+) -> bool:
+    """Approve one registered model through the API and show its hand-off event (scripts/demo_handoff)."""
+    tenant_id = next((figures["tenant"] for figures in summary["tiers"].values() if figures["models"]), None)
+    if tenant_id is None:
+        print("\nFAILED: no model version was registered, so none could be approved", file=sys.stderr)
+        return False
+    summary["handoff"], ok = approve_one_model(
+        cloud, cloud.api_url(stack, "ControlPlaneApi"), outputs, tenant_id
+    )
+    return ok
 
 
 def main() -> int:
@@ -223,6 +238,7 @@ def main() -> int:
         )
         models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
         summary = _summary(limits, jobs_by_tenant, executions, models, runner)
+        handoff_ok = runner == "simulated" or _hand_off_one_model(cloud, stack, outputs, summary)
         # Every AWS call the functions and the state machine made, against their roles' statements.
         permissions = cloud.permission_report()
         summary["permissions"] = {
@@ -257,7 +273,7 @@ def _report(summary: dict[str, Any], executions: int, runner: str, permissions: 
     ok = _print_summary(summary, executions, runner)
     print()
     print("\n".join(permissions.summary_lines()))
-    ok &= permissions.ok
+    ok &= permissions.ok and handoff_ok
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
     verdict = "every job terminal, no tier above its limit, every AWS call allowed"
     print("RESULT: " + (verdict if ok else "FAILED: see above"))

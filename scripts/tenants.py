@@ -58,7 +58,7 @@ def onboard(clients: Any, outputs: dict[str, str], tenant: SampleTenant) -> dict
     sagemaker.create_model_package_group(
         ModelPackageGroupName=group,
         ModelPackageGroupDescription=f"Models built for tenant {tenant.tenant_id}",
-        Tags=[{"Key": "mlaas:tenant", "Value": tenant.tenant_id}],
+        Tags=[{"Key": tenant_access.TENANT_TAG, "Value": tenant.tenant_id}],
     )
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     item = {

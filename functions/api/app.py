@@ -8,6 +8,7 @@ docs/openapi.json is generated from these routes (make openapi).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
@@ -80,6 +81,7 @@ from controlplane.core.model import Tier, utc_now
 from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import cancel_job
 from controlplane.jobs.lifecycle import JobStatus
+from controlplane.models.versions import ModelVersionNotFoundError
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import store as tenants
@@ -101,6 +103,11 @@ if __package__:
 else:
     from operator_jobs import router as operator_jobs  # type: ignore[no-redef]
 app.include_router(operator_jobs)
+
+# Routes of other features, each a Powertools Router in a module beside this one. On Lambda (and in the
+# emulator) this folder is the import root; tests and scripts import the package functions.api.
+for _routes in ("model_routes",):
+    app.include_router(importlib.import_module(f"{__package__}.{_routes}" if __package__ else _routes).router)
 
 _EARLIEST: Final = "0000-01-01T00:00:00.000Z"
 _LATEST: Final = "9999-12-31T23:59:59.999Z"
@@ -144,6 +151,11 @@ def _key_not_changeable(error: KeyNotChangeableError) -> Response[str]:
 @app.exception_handler(KeyRequestError)  # type: ignore[untyped-decorator]
 def _key_request_refused(error: KeyRequestError) -> Response[str]:
     return _problem(400, str(error))
+
+
+@app.exception_handler(ModelVersionNotFoundError)  # type: ignore[untyped-decorator]
+def _no_such_model_version(error: ModelVersionNotFoundError) -> Response[str]:
+    return _problem(404, "no such model version")  # the same for another tenant's version
 
 
 @app.exception_handler(InvalidPageTokenError)  # type: ignore[untyped-decorator]

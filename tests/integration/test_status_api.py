@@ -129,3 +129,107 @@ def test_every_request_leaves_an_access_log_line_naming_the_caller(deployed: Dep
     assert refused[-1]["role"] == "-"
     assert refused[-1]["error"] == "Unauthorized"
     assert all(line["requestId"] and line["responseLatency"] != "-" for line in lines)
+
+
+def _register_version(deployed: Deployed, tenant_id: str, job_id: str) -> str:
+    """A model version as the pipeline's register step creates one (the simulated runner registers none)."""
+    bucket = deployed.outputs["ArtifactsBucketName"]
+    prefix = f"tenants/{tenant_id}/jobs/{job_id}/model"
+    report = {"validation_metric": {"name": "auc", "value": 0.83}, "binary_classification_metrics": {}}
+    deployed.client("s3").put_object(
+        Bucket=bucket, Key=f"{prefix}/evaluation/evaluation.json", Body=json.dumps(report).encode()
+    )
+    return str(
+        deployed.client("sagemaker").create_model_package(
+            ModelPackageGroupName=f"{tenant_id}-models",
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [{"Image": "sklearn", "ModelDataUrl": f"s3://{bucket}/{prefix}/model.tar.gz"}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            ModelMetrics={
+                "ModelQuality": {
+                    "Statistics": {
+                        "ContentType": "application/json",
+                        "S3Uri": f"s3://{bucket}/{prefix}/evaluation/evaluation.json",
+                    }
+                }
+            },
+            CustomerMetadataProperties={
+                "mlaas:tenant": tenant_id,
+                "mlaas:tier": "basic",
+                "mlaas:job": job_id,
+            },
+        )["ModelPackageArn"]
+    )
+
+
+def _handoff_queue(deployed: Deployed, name: str) -> str:
+    sqs, events = deployed.client("sqs"), deployed.client("events")
+    url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["mlaas.controlplane"], "detail-type": ["Model Version Approved"]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
+def _handoffs(deployed: Deployed, url: str, *, seconds: float, until_first: bool) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (found and until_first):
+        sqs = deployed.client("sqs")
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        time.sleep(0.2)
+    return found
+
+
+def test_a_tenant_approves_its_model_and_one_handoff_event_follows(deployed: Deployed) -> None:
+    """Over HTTP, through the authorizer: GET /models, the approval, another tenant's 404, and the hand-off
+    (SageMaker's state change event in the emulator -> model_handoff -> the default bus) exactly once."""
+    operator = create_operator_key(deployed.cloud, deployed.outputs)
+    tenant_id, other_id = f"mdl-{uuid.uuid4().hex[:8]}", f"mdl-{uuid.uuid4().hex[:8]}"
+    key, other_key = _onboard(deployed, operator, tenant_id), _onboard(deployed, operator, other_id)
+    queue = _handoff_queue(deployed, f"handoffs-{tenant_id}")
+    job_id = "job-" + uuid.uuid4().hex * 2
+    arn = _register_version(deployed, tenant_id, job_id)
+
+    listed_response = _call(deployed, "GET", "/models", key)
+    assert listed_response.status_code == 200, listed_response.text
+    listed = listed_response.json()["items"]
+    assert [(m["version"], m["jobId"], m["approvalStatus"]) for m in listed] == [
+        (1, job_id, "PendingManualApproval")
+    ]
+    assert listed[0]["metrics"]["value"] == 0.83
+    assert _call(deployed, "GET", "/models", other_key).json()["items"] == []
+    # Another tenant's version 1 answers exactly as its own missing version 2 does.
+    approve = {"approvalStatus": "Approved"}
+    theirs = _call(deployed, "POST", "/models/1/approval", other_key, json=approve)
+    missing = _call(deployed, "POST", "/models/2/approval", key, json=approve)
+    assert (
+        (theirs.status_code, theirs.json())
+        == (missing.status_code, missing.json())
+        == (
+            404,
+            {"statusCode": 404, "message": "no such model version"},
+        )
+    )
+    assert _call(deployed, "GET", "/models/1", other_key).json() == missing.json()
+
+    first = _call(deployed, "POST", "/models/1/approval", key, json=approve | {"description": "ok"})
+    assert (first.status_code, first.json()["changed"]) == (200, True)
+    events = _handoffs(deployed, queue, seconds=QUIET_SECONDS, until_first=True)
+    again = _call(deployed, "POST", "/models/1/approval", key, json=approve)
+    assert again.json()["changed"] is False
+    events += _handoffs(deployed, queue, seconds=5.0, until_first=False)  # a duplicate would show by then
+    assert len(events) == 1, events
+    detail = events[0]["detail"]
+    assert (detail["tenantId"], detail["jobId"], detail["modelPackageArn"]) == (tenant_id, job_id, arn)
+    assert detail["tags"] == {"mlaas:tenant": tenant_id, "mlaas:tier": "basic", "mlaas:job": job_id}
+    # The group carries the tenant tag (ListTags), the version its tags as metadata.
+    group_arn = arn.rsplit("/", 1)[0].replace(":model-package/", ":model-package-group/")
+    tags = deployed.client("sagemaker").list_tags(ResourceArn=group_arn)["Tags"]
+    assert {"Key": "mlaas:tenant", "Value": tenant_id} in tags

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from localcloud import DeployError, LocalCloud, Stack, wait_for
 
@@ -694,3 +695,47 @@ def test_stopping_an_execution_that_waits_for_its_task_token_aborts_it_at_once(
     assert raised.value.response["Error"]["Code"] in {"InvalidToken", "TaskDoesNotExist", "TaskTimedOut"}
     time.sleep(0.5)
     assert len(_execution_changes(cloud, stack, execution_arn)) == 1
+
+
+def test_model_packages_are_announced_kept_and_untaggable_as_on_sagemaker(cloud: LocalCloud) -> None:
+    """Seam 22: a state change event on the default bus after each create and update; an update keeps
+    what it does not name; Tags on a version in a group are refused as SageMaker refuses them."""
+    sagemaker, sqs, events = cloud.client("sagemaker"), cloud.client("sqs"), cloud.client("events")
+    group = f"t{uuid.uuid4().hex[:8]}-models"
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    url = sqs.create_queue(QueueName=f"changes-{group}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {"ModelPackageGroupName": [group]},
+    }
+    events.put_rule(Name=f"changes-{group}", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=f"changes-{group}", Targets=[{"Id": "q", "Arn": queue_arn}])
+    request: dict[str, Any] = {
+        "ModelPackageGroupName": group,
+        "ModelApprovalStatus": "PendingManualApproval",
+        "InferenceSpecification": {
+            "Containers": [{"Image": "image", "ModelDataUrl": "s3://bucket/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        "CustomerMetadataProperties": {"mlaas:job": "job-1"},
+    }
+    with pytest.raises(ClientError, match="Tags are not supported in Model Package versions"):
+        sagemaker.create_model_package(**request, Tags=[{"Key": "mlaas:tenant", "Value": "t"}])
+    arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    package = sagemaker.describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["CustomerMetadataProperties"] == {"mlaas:job": "job-1"}
+
+    statuses: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(statuses) < 2 and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            event = json.loads(message["Body"])
+            assert event["source"] == "aws.sagemaker"
+            assert event["resources"] == [arn]
+            statuses.append(event["detail"]["ModelApprovalStatus"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert statuses == ["PendingManualApproval", "Approved"]

@@ -17,10 +17,20 @@ import pytest
 from pipeline_testing import definition as load_definition
 from pipeline_testing import definition_text as load_definition_text
 
+from controlplane.core import tags
 from pipeline import build_definition
 
 ROOT = Path(__file__).resolve().parents[2]
-COST_TAGS = {"mlaas:tenant": "TenantId", "mlaas:tier": "Tier", "mlaas:job": "JobId"}
+# The tag keys from their one definition; each value is the build's own parameter.
+COST_TAGS = dict(zip(tags.BUILD_TAGS, ("TenantId", "Tier", "JobId"), strict=True))
+# Every SageMaker Pipelines step type, by what it creates. A step that creates a taggable resource must
+# carry the three build tags (Arguments.Tags); a RegisterModel step creates a model package version,
+# which SageMaker refuses to tag ("Tags are not supported in Model Package versions"), so it carries them
+# as CustomerMetadataProperties and no Tags. A step type not listed here fails the tags test until it is
+# classified.
+TAGGED_STEP_TYPES = {"Processing", "Training", "Tuning", "Transform", "Model", "AutoML", "EMR"}
+METADATA_TAGGED_STEP_TYPES = {"RegisterModel"}
+UNTAGGED_STEP_TYPES = {"Condition", "Fail", "Lambda", "Callback", "QualityCheck", "ClarifyCheck"}
 EXPECTED_TYPES = {
     "MetricThreshold": "Float",
     "ProcessingInstanceCount": "Integer",
@@ -138,6 +148,27 @@ def test_every_job_carries_the_cost_tags_from_parameters(definition: dict[str, A
     for step in jobs(definition):
         tags = {tag["Key"]: tag["Value"] for tag in step["Arguments"]["Tags"]}
         assert tags == {key: get(name) for key, name in COST_TAGS.items()}, step["Name"]
+
+
+def test_every_step_that_creates_a_resource_carries_the_build_tags(definition: dict[str, Any]) -> None:
+    """Tenant, tier and job on everything a build creates, from the build's own parameters."""
+    expected = {key: get(name) for key, name in COST_TAGS.items()}
+    seen = set()
+    for step in all_steps(definition["Steps"]):
+        kind, arguments = step["Type"], step.get("Arguments", {})
+        seen.add(kind)
+        if kind in TAGGED_STEP_TYPES:
+            found = {tag["Key"]: tag["Value"] for tag in arguments.get("Tags", [])}
+            assert {key: found.get(key) for key in expected} == expected, step["Name"]
+        elif kind in METADATA_TAGGED_STEP_TYPES:
+            assert "Tags" not in arguments, f"{step['Name']}: a model package version cannot be tagged"
+            metadata = arguments.get("CustomerMetadataProperties", {})
+            assert {key: metadata.get(key) for key in expected} == expected, step["Name"]
+        else:
+            assert kind in UNTAGGED_STEP_TYPES, (
+                f"{step['Name']}: classify step type {kind!r} for the tags test"
+            )
+    assert {"Processing", "Training", "RegisterModel"} <= seen
 
 
 def test_every_output_lands_under_the_job_scoped_model_output_uri(definition: dict[str, Any]) -> None:

@@ -285,6 +285,7 @@ def test_every_asynchronously_invoked_function_keeps_its_failed_events_in_an_ala
         "OffboardTenantsFunction",
         "PipelineEventsFunction",
         "ExecutionEventsFunction",
+        "ModelHandoffFunction",
         "SeedTiersFunction",
         "ProvisionPipelineFunction",
     } <= set(invoked)

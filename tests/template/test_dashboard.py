@@ -109,7 +109,7 @@ def test_every_function_dead_letter_queue_and_tier_queue_is_on_it(
     dead_letter_queues = [name for name in queues if name.endswith("DeadLetterQueue")]
     tier_queues = [f"{tier.value.title()}Queue" for tier in Tier]
     assert len(functions) >= 10
-    assert len(dead_letter_queues) == 9
+    assert len(dead_letter_queues) == 10
     assert set(tier_queues) <= set(queues)
     for name in functions:
         assert f'"FunctionName","${{{name}}}"' in body_text, name

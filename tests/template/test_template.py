@@ -463,8 +463,8 @@ def test_failed_event_invocations_are_kept_in_an_encrypted_dead_letter_queue(
 
 _DELETING = re.compile(
     r"^(s3:Delete\w*|s3:ListBucketVersions|iam:Delete\w*|iam:ListRolePolicies|sagemaker:Delete\w*|"
-    r"sagemaker:ListModelPackages|dynamodb:DeleteItem|dynamodb:BatchWriteItem)$"
-)
+    r"dynamodb:DeleteItem|dynamodb:BatchWriteItem)$"
+)  # sagemaker:ListModelPackages is a read: GET /models lists a tenant's versions (no resource-level scope)
 
 
 def _statement_actions(statement: dict[str, Any]) -> list[str]:

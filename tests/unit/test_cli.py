@@ -14,8 +14,10 @@ from conftest import job_id_for, queued_job
 from scripts import cli
 from tests.unit import test_api
 from tests.unit.test_api import OPERATOR, put_job, tenant
+from tests.unit.test_models_api import register, sagemaker_updates_like_aws
 
 api = test_api.api  # the status API fixture
+__all__ = ["sagemaker_updates_like_aws"]  # autouse: UpdateModelPackage keeps what it is not asked to change
 pytestmark = pytest.mark.usefixtures("aws")
 
 
@@ -254,3 +256,27 @@ def test_onboard_declares_the_targets_values(
     )
     assert code == 1
     assert "for binary_classification only" in capsys.readouterr().err
+
+
+def test_models_approve_and_reject(api: Callable[..., tuple[int, Any]], table: Any) -> None:
+    register("acme", 1, auc=0.8123)
+    register("acme", 2, auc=0.9)
+    code, text = run(api, tenant("acme"), "models")
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0].split() == ["version", "approval", "metric", "job", "created", "note"]
+    assert lines[1].split()[:4] == ["2", "PendingManualApproval", "auc=0.900", job_id_for(2)]
+    assert lines[2].split()[:3] == ["1", "PendingManualApproval", "auc=0.812"]
+    code, text = run(api, tenant("acme"), "approve", "2", "--description", "ship it")
+    assert code == 0, text
+    assert "PendingManualApproval -> Approved (hand-off event: Model Version Approved" in text
+    code, text = run(api, tenant("acme"), "approve", "2")
+    assert text.strip().endswith("already Approved: nothing changed")
+    code, text = run(api, tenant("globex"), "approve", "2")
+    assert code == 1  # another tenant's version: a 404
+    table("TENANTS_TABLE_NAME").put_item(Item={"tenantId": "acme", "tier": "basic", "status": "ACTIVE"})
+    code, text = run(api, OPERATOR, "reject", "1", "--tenant", "acme", "--description", "too weak")
+    assert code == 0, text
+    assert "PendingManualApproval -> Rejected" in text
+    code, text = run(api, OPERATOR, "models", "--tenant", "acme")
+    assert [line.split()[1] for line in text.splitlines()[1:]] == ["Approved", "Rejected"]

@@ -29,12 +29,13 @@ USE_CASES = {
     "controlplane.jobs.closing",
     "controlplane.jobs.following",
     "controlplane.jobs.sweep",
+    "controlplane.models.approval",
     "controlplane.tenants.changing",
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
     "controlplane.uploads.large_validation",
 }
-FEATURES = {"admission", "api", "builds", "core", "jobs", "tenants", "uploads"}
+FEATURES = {"admission", "api", "builds", "core", "jobs", "models", "tenants", "uploads"}
 
 
 def _module_name(path: Path) -> str:

@@ -35,7 +35,19 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/jobs",
         "/tenants/{tenantId}/jobs/{jobId}",
         "/tenants/{tenantId}/jobs/{jobId}/execution",
+        "/models",
+        "/models/{version}",
+        "/models/{version}/approval",
+        "/tenants/{tenantId}/models",
+        "/tenants/{tenantId}/models/{version}",
+        "/tenants/{tenantId}/models/{version}/approval",
     }
+    assert (
+        {"post"}
+        == set(paths["/models/{version}/approval"])
+        == set(paths["/tenants/{tenantId}/models/{version}/approval"])
+    )
+    assert "ApprovalRequest" in document["components"]["schemas"]
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs"]) == set(paths["/tenants/{tenantId}/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs/{jobId}/execution"])

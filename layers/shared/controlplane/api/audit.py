@@ -31,6 +31,7 @@ class AuditAction(StrEnum):
     KEY_CREATED = "key.create"
     KEY_ROTATED = "key.rotate"
     KEY_REVOKED = "key.revoke"
+    MODEL_DECIDED = "model.approval"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import re
 from typing import Any, Final
 from urllib.parse import unquote
 
+from controlplane.core import tags
 from controlplane.uploads.keys import UNKNOWN_TENANT
 
 # Narrower than uploads.TENANT_ID_PATTERN: the id becomes part of an IAM role name (64 characters at most)
@@ -20,7 +21,7 @@ ONBOARDING_TENANT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$"
 _ONBOARDING_TENANT_ID: Final = re.compile(ONBOARDING_TENANT_ID_PATTERN)
 ROLE_NAME_PREFIX: Final = "mlaas-tenant-"
 ROLE_POLICY_NAME: Final = "own-data-only"
-TENANT_TAG: Final = "mlaas:tenant"
+TENANT_TAG: Final = tags.TENANT_TAG  # the boundary's ABAC key (controlplane.core.tags)
 
 
 # Ids the system itself files things under; a tenant onboarded with one would see what is not its own.
