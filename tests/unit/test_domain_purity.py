@@ -24,6 +24,7 @@ USE_CASES = {
     "controlplane.api.authorizing",
     "controlplane.api.key_lifecycle",
     "controlplane.builds.reconciling",
+    "controlplane.builds.recording",
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
@@ -32,7 +33,7 @@ USE_CASES = {
     "controlplane.tenants.offboarding",
     "controlplane.tenants.onboarding",
 }
-FEATURES = {"admission", "api", "builds", "core", "jobs", "tenants", "uploads"}
+FEATURES = {"admission", "api", "builds", "core", "jobs", "tenants", "uploads", "usage"}
 
 
 def _module_name(path: Path) -> str:
