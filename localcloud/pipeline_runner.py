@@ -145,7 +145,7 @@ def _simulated_plan(parameters: Mapping[str, str]) -> list[tuple[str, str, dict[
     """(step name, job kind, the job's instance settings) of the shared pipeline's path for these
     parameters: Preprocess, then Train and Evaluate on spot or on-demand capacity."""
     branch = "Spot" if parameters.get("UseSpotInstances", "false").lower() == "true" else "OnDemand"
-    processing = {
+    processing: dict[str, object] = {
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceType": parameters.get("ProcessingInstanceType", "ml.m5.large"),
@@ -154,7 +154,7 @@ def _simulated_plan(parameters: Mapping[str, str]) -> list[tuple[str, str, dict[
             }
         }
     }
-    training = {
+    training: dict[str, object] = {
         "ResourceConfig": {
             "InstanceType": parameters.get("TrainingInstanceType", "ml.m5.large"),
             "InstanceCount": int(parameters.get("TrainingInstanceCount", "1")),

@@ -8,6 +8,7 @@ docs/openapi.json is generated from these routes (make openapi).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
@@ -94,6 +95,11 @@ settings = get_settings()
 api_settings = get_api_settings()
 
 app = APIGatewayRestResolver(enable_validation=True)
+# Routes of their own module, beside this one: imported as "usage_routes" on Lambda (the function's folder
+# is the import root), as functions.api.usage_routes in tests and by make openapi.
+app.include_router(
+    importlib.import_module(f"{__package__}.usage_routes" if __package__ else "usage_routes").router
+)
 
 _EARLIEST: Final = "0000-01-01T00:00:00.000Z"
 _LATEST: Final = "9999-12-31T23:59:59.999Z"

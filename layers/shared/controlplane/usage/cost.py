@@ -85,3 +85,16 @@ def job_cost(results: BuildResults, *, tier: str, ended_at: str) -> JobCost:
         lines=lines,
         unpriced=unpriced,
     )
+
+
+class MonthUsage(CamelModel):
+    """One month of a tenant's (or a tier's) usage, as its counters stand."""
+
+    month: str
+    tenant_id: str | None = None
+    tier: str | None = None
+    jobs: int = 0
+    billable_seconds: float = 0.0
+    compute_usd: float = 0.0
+    control_plane_usd: float = 0.0
+    cost_usd: float = 0.0

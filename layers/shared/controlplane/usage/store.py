@@ -23,33 +23,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
-from pydantic import Field
 
 from controlplane.core import dynamo
 from controlplane.core.clients import client
-from controlplane.core.model import CamelModel
 from controlplane.jobs import store as jobs
 from controlplane.settings import get_settings
-from controlplane.usage.cost import JobCost
+from controlplane.usage.cost import JobCost, MonthUsage
 
 MONTH_COST_INDEX: Final = "month-cost"
 MONTH_PAGE_KEYS: Final = frozenset({"scope", "month", "usageMonth", "costUsd"})
 TENANT_PAGE_KEYS: Final = frozenset({"scope", "month"})
 _TENANT: Final = "tenant#"
 _TIER: Final = "tier#"
-
-
-class MonthUsage(CamelModel):
-    """One month of a tenant's (or a tier's) usage, as its counters stand."""
-
-    month: str
-    tenant_id: str | None = None
-    tier: str | None = None
-    jobs: int = 0
-    billable_seconds: float = 0.0
-    compute_usd: float = 0.0
-    control_plane_usd: float = 0.0
-    cost_usd: float = Field(default=0.0)
 
 
 def _table() -> str:
