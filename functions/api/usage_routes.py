@@ -69,7 +69,7 @@ def _tenant_page(tenant_id: str, limit: int, next_token: str | None) -> UsagePag
 @router.get(
     "/usage",
     summary="Usage by month: a tenant's own months; operators: every tenant of ?month=, costliest first",
-    tags=["tenant", "operator"],
+    tags=["usage"],
 )
 def get_usage(
     month: Annotated[

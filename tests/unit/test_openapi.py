@@ -32,7 +32,13 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/keys/{keyId}",
         "/tenants/{tenantId}/keys/{keyId}/rotate",
         "/audit",
+        "/usage",
+        "/tenants/{tenantId}/usage",
     }
+    assert {"get"} == set(paths["/usage"]) == set(paths["/tenants/{tenantId}/usage"])
+    assert {"month", "limit", "nextToken"} <= {p["name"] for p in paths["/usage"]["get"]["parameters"]}
+    job = document["components"]["schemas"]["JobView"]["properties"]
+    assert {"modelPackageArn", "metrics", "billableSeconds", "costUsd", "results", "cost"} <= set(job)
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
     assert {"get", "post"} == set(paths["/tenants"])
