@@ -367,6 +367,14 @@ _SAGEMAKER: dict[str, Rule] = {
     "DeleteModelPackageGroup": _rule("sagemaker", _model_package_group),
     "DeleteModelPackage": _rule("sagemaker", _model_package),
     "DescribeModelPackage": _rule("sagemaker", _model_package),
+    "DescribeProcessingJob": _rule(
+        "sagemaker",
+        lambda params, where: _sagemaker_arn("processing-job", str(params["ProcessingJobName"]), where),
+    ),
+    "DescribeTrainingJob": _rule(
+        "sagemaker",
+        lambda params, where: _sagemaker_arn("training-job", str(params["TrainingJobName"]), where),
+    ),
     "ListModelPackages": _rule("sagemaker", _anything),  # no resource-level permissions
     "AddTags": _rule("sagemaker", lambda params, _where: str(params["ResourceArn"])),
 }

@@ -26,7 +26,11 @@ def record_build_results(job: Job, outcome: PipelineOutcome, *, now: str) -> boo
         results = results_store.read(outcome.pipeline_execution_arn, pipeline_failure_reason=failure)
         cost = job_cost(results, tier=tier, ended_at=outcome.at)
         recorded = usage.record_job_cost(
-            job.job_id, tenant_id=job.tenant_id, results=results.wire(), cost=cost, now=now
+            job.job_id,
+            tenant_id=job.tenant_id,
+            results=results.model_dump(mode="json", by_alias=True, exclude_none=True),
+            cost=cost,
+            now=now,
         )
     except Exception:
         logger.exception("Could not record the build's results and cost")

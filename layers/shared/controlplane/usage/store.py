@@ -20,6 +20,7 @@ sharding would be needed; builds end at a few per second.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -28,13 +29,20 @@ from controlplane.core import dynamo
 from controlplane.core.clients import client
 from controlplane.jobs import store as jobs
 from controlplane.settings import get_settings
-from controlplane.usage.cost import JobCost, MonthUsage
+from controlplane.usage.cost import DIGITS, JobCost, MonthUsage
 
 MONTH_COST_INDEX: Final = "month-cost"
 MONTH_PAGE_KEYS: Final = frozenset({"scope", "month", "usageMonth", "costUsd"})
 TENANT_PAGE_KEYS: Final = frozenset({"scope", "month"})
 _TENANT: Final = "tenant#"
 _TIER: Final = "tier#"
+
+
+def _fixed(value: float, digits: int) -> Decimal:
+    """Fixed-point text ("0.00052034", never "5.2034E-4"): the amounts are rounded to ``digits`` already,
+    and moto's ADD cannot parse exponents (DynamoDB can)."""
+    fixed = Decimal(f"{value:.{digits}f}")
+    return fixed if fixed else Decimal(0)  # Decimal("0.000") prints as "0E-3"
 
 
 def _table() -> str:
@@ -51,10 +59,10 @@ def _counters(key: Mapping[str, str], cost: JobCost, sets: Mapping[str, str]) ->
     }
     values: dict[str, Any] = {f":{name}": value for name, value in sets.items()} | {
         ":one": 1,
-        ":seconds": cost.billable_seconds,
-        ":compute": cost.compute_usd,
-        ":controlPlane": cost.control_plane_usd,
-        ":cost": cost.total_usd,
+        ":seconds": _fixed(cost.billable_seconds, 3),
+        ":compute": _fixed(cost.compute_usd, DIGITS),
+        ":controlPlane": _fixed(cost.control_plane_usd, DIGITS),
+        ":cost": _fixed(cost.total_usd, DIGITS),
     }
     assignments = ", ".join(f"#{name} = :{name}" for name in sets)
     return {
@@ -78,7 +86,12 @@ def record_job_cost(
     """Record the job's results and cost and count them in its tenant's and tier's month, in one
     transaction. False when they were recorded before (the job's costRecordedAt): nothing is counted."""
     items = [
-        jobs.results_update_for_transaction(job_id, results=results, cost=cost.wire(), now=now),
+        jobs.results_update_for_transaction(
+            job_id,
+            results=results,
+            cost=cost.model_dump(mode="json", by_alias=True, exclude_none=True),
+            now=now,
+        ),
         _counters(
             {"scope": f"{_TENANT}{tenant_id}", "month": cost.month},
             cost,
