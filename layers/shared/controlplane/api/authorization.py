@@ -1,7 +1,8 @@
 """What an API caller may invoke: the policy a REQUEST authorizer returns for a verified key.
 
 Tenants may only call the tenant routes (their jobs: GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel;
-their keys: GET and POST /keys, POST /keys/{keyId}/rotate, DELETE /keys/{keyId}); operators every route.
+their keys: GET and POST /keys, POST /keys/{keyId}/rotate, DELETE /keys/{keyId}; their usage: GET /usage);
+operators every route.
 The handler checks the role again (defence in depth), and the tenant id reaches it only through the
 authorizer's context, with the caller's key id (``keyId``: who, in the audit trail).
 """
@@ -20,6 +21,8 @@ TENANT_ROUTES: Final = (
     ("POST", "keys"),
     ("POST", "keys/*/rotate"),
     ("DELETE", "keys/*"),
+    # Its own usage by month (the handler reads only the caller's tenant; ?month= alone is for operators).
+    ("GET", "usage"),
 )
 
 
