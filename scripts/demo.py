@@ -211,7 +211,7 @@ def _print_builds(jobs: list[dict[str, Any]], usage: dict[str, Any]) -> None:
     print(
         "\nBuilds, read through the API (model, the metric it was gated on, billable instance-seconds, cost):"
     )
-    print(f"  {'tenant':<16} {'status':<10} {'model':<6} {'metrics':<30} {'billable s':>10} {'cost USD':>11}")
+    print(f"  {'tenant':<16} {'status':<10} {'model':<6} {'metrics':<40} {'billable s':>10} {'cost USD':>11}")
     for job in sorted(jobs, key=lambda j: (j["tenant_id"], j["status"], j["job_id"])):
         if job["cost_usd"] is None:
             continue  # never ran a pipeline (rejected): nothing was built or billed
@@ -220,7 +220,7 @@ def _print_builds(jobs: list[dict[str, Any]], usage: dict[str, Any]) -> None:
         )
         version = f"v{job['model_package_version']}" if job["model_package_version"] else "-"
         print(
-            f"  {job['tenant_id']:<16} {job['status']:<10} {version:<6} {metrics:<30} "
+            f"  {job['tenant_id']:<16} {job['status']:<10} {version:<6} {metrics:<40} "
             f"{job['billable_seconds'] or 0:>10.1f} {job['cost_usd']:>11.6f}"
         )
     print("\nUsage this month per tenant (GET /usage with each tenant's key; atomic counters, once per job):")
