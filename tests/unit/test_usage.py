@@ -428,3 +428,35 @@ def test_the_job_view_shows_its_model_metrics_and_cost(
     assert view["results"]["steps"][1]["instanceCount"] == 2
     status, _ = get_job(api, JOB_ID, tenant("globex"))
     assert status == 404
+
+
+def test_a_transaction_conflict_is_tried_again_and_counts_once(
+    aws: None, table: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.core.clients import client  # noqa: PLC0415 - see conftest.pytest_configure
+
+    dynamodb = client("dynamodb")
+    real = dynamodb.transact_write_items
+    conflicts = [1]
+
+    def conflicting(**request: Any) -> Any:
+        if conflicts:
+            conflicts.pop()
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [
+                        {"Code": "TransactionConflict"},
+                        {"Code": "None"},
+                        {"Code": "None"},
+                    ],
+                },
+                "TransactWriteItems",
+            )
+        return real(**request)
+
+    monkeypatch.setattr(dynamodb, "transact_write_items", conflicting)
+    record(table, 1, "acme", "2024-05", 0.25, "basic")
+    (month,) = tenant_month()
+    assert (month.jobs, month.cost_usd) == (1, 0.25)
+    assert conflicts == []

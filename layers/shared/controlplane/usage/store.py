@@ -36,6 +36,7 @@ MONTH_PAGE_KEYS: Final = frozenset({"scope", "month", "usageMonth", "costUsd"})
 TENANT_PAGE_KEYS: Final = frozenset({"scope", "month"})
 _TENANT: Final = "tenant#"
 _TIER: Final = "tier#"
+_ATTEMPTS: Final = 3
 
 
 def _fixed(value: float, digits: int) -> Decimal:
@@ -99,15 +100,21 @@ def record_job_cost(
         ),
         _counters({"scope": f"{_TIER}{cost.tier}", "month": cost.month}, cost, {"tier": cost.tier}),
     ]
-    try:
-        client("dynamodb").transact_write_items(TransactItems=items)
-    except ClientError as error:
-        if dynamo.error_code(error) != "TransactionCanceledException":
-            raise
-        if (dynamo.cancellation_codes(error) or [None])[0] == "ConditionalCheckFailed":
-            return False  # recorded and counted already (or the job is gone)
-        raise
-    return True
+    for attempt in range(_ATTEMPTS):
+        try:
+            client("dynamodb").transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if dynamo.error_code(error) != "TransactionCanceledException":
+                raise
+            codes = dynamo.cancellation_codes(error)
+            if (codes or [None])[0] == "ConditionalCheckFailed":
+                return False  # recorded and counted already (or the job is gone)
+            # Another write to the job (a token, a status) or a month item at the same moment: try again.
+            if "TransactionConflict" not in codes or attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        return True
+    return False  # not reached: the last attempt returns or raises
 
 
 def _usage(item: Mapping[str, Any]) -> MonthUsage:
