@@ -155,7 +155,12 @@ def main() -> None:
         default="executing",
         help="executing: run the pipeline's step scripts for real; simulated: run no step",
     )
-    serve.add_argument("--pipeline-workers", type=int, default=2, help="pipeline executions run at once")
+    serve.add_argument(
+        "--pipeline-workers",
+        type=int,
+        default=None,
+        help="cap on pipeline executions run at once (default: none, every admitted execution runs)",
+    )
     serve.add_argument(
         "--pipeline-delay-seconds",
         type=float,

@@ -93,7 +93,7 @@ class LocalCloud:
         workers_per_function: int = 4,
         schedule_interval_seconds: float | None = None,
         pipeline_runner: Literal["simulated", "executing"] = "simulated",
-        pipeline_workers: int = 2,
+        pipeline_workers: int | None = None,
         pipeline_delay_seconds: float = 1.5,
         async_retry_delay_seconds: float = 1.0,
         lambda_timeout_scale: float = 1.0,
@@ -111,7 +111,8 @@ class LocalCloud:
         never changes); 0, and every further API, picks a free port (tests: parallel workers never collide).
         schedule_interval_seconds: fire every rate() schedule this often instead of its rate.
         pipeline_runner: "executing" runs each pipeline execution's step scripts for real
-        (localcloud.pipeline_executor), at most `pipeline_workers` executions at once;
+        (localcloud.pipeline_executor), every admitted execution at once, as SageMaker would (None, the
+        default; `pipeline_workers` caps them, and an execution past the cap shows no step started);
         "simulated" runs no step (tests steer outcomes with pipeline_runner.set_outcome).
         pipeline_delay_seconds: how long a SIMULATED pipeline execution runs.
         async_retry_delay_seconds: Lambda's retry delay for failed asynchronous invocations

@@ -371,6 +371,14 @@ _SAGEMAKER: dict[str, Rule] = {
         "sagemaker",
         lambda params, where: _sagemaker_arn("model-package", str(params["ModelPackageArn"]), where),
     ),
+    "DescribeProcessingJob": _rule(
+        "sagemaker",
+        lambda params, where: _sagemaker_arn("processing-job", str(params["ProcessingJobName"]), where),
+    ),
+    "DescribeTrainingJob": _rule(
+        "sagemaker",
+        lambda params, where: _sagemaker_arn("training-job", str(params["TrainingJobName"]), where),
+    ),
     "ListModelPackages": _rule("sagemaker", _anything),  # no resource-level permissions
     "AddTags": _rule("sagemaker", lambda params, _where: str(params["ResourceArn"])),
 }

@@ -106,6 +106,14 @@ version, because these names are private and change between releases. What each 
    CustomerMetadataProperties and would wipe its status). Wrapped: Tags with a group are refused as
    SageMaker refuses them; fields a request leaves out keep their values; after each create and update the
    event goes on the default bus (localcloud.model_package_events), as SageMaker sends it.
+23. `moto.sagemaker.responses.SageMakerResponse.list_pipeline_execution_steps` - missing in moto. Added:
+   the steps the pipeline runner recorded for the execution (localcloud.sagemaker_jobs), newest first
+   unless SortOrder=Ascending, paged by MaxResults/NextToken; ValidationException for an unknown execution.
+24. `moto.sagemaker.responses.SageMakerResponse.describe_processing_job` and `.describe_training_job` -
+   moto describes only jobs made by CreateProcessingJob / CreateTrainingJob, Completed at creation and
+   without instances or real times; a pipeline's jobs are made inside SageMaker, so moto never knows them.
+   Wrapped: a job the pipeline runner ran is described from its run (instances, start, end, status,
+   TrainingTimeInSeconds, BillableTimeInSeconds); any other name goes to moto's own method.
 """
 
 from __future__ import annotations
@@ -357,6 +365,35 @@ def _stop_pipeline_execution(self: SageMakerResponse) -> ActionResult:
     except ExecutionNotStoppableError as error:
         raise ConflictException(str(error)) from error
     return ActionResult({"PipelineExecutionArn": execution_arn})
+
+
+def _list_pipeline_execution_steps(self: SageMakerResponse) -> ActionResult:
+    execution_arn = str(self._get_param("PipelineExecutionArn"))
+    get_pipeline_execution_from_arn(self.sagemaker_backend.pipelines, execution_arn)
+    ascending = self._get_param("SortOrder") == "Ascending"
+    steps = _active().pipeline_runner.jobs.steps(execution_arn, ascending=ascending) or []
+    size = int(self._get_param("MaxResults") or 50)
+    start = int(self._get_param("NextToken") or 0)
+    result: dict[str, Any] = {"PipelineExecutionSteps": steps[start : start + size]}
+    if start + size < len(steps):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
+
+
+def _describe_processing_job(self: SageMakerResponse) -> ActionResult:
+    found = _active().pipeline_runner.jobs.processing_job(str(self._get_param("ProcessingJobName")))
+    if found is None:
+        result: ActionResult = _original(SageMakerResponse, "describe_processing_job")(self)
+        return result
+    return ActionResult(found)
+
+
+def _describe_training_job(self: SageMakerResponse) -> ActionResult:
+    found = _active().pipeline_runner.jobs.training_job(str(self._get_param("TrainingJobName")))
+    if found is None:
+        result: ActionResult = _original(SageMakerResponse, "describe_training_job")(self)
+        return result
+    return ActionResult(found)
 
 
 def delete_model_package(self: SageMakerResponse) -> ActionResult:
@@ -786,6 +823,9 @@ _PATCHES: list[tuple[Any, str, Any]] = [
     (SageMakerModelBackend, "describe_pipeline_execution", _describe_pipeline_execution),
     (SageMakerResponse, "stop_pipeline_execution", _stop_pipeline_execution),
     (SageMakerResponse, "delete_model_package", delete_model_package),
+    (SageMakerResponse, "list_pipeline_execution_steps", _list_pipeline_execution_steps),
+    (SageMakerResponse, "describe_processing_job", _describe_processing_job),
+    (SageMakerResponse, "describe_training_job", _describe_training_job),
     (SageMakerResponse, "delete_model_package_group", delete_model_package_group),
     (SageMakerModelBackend, "create_model_package", _create_model_package),
     (SageMakerModelBackend, "update_model_package", _update_model_package),

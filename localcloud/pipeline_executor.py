@@ -58,6 +58,7 @@ from localcloud.pipeline_runner import (
     TrackedExecution,
     stop_is_pending,
 )
+from localcloud.sagemaker_jobs import PROCESSING_JOB, TRAINING_JOB, SageMakerJobLedger
 
 LOGGER = logging.getLogger("localcloud.pipeline_executor")
 
@@ -70,6 +71,8 @@ _PYTHON_COMMANDS: Final = frozenset({"python", "python3"})
 _REASON_CHARS: Final = 1024  # SageMaker's FailureReason is at most 1024 characters
 _LOG_TAIL_LINES: Final = 20
 _POLL_SECONDS: Final = 0.1
+# Threads the executing runner may use when not capped: far above any account cap the gate enforces.
+_UNBOUNDED_EXECUTIONS: Final = 1024
 _PATH_TOKEN: Final = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\['([^']*)'\]|\[(\d+)\]")
 
 
@@ -138,6 +141,8 @@ class _Run:
     last_property_file: dict[str, Any] | None = None
     model_package_arn: str | None = None
     job_counter: int = 0
+    # The processing or training job the running step created: (ProcessingJob | TrainingJob, its request).
+    current_job: tuple[str, dict[str, Any]] | None = None
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -180,6 +185,7 @@ class PipelineExecutor:
         max_step_seconds: float | None = None,
         account_id: str = "123456789012",
         on_step: Callable[[StepResult], None] | None = None,
+        ledger: SageMakerJobLedger | None = None,
     ) -> None:
         """
         Args:
@@ -187,7 +193,9 @@ class PipelineExecutor:
             work_dir: parent of each execution's temporary folder (default: the system temp dir).
             keep_work_dirs: keep each execution's folder (inputs, outputs, logs) for inspection.
             max_step_seconds: a cap on every step's run time, below the definition's own limits.
-            on_step: called after each step ends (e.g. to record ListPipelineExecutionSteps).
+            on_step: called after each step ends.
+            ledger: records each step and the job it runs, for ListPipelineExecutionSteps and
+                DescribeProcessingJob / DescribeTrainingJob (localcloud.sagemaker_jobs).
         """
         self._s3 = s3_client
         self._sagemaker = sagemaker_client
@@ -197,6 +205,7 @@ class PipelineExecutor:
         self._max_step_seconds = max_step_seconds
         self._account_id = account_id
         self._on_step = on_step
+        self._ledger = ledger
 
     # ------------------------------------------------------------------ entry point
     def run(
@@ -289,6 +298,43 @@ class PipelineExecutor:
 
     def _run_step(self, run: _Run, step: _Step, region: str) -> StepResult:
         started = _now()
+        run.current_job = None
+        if self._ledger is not None:
+            self._ledger.step_started(run.execution_arn, step.name, started=started)
+        result = self._step_result(run, step, region, started)
+        if self._ledger is not None:
+            self._record_step_end(run, result)
+        return result
+
+    def _record_step_end(self, run: _Run, result: StepResult) -> None:
+        assert self._ledger is not None
+        metadata: dict[str, Any] = {}
+        if result.step_type == "RegisterModel" and result.properties.get("ModelPackageArn"):
+            metadata["RegisterModel"] = {"Arn": result.properties["ModelPackageArn"]}
+        elif result.step_type == "Condition" and "Outcome" in result.properties:
+            metadata["Condition"] = {"Outcome": _as_text(result.properties["Outcome"]).title()}
+        elif result.step_type == "Fail":
+            metadata["Fail"] = {"ErrorMessage": result.failure_reason or ""}
+        kind, job = run.current_job or (None, None)
+        if job is not None and result.status == "Succeeded":
+            job = {**job, **result.properties}
+        self._ledger.step_ended(
+            run.execution_arn,
+            result.name,
+            status=result.status,
+            ended=result.ended_at,
+            failure_reason=result.failure_reason,
+            metadata=metadata,
+            job_kind=kind,
+            job=job,
+        )
+
+    def _job_started(self, run: _Run, step: _Step, kind: str, job: dict[str, Any]) -> None:
+        run.current_job = (kind, job)
+        if self._ledger is not None:
+            self._ledger.job_started(run.execution_arn, step.name, kind=kind, job=job)
+
+    def _step_result(self, run: _Run, step: _Step, region: str, started: datetime) -> StepResult:
         LOGGER.info("pipeline execution %s: step %s (%s) starts", run.execution_id, step.name, step.type)
         runner: Callable[[_Run, _Step, str], tuple[dict[str, Any], str]] = {
             "Processing": self._processing,
@@ -378,6 +424,10 @@ class PipelineExecutor:
     def _processing(self, run: _Run, step: _Step, region: str) -> tuple[dict[str, Any], str]:
         args = self._resolve(run, step.definition.get("Arguments", {}))
         job_name = self._job_name(run, step)
+        arn = f"arn:aws:sagemaker:{region}:{self._account_id}:processing-job/{job_name}"
+        self._job_started(
+            run, step, PROCESSING_JOB, {**args, "ProcessingJobName": job_name, "ProcessingJobArn": arn}
+        )
         root = run.work_dir / step.name
         app = args.get("AppSpecification", {})
         entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -410,7 +460,6 @@ class PipelineExecutor:
             self._upload_dir(_local(root, s3_output["LocalPath"]), s3_output["S3Uri"])
         for property_file in step.definition.get("PropertyFiles", []):
             self._read_property_file(run, step, property_file, outputs, root)
-        arn = f"arn:aws:sagemaker:{region}:{self._account_id}:processing-job/{job_name}"
         return {
             **args,
             "ProcessingJobName": job_name,
@@ -443,6 +492,10 @@ class PipelineExecutor:
     def _training(self, run: _Run, step: _Step, region: str) -> tuple[dict[str, Any], str]:
         args = self._resolve(run, step.definition.get("Arguments", {}))
         job_name = self._job_name(run, step)
+        arn = f"arn:aws:sagemaker:{region}:{self._account_id}:training-job/{job_name}"
+        self._job_started(
+            run, step, TRAINING_JOB, {**args, "TrainingJobName": job_name, "TrainingJobArn": arn}
+        )
         root = run.work_dir / step.name
         raw = {str(key): _as_text(value) for key, value in args.get("HyperParameters", {}).items()}
         program, submit = (
@@ -503,7 +556,6 @@ class PipelineExecutor:
         model_uri = f"{output_path}/{job_name}/output/model.tar.gz"
         self._upload_bytes(_tar_gz(model_dir), model_uri)
         self._upload_bytes(_tar_gz(output_dir / "data"), f"{output_path}/{job_name}/output/output.tar.gz")
-        arn = f"arn:aws:sagemaker:{region}:{self._account_id}:training-job/{job_name}"
         return {
             **args,
             "TrainingJobName": job_name,
@@ -910,8 +962,12 @@ class ExecutingPipelineRunner:
     Same calls (``execution_started``, ``stop_requested``, ``status``, ``close``) and the same status
     changes on the store (``Executing``, then ``Succeeded`` / ``Failed`` with the executor's failure
     reason / ``Stopping`` → ``Stopped``), so the emulator's patches can hand executions to it instead.
-    The definition is the one SageMaker stored for the execution. At most ``max_concurrent``
-    executions run at once (each runs its steps' scripts as subprocesses); later ones wait, Executing.
+    The definition is the one SageMaker stored for the execution. Every execution runs as soon as it is
+    started (a thread each, its steps' scripts as subprocesses), as on SageMaker: the gate's admission
+    (the account cap) is what bounds them, so "running" on a job never means "waiting for a local worker".
+    ``max_concurrent`` caps them for tests only; an execution past the cap stays Executing with no step
+    started, which ListPipelineExecutionSteps shows. Each step and its job are recorded in ``jobs``
+    (ListPipelineExecutionSteps, DescribeProcessingJob, DescribeTrainingJob: localcloud.sagemaker_jobs).
     """
 
     def __init__(
@@ -920,15 +976,20 @@ class ExecutingPipelineRunner:
         *,
         s3_client: Any,
         sagemaker_client: Any,
-        max_concurrent: int = 1,
+        max_concurrent: int | None = None,
         **executor_options: Any,
     ) -> None:
         self._store = store
         self._sagemaker = sagemaker_client
+        self.jobs = SageMakerJobLedger()
         self._executor = PipelineExecutor(
-            s3_client=s3_client, sagemaker_client=sagemaker_client, **executor_options
+            s3_client=s3_client, sagemaker_client=sagemaker_client, ledger=self.jobs, **executor_options
         )
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="pipeline-executions")
+        # Unbounded unless a test caps it: ThreadPoolExecutor needs a number, and the account cap (at most
+        # a few dozen) bounds how many executions the control plane starts at once.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrent or _UNBOUNDED_EXECUTIONS, thread_name_prefix="pipeline-executions"
+        )
         self._lock = threading.Lock()
         self._executions: dict[str, _Tracked] = {}
         # Changes after the first are queued under the lock and recorded by one thread, so they reach

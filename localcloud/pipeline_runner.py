@@ -7,8 +7,13 @@ for its job or tenant, or stays `Executing` until stopped. StopPipelineExecution
 `Stopping` to `Stopped`. Every status change is recorded where DescribePipelineExecution reads it
 and announced as the real `SageMaker Model Building Pipeline Execution Status Change` event.
 
-It is a stand-in for control-plane tests; a later runner replaces it with one that runs the
-pipeline's own step scripts.
+It is a stand-in for control-plane tests (the executing runner in ``pipeline_executor`` runs the
+pipeline's own step scripts). What it reports of an execution's steps is what it simulated, labelled so:
+ListPipelineExecutionSteps lists the steps the shared pipeline would have run on its path (Preprocess, then
+Train and Evaluate, Spot or OnDemand by the UseSpotInstances parameter), each with a third of the execution's
+real duration and the instance types and counts of its parameters, each StepDisplayName "SIMULATED (no step
+ran)"; DescribeProcessingJob / DescribeTrainingJob describe those jobs with those times (billable seconds
+as for a real run, localcloud.sagemaker_jobs). No model is registered and no metric exists: nothing trained.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
+
+from localcloud.sagemaker_jobs import PROCESSING_JOB, TRAINING_JOB, SageMakerJobLedger
 
 LOGGER = logging.getLogger("localcloud.pipeline_runner")
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
+SIMULATED_STEP: Final = "SIMULATED (no step ran)"
 OutcomeStatus = Literal["Succeeded", "Failed", "Stopped", "Executing"]
 
 
@@ -59,7 +67,11 @@ class PipelineRunner(Protocol):
 
     Two implementations: SimulatedPipelineRunner (runs no step; tests steer outcomes) and
     localcloud.pipeline_executor.ExecutingPipelineRunner (runs the definition's step scripts).
+    Both record what ran in ``jobs``, which ListPipelineExecutionSteps and DescribeProcessingJob /
+    DescribeTrainingJob answer from (localcloud.patches).
     """
+
+    jobs: SageMakerJobLedger
 
     def execution_started(
         self,
@@ -126,6 +138,35 @@ def stop_is_pending(execution: TrackedExecution | None, execution_arn: str) -> b
 @dataclass
 class _Execution(TrackedExecution):
     drop_completion: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def _simulated_plan(parameters: Mapping[str, str]) -> list[tuple[str, str, dict[str, object]]]:
+    """(step name, job kind, the job's instance settings) of the shared pipeline's path for these
+    parameters: Preprocess, then Train and Evaluate on spot or on-demand capacity."""
+    branch = "Spot" if parameters.get("UseSpotInstances", "false").lower() == "true" else "OnDemand"
+    processing: dict[str, object] = {
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceType": parameters.get("ProcessingInstanceType", "ml.m5.large"),
+                "InstanceCount": int(parameters.get("ProcessingInstanceCount", "1")),
+                "VolumeSizeInGB": 30,
+            }
+        }
+    }
+    training: dict[str, object] = {
+        "ResourceConfig": {
+            "InstanceType": parameters.get("TrainingInstanceType", "ml.m5.large"),
+            "InstanceCount": int(parameters.get("TrainingInstanceCount", "1")),
+            "VolumeSizeInGB": 30,
+        },
+        "EnableManagedSpotTraining": branch == "Spot",
+    }
+    return [
+        ("Preprocess", PROCESSING_JOB, processing),
+        (f"Train{branch}", TRAINING_JOB, training),
+        (f"Evaluate{branch}", PROCESSING_JOB, processing),
+    ]
 
 
 @dataclass(order=True)
@@ -148,6 +189,7 @@ class SimulatedPipelineRunner:
         stop_delay_seconds: float = 0.3,
     ) -> None:
         self._store = store
+        self.jobs = SageMakerJobLedger()
         self._chooser: OutcomeChooser | None = None
         self._delay_seconds = delay_seconds
         self._stop_delay_seconds = stop_delay_seconds
@@ -219,7 +261,9 @@ class SimulatedPipelineRunner:
         display_name: str | None,
         parameters: Mapping[str, str],
     ) -> None:
-        execution = _Execution(pipeline_arn, execution_arn, display_name, datetime.now(UTC))
+        execution = _Execution(
+            pipeline_arn, execution_arn, display_name, datetime.now(UTC), parameters=dict(parameters)
+        )
         with self._changed:
             self._executions[execution_arn] = execution
             outcome = (
@@ -300,6 +344,8 @@ class SimulatedPipelineRunner:
             return None  # e.g. the planned success of an execution that was stopped meanwhile
         execution.status = transition.status
         change = execution.change(previous, transition.reason)
+        if change.end_time is not None:
+            self._record_simulated_steps(execution, change.end_time, transition.reason)
         if change.end_time is not None and execution.drop_completion:
             LOGGER.warning(
                 "SIMULATED lost event: %s ended %s unannounced",
@@ -308,6 +354,42 @@ class SimulatedPipelineRunner:
             )
             return dataclasses.replace(change, announce=False)
         return change
+
+    def _record_simulated_steps(self, execution: _Execution, ended: datetime, reason: str | None) -> None:
+        """The steps this execution stood for, each a third of its real duration (module docstring): all
+        Succeeded; the last one Failed with the reason; or, stopped, the one under way Stopped."""
+        plan = _simulated_plan(execution.parameters)
+        share = (ended - execution.start_time) / len(plan)
+        execution_id = execution.execution_arn.rsplit("/", 1)[-1]
+        for number, (name, kind, settings) in enumerate(plan, start=1):
+            started, finished = (
+                execution.start_time + share * (number - 1),
+                execution.start_time + share * number,
+            )
+            status, failure = "Succeeded", None
+            if execution.status == "Failed" and number == len(plan):
+                status, failure = "Failed", reason or "SIMULATED failure"
+            elif execution.status == "Stopped" and number == len(plan):
+                status = "Stopped"
+            job_name = f"pipelines-{execution_id}-{name}-{number}"[:63]
+            arn = (
+                execution.execution_arn.split(":pipeline/")[0]
+                + f":{kind.replace('Job', '-job').lower()}/{job_name}"
+            )
+            job = {**settings, f"{kind}Name": job_name, f"{kind}Arn": arn}
+            self.jobs.step_started(
+                execution.execution_arn, name, started=started, display_name=SIMULATED_STEP
+            )
+            self.jobs.job_started(execution.execution_arn, name, kind=kind, job=job)
+            self.jobs.step_ended(
+                execution.execution_arn,
+                name,
+                status=status,
+                ended=finished,
+                failure_reason=failure,
+                job_kind=kind,
+                job=job,
+            )
 
     def close(self) -> None:
         with self._changed:

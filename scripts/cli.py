@@ -146,6 +146,38 @@ TIER_COLUMNS: Final = (
     ("max wait (s)", "queueWaitSeconds"),
 )
 TIMELINE_COLUMNS: Final = (("at", "at"), ("status", "status"), ("state", "state"), ("reason", "reason"))
+STEP_COLUMNS: Final = (
+    ("step", "name"),
+    ("status", "status"),
+    ("started", "startedAt"),
+    ("seconds", "durationSeconds"),
+    ("instance", "instanceType"),
+    ("count", "instanceCount"),
+    ("billable s", "billableSeconds"),
+    ("spot saved %", "spotSavingsPercent"),
+    ("reason", "failureReason"),
+)
+COST_COLUMNS: Final = (
+    ("instance", "instanceType"),
+    ("instance-seconds", "instanceSeconds"),
+    ("USD per second", "usdPerSecond"),
+    ("USD", "usd"),
+)
+TENANT_USAGE_COLUMNS: Final = (
+    ("month", "month"),
+    ("jobs", "jobs"),
+    ("instance-hours", "instanceHours"),
+    ("compute USD", "computeUsd"),
+    ("control plane USD", "controlPlaneUsd"),
+    ("cost USD", "costUsd"),
+)
+MONTH_USAGE_COLUMNS: Final = (
+    ("tenant", "tenantId"),
+    ("tier", "tier"),
+    ("jobs", "jobs"),
+    ("instance-hours", "instanceHours"),
+    ("cost USD", "costUsd"),
+)
 KEY_COLUMNS: Final = (
     ("key", "keyId"),
     ("prefix", "prefix"),
@@ -198,6 +230,63 @@ def _job(args: argparse.Namespace, send: Send, out: TextIO) -> int:
     for name in ("executionArn", "pipelineExecutionArn"):
         if job.get(name):
             print(f"{name}: {job[name]}", file=out)
+    _build(job, out)
+    return 0
+
+
+def _build(job: dict[str, Any], out: TextIO) -> None:
+    """The model, its metrics, the steps and the cost, when the build's results are recorded."""
+    results, cost = job.get("results"), job.get("cost")
+    if not results and not cost:
+        return
+    if results:
+        print("", file=out)
+        model = job.get("modelPackageArn")
+        version = job.get("modelPackageVersion")
+        print(f"model: {model} (version {version})" if model else "model: none registered", file=out)
+        if job.get("modelArtifactUri"):
+            print(f"artifact: {job['modelArtifactUri']}", file=out)
+        metrics = job.get("metrics") or {}
+        gated = results.get("validationMetric") or {}
+        if metrics:
+            shown = ", ".join(f"{name}={value:g}" for name, value in sorted(metrics.items()))
+            print(f"metrics: {shown}" + (f" (gated on {gated['name']})" if gated else ""), file=out)
+        if results.get("failedStep"):
+            print(f"failed step: {results['failedStep']}: {results.get('failureReason') or '-'}", file=out)
+        if results.get("unreadable"):
+            print(f"could not be read: {'; '.join(results['unreadable'])}", file=out)
+        print("", file=out)
+        print(table(results.get("steps") or [], STEP_COLUMNS), file=out)
+    if cost:
+        print("", file=out)
+        print(table(cost.get("lines") or [], COST_COLUMNS), file=out)
+        print(
+            f"cost: ${cost['totalUsd']:.6f} = compute ${cost['computeUsd']:.6f} + control plane "
+            f"${cost['controlPlaneUsd']:.6f} ({cost['billableSeconds']:g} billable instance-seconds, "
+            f"month {cost['month']}; an estimate at list prices, {cost.get('pricesAsOf', '')})",
+            file=out,
+        )
+        if cost.get("unpriced"):
+            print(f"not in the price table (counted at 0): {', '.join(cost['unpriced'])}", file=out)
+
+
+def _usage(args: argparse.Namespace, send: Send, out: TextIO) -> int:
+    """A tenant key: its months. An operator key: --month, every tenant (costliest first), or --tenant."""
+    if args.tenant:
+        items = _all_pages(send, f"/tenants/{args.tenant}/usage", {"limit": "100"})
+        print(table(items, TENANT_USAGE_COLUMNS), file=out)
+    elif args.month and args.operator:
+        items = _all_pages(send, "/usage", {"month": args.month, "limit": "100"})
+        print(table(items, MONTH_USAGE_COLUMNS), file=out)
+        total = sum(item["costUsd"] for item in items)
+        print(
+            f"{len(items)} tenants, {sum(i['jobs'] for i in items)} jobs, ${total:.6f} in {args.month}",
+            file=out,
+        )
+    else:
+        query = {"limit": "100"} | ({"month": args.month} if args.month else {})
+        items = _all_pages(send, "/usage", query)
+        print(table(items, TENANT_USAGE_COLUMNS), file=out)
     return 0
 
 
@@ -502,9 +591,19 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     jobs.set_defaults(run=_jobs)
 
-    job = commands.add_parser("job", help="one job and its timeline (tenant)")
+    job = commands.add_parser("job", help="one job: its timeline, model, metrics, steps and cost (tenant)")
     job.add_argument("job_id")
     job.set_defaults(run=_job)
+
+    usage = commands.add_parser(
+        "usage",
+        help="usage by month: a tenant's own months (tenant key); --operator --month: every tenant of a "
+        "month, costliest first; --tenant: one tenant's months (operator key)",
+    )
+    usage.add_argument("--month", help="YYYY-MM")
+    usage.add_argument("--operator", action="store_true", help="with --month: every tenant (operator key)")
+    usage.add_argument("--tenant", help="one tenant's months (operator key)")
+    usage.set_defaults(run=_usage)
 
     cancel = commands.add_parser("cancel", help="cancel one of my jobs (tenant)")
     cancel.add_argument("job_id")

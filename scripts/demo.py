@@ -25,12 +25,12 @@ from typing import Any, Literal
 from localcloud import LocalCloud
 from localcloud.__main__ import console_mounts
 from localcloud.console import ConsoleServer
+from scripts import cli
 from scripts.api_keys import create_operator_key
 from scripts.demo_handoff import approve_one_model
 from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
 from scripts.local import console_link
-from scripts.sample_data import SAMPLE_TENANTS, demo_uploads
-from scripts.tenants import onboard
+from scripts.sample_data import SAMPLE_TENANTS, SampleTenant, demo_uploads
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_PATH = ROOT / "build" / "demo-summary.json"
@@ -135,6 +135,127 @@ def _hand_off_one_model(
     return ok
 
 
+def _onboarding_request(tenant: SampleTenant) -> dict[str, Any]:
+    return {
+        "tenantId": tenant.tenant_id,
+        "tier": tenant.tier,
+        "metricThreshold": tenant.metric_threshold,
+        "contract": {
+            "targetColumn": tenant.target_column,
+            "featureColumns": list(tenant.feature_columns),
+            "problemType": tenant.problem_type,
+            "minRows": tenant.min_rows,
+        },
+    }
+
+
+def _through_the_api(
+    api_url: str, operator: cli.Send, tenant_keys: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every sample tenant's jobs (with their model, metrics and cost) and its usage this month, read through
+    the status API with the tenant's own key, and the operator's view of the month."""
+    jobs: list[dict[str, Any]] = []
+    usage: dict[str, Any] = {}
+    months: set[str] = set()
+    for tenant in SAMPLE_TENANTS:
+        send = cli.http_sender(api_url, tenant_keys[tenant.tenant_id])
+        for job in cli._all_pages(send, "/jobs", {"limit": "100"}):
+            cost = job.get("cost") or {}
+            months.add(cost.get("month", ""))
+            jobs.append(
+                {
+                    "job_id": job["jobId"],
+                    "tenant_id": tenant.tenant_id,
+                    "status": job["status"],
+                    "model_package_arn": job.get("modelPackageArn"),
+                    "model_package_version": job.get("modelPackageVersion"),
+                    "metrics": job.get("metrics") or {},
+                    "billable_seconds": job.get("billableSeconds"),
+                    "cost_usd": job.get("costUsd"),
+                    "month": cost.get("month"),
+                    "failed_step": (job.get("results") or {}).get("failedStep"),
+                    "key": job.get("key"),
+                }
+            )
+        for month in cli._all_pages(send, "/usage", {"limit": "100"}):
+            usage.setdefault(tenant.tenant_id, {})[month["month"]] = {
+                "jobs": month["jobs"],
+                "instance_hours": month["instanceHours"],
+                "cost_usd": month["costUsd"],
+            }
+    operator_view = {
+        month: cli._all_pages(operator, "/usage", {"month": month, "limit": "100"})
+        for month in sorted(months - {""})
+    }
+    return jobs, {"byTenant": usage, "operator": operator_view}
+
+
+def _check_builds(jobs: list[dict[str, Any]], usage: dict[str, Any], *, models: bool) -> list[str]:
+    """What must hold of what the API reports: every SUCCEEDED job has its model and metrics (``models``: a
+    SIMULATED pipeline trains none) and a cost above 0; each tenant's month equals the sum of its jobs'
+    costs; the operator's view equals the tenants'."""
+    problems = [
+        f"{job['job_id']} ({job['tenant_id']}) SUCCEEDED without {what}"
+        for job in jobs
+        if job["status"] == "SUCCEEDED"
+        for what, missing in (
+            ("a model package ARN", models and not job["model_package_arn"]),
+            ("metrics", models and not job["metrics"]),
+            ("a cost above 0", not (job["cost_usd"] or 0) > 0),
+        )
+        if missing
+    ]
+    for tenant in SAMPLE_TENANTS:
+        counted = [
+            job for job in jobs if job["tenant_id"] == tenant.tenant_id and job["cost_usd"] is not None
+        ]
+        for month in {job["month"] for job in counted}:
+            expected = round(sum(job["cost_usd"] for job in counted if job["month"] == month), 8)
+            number = sum(1 for job in counted if job["month"] == month)
+            got = usage["byTenant"].get(tenant.tenant_id, {}).get(month, {})
+            if round(got.get("cost_usd", -1.0), 8) != expected or got.get("jobs") != number:
+                problems.append(
+                    f"{tenant.tenant_id} {month}: usage {got} is not its {number} jobs' ${expected}"
+                )
+    for month, rows in usage["operator"].items():
+        listed = {row["tenantId"]: row["costUsd"] for row in rows}
+        own = {t: months[month]["cost_usd"] for t, months in usage["byTenant"].items() if month in months}
+        if listed != own:
+            problems.append(f"the operator's {month} {listed} differs from the tenants' own usage {own}")
+        if [row["costUsd"] for row in rows] != sorted((row["costUsd"] for row in rows), reverse=True):
+            problems.append(f"the operator's {month} is not costliest first")
+    return problems
+
+
+def _print_builds(jobs: list[dict[str, Any]], usage: dict[str, Any]) -> None:
+    print(
+        "\nBuilds, read through the API (model, the metric it was gated on, billable instance-seconds, cost):"
+    )
+    print(f"  {'tenant':<16} {'status':<10} {'model':<6} {'metrics':<40} {'billable s':>10} {'cost USD':>11}")
+    for job in sorted(jobs, key=lambda j: (j["tenant_id"], j["status"], j["job_id"])):
+        if job["cost_usd"] is None:
+            continue  # never ran a pipeline (rejected): nothing was built or billed
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(job["metrics"].items())[:3]) or (
+            f"failed at {job['failed_step']}" if job["failed_step"] else "-"
+        )
+        version = f"v{job['model_package_version']}" if job["model_package_version"] else "-"
+        print(
+            f"  {job['tenant_id']:<16} {job['status']:<10} {version:<6} {metrics:<40} "
+            f"{job['billable_seconds'] or 0:>10.1f} {job['cost_usd']:>11.6f}"
+        )
+    print("\nUsage this month per tenant (GET /usage with each tenant's key; atomic counters, once per job):")
+    for tenant_id, months in usage["byTenant"].items():
+        for month, figures in months.items():
+            print(
+                f"  {tenant_id:<16} {month}  jobs {figures['jobs']:>2}  instance-hours "
+                f"{figures['instance_hours']:.4f}  ${figures['cost_usd']:.6f}"
+            )
+    print(
+        "  (estimates at list prices: billable instance-seconds x the instance's price + the control plane's "
+        "share; locally, no spot market, so no spot savings)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -186,9 +307,15 @@ def main() -> int:
             )
 
         dynamodb, s3 = cloud.client("dynamodb"), cloud.client("s3")
+        # Onboarded through the status API, as an operator would: each tenant's key is what reads its jobs.
+        api_url = cloud.api_url(stack, "ControlPlaneApi")
+        operator = cli.http_sender(api_url, create_operator_key(cloud, outputs))
+        tenant_keys: dict[str, str] = {}
         for tenant in SAMPLE_TENANTS:
-            record = onboard(cloud, outputs, tenant)
-            print(f"  onboarded {tenant.tenant_id:<16} tier={tenant.tier:<9} role={record['roleArn']}")
+            created = cli.call(operator, "POST", "/tenants", body=_onboarding_request(tenant))
+            tenant_keys[tenant.tenant_id] = created["apiKey"]
+            role = created["tenant"]["roleArn"]
+            print(f"  onboarded {tenant.tenant_id:<16} tier={tenant.tier:<9} role={role}")
         # A tier's limit: its guaranteed slots plus what it may borrow from other tiers' idle guarantees.
         tiers_table = outputs["TiersTableName"]
         settings = {
@@ -238,6 +365,14 @@ def main() -> int:
         )
         models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
         summary = _summary(limits, jobs_by_tenant, executions, models, runner)
+        built, usage = _through_the_api(api_url, operator, tenant_keys)
+        summary["jobs"] = built
+        summary["usage"] = {
+            tenant_id: {"month": month, **figures}
+            for tenant_id, months in usage["byTenant"].items()
+            for month, figures in sorted(months.items())[-1:]
+        }
+        summary["usageOperatorView"] = usage["operator"]
         handoff_ok = runner == "simulated" or _hand_off_one_model(cloud, stack, outputs, summary)
         # Every AWS call the functions and the state machine made, against their roles' statements.
         permissions = cloud.permission_report()
@@ -247,7 +382,7 @@ def main() -> int:
             "unmappedCalls": permissions.unmapped_calls,
             "callsByPrincipal": {p.principal: p.calls for p in permissions.principals},
         }
-        ok = _report(summary, executions, runner, permissions)
+        ok = _report(summary, executions, runner, permissions, built=built, usage=usage) and handoff_ok
         if args.keep_running:
             print(f"\nThe emulator and the console ({console.url}) keep running: Ctrl-C stops them.")
             try:
@@ -267,15 +402,31 @@ def _console(port: int, api_url: str) -> ConsoleServer:
         return ConsoleServer(mounts, api_url, port=0)
 
 
-def _report(summary: dict[str, Any], executions: int, runner: str, permissions: Any) -> bool:
+def _report(
+    summary: dict[str, Any],
+    executions: int,
+    runner: str,
+    permissions: Any,
+    *,
+    built: list[dict[str, Any]],
+    usage: dict[str, Any],
+) -> bool:
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     ok = _print_summary(summary, executions, runner)
+    _print_builds(built, usage)
+    problems = _check_builds(built, usage, models=runner == "executing")
+    for problem in problems:
+        print(f"  PROBLEM: {problem}", file=sys.stderr)
+    ok &= not problems
     print()
     print("\n".join(permissions.summary_lines()))
-    ok &= permissions.ok and handoff_ok
+    ok &= permissions.ok
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
-    verdict = "every job terminal, no tier above its limit, every AWS call allowed"
+    verdict = (
+        "every job terminal, no tier above its limit, every built model with its metrics and cost, "
+        "usage equal to the sum of its jobs, every AWS call allowed"
+    )
     print("RESULT: " + (verdict if ok else "FAILED: see above"))
     return bool(ok)
 

@@ -30,6 +30,7 @@ _PLACEHOLDER_ENVIRONMENT = {
     "TIERS_TABLE_NAME": "tiers",
     "SLOT_LEASES_TABLE_NAME": "slot-leases",
     "FAIR_SHARE_TABLE_NAME": "fair-share",
+    "USAGE_TABLE_NAME": "usage",
     "UPLOADS_BUCKET_NAME": "uploads-bucket",
     "ARTIFACTS_BUCKET_NAME": "artifacts-bucket",
     "PIPELINE_NAME": "tenant-training",

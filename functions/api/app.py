@@ -96,17 +96,9 @@ settings = get_settings()
 api_settings = get_api_settings()
 
 app = APIGatewayRestResolver(enable_validation=True)
-# Routes in modules of their own, beside this one: imported as functions.api.* from the repository (tests,
-# make openapi), as top-level modules on Lambda, where the function's folder is the root.
-if __package__:
-    from functions.api.operator_jobs import router as operator_jobs
-else:
-    from operator_jobs import router as operator_jobs  # type: ignore[no-redef]
-app.include_router(operator_jobs)
-
 # Routes of other features, each a Powertools Router in a module beside this one. On Lambda (and in the
 # emulator) this folder is the import root; tests and scripts import the package functions.api.
-for _routes in ("model_routes",):
+for _routes in ("operator_jobs", "model_routes", "usage_routes"):
     app.include_router(importlib.import_module(f"{__package__}.{_routes}" if __package__ else _routes).router)
 
 _EARLIEST: Final = "0000-01-01T00:00:00.000Z"

@@ -81,6 +81,22 @@ def test_onboard_upload_and_read_the_status_through_the_api(deployed: Deployed) 
     assert [entry["status"] for entry in body["timeline"]][-1] == "SUCCEEDED"
     assert body["executionArn"]
     assert body["pipelineExecutionArn"]
+    # The build's results are what the (SIMULATED) runner reports through SageMaker's APIs, and its cost
+    # is counted in the tenant's month: GET /usage with its key, and only its own.
+    steps = deployed.client("sagemaker").list_pipeline_execution_steps(
+        PipelineExecutionArn=body["pipelineExecutionArn"], SortOrder="Ascending"
+    )["PipelineExecutionSteps"]
+    assert [(s["name"], s["status"]) for s in body["results"]["steps"]] == [
+        (step["StepName"], step["StepStatus"]) for step in steps
+    ]
+    assert body["results"]["steps"][0]["name"] == "Preprocess"
+    assert body["billableSeconds"] > 0
+    assert body["costUsd"] > 0
+    (month,) = _call(deployed, "GET", "/usage", key).json()["items"]
+    assert (month["jobs"], month["costUsd"], month["tenantId"]) == (1, body["costUsd"], tenant_id)
+    assert _call(deployed, "GET", "/usage", other_key).json()["items"] == []
+    operator_view = _call(deployed, "GET", "/usage", operator, params={"month": month["month"]}).json()
+    assert {row["tenantId"]: row["costUsd"] for row in operator_view["items"]}[tenant_id] == body["costUsd"]
 
     # Another tenant: the job does not exist for it, and its listing is empty.
     assert _call(deployed, "GET", f"/jobs/{job['jobId']}", other_key).status_code == 404

@@ -443,6 +443,8 @@ def test_every_rule_of_the_table_names_an_action_of_its_service() -> None:
         "PipelineExecutionArn": "arn:x",
         "ModelPackageGroupName": "g",
         "ModelPackageName": "m",
+        "ProcessingJobName": "pj",
+        "TrainingJobName": "tj",
         "ResourceArn": "arn:r",
         "RoleName": "r",
         "RoleArn": "arn:aws:iam::1:role/r",

@@ -52,6 +52,7 @@ ENVIRONMENT = {
     "TIERS_TABLE_NAME": "test-tiers",
     "SLOT_LEASES_TABLE_NAME": "test-slot-leases",
     "FAIR_SHARE_TABLE_NAME": "test-fair-share",
+    "USAGE_TABLE_NAME": "test-usage",
     "UPLOADS_BUCKET_NAME": "test-uploads-bucket",
     "ARTIFACTS_BUCKET_NAME": "test-artifacts-bucket",
     # Mixed case on purpose: SageMaker reports pipeline ARNs lowercased.
@@ -72,6 +73,7 @@ TABLE_ENV = {
     "TiersTable": "TIERS_TABLE_NAME",
     "SlotLeasesTable": "SLOT_LEASES_TABLE_NAME",
     "FairShareTable": "FAIR_SHARE_TABLE_NAME",
+    "UsageTable": "USAGE_TABLE_NAME",
     "ApiKeysTable": "API_KEYS_TABLE_NAME",
     "AuditTable": "AUDIT_TABLE_NAME",
 }

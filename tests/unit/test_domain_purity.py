@@ -24,6 +24,7 @@ USE_CASES = {
     "controlplane.api.authorizing",
     "controlplane.api.key_lifecycle",
     "controlplane.builds.reconciling",
+    "controlplane.builds.recording",
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
@@ -35,7 +36,7 @@ USE_CASES = {
     "controlplane.tenants.onboarding",
     "controlplane.uploads.large_validation",
 }
-FEATURES = {"admission", "api", "builds", "core", "jobs", "models", "tenants", "uploads"}
+FEATURES = {"admission", "api", "builds", "core", "jobs", "models", "tenants", "uploads", "usage"}
 
 
 def _module_name(path: Path) -> str:

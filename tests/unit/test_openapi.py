@@ -41,6 +41,8 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/models",
         "/tenants/{tenantId}/models/{version}",
         "/tenants/{tenantId}/models/{version}/approval",
+        "/usage",
+        "/tenants/{tenantId}/usage",
     }
     assert (
         {"post"}
@@ -48,6 +50,10 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         == set(paths["/tenants/{tenantId}/models/{version}/approval"])
     )
     assert "ApprovalRequest" in document["components"]["schemas"]
+    assert {"get"} == set(paths["/usage"]) == set(paths["/tenants/{tenantId}/usage"])
+    assert {"month", "limit", "nextToken"} <= {p["name"] for p in paths["/usage"]["get"]["parameters"]}
+    job = document["components"]["schemas"]["JobView"]["properties"]
+    assert {"modelPackageArn", "metrics", "billableSeconds", "costUsd", "results", "cost"} <= set(job)
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs"]) == set(paths["/tenants/{tenantId}/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs/{jobId}/execution"])

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     tiers_table_name: str = Field(alias="TIERS_TABLE_NAME", pattern=_NAME)
     slot_leases_table_name: str = Field(alias="SLOT_LEASES_TABLE_NAME", pattern=_NAME)
     fair_share_table_name: str = Field(alias="FAIR_SHARE_TABLE_NAME", pattern=_NAME)
+    # Usage per tenant and tier per month (controlplane.usage.store).
+    usage_table_name: str = Field(alias="USAGE_TABLE_NAME", pattern=_NAME)
     # The fair-share policy's knobs (template parameters FairShareHalfLifeSeconds, FairShareMaxUsageDebt).
     fair_share_half_life_seconds: float = Field(default=21600.0, alias="FAIR_SHARE_HALF_LIFE_SECONDS", gt=0)
     fair_share_max_usage_debt: float = Field(default=2.0, alias="FAIR_SHARE_MAX_USAGE_DEBT", ge=0)

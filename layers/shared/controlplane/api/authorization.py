@@ -2,7 +2,8 @@
 
 Tenants may only call the tenant routes (their jobs: GET /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/cancel;
 their keys: GET and POST /keys, POST /keys/{keyId}/rotate, DELETE /keys/{keyId}; their model versions: GET
-/models, GET /models/{version}, POST /models/{version}/approval); operators every route.
+/models, GET /models/{version}, POST /models/{version}/approval; their usage: GET /usage); operators every
+route.
 The handler checks the role again (defence in depth), and the tenant id reaches it only through the
 authorizer's context, with the caller's key id (``keyId``: who, in the audit trail).
 """
@@ -24,6 +25,8 @@ TENANT_ROUTES: Final = (
     ("GET", "models"),
     ("GET", "models/*"),
     ("POST", "models/*/approval"),
+    # Its own usage by month (the handler reads only the caller's tenant; ?month= alone is for operators).
+    ("GET", "usage"),
 )
 
 

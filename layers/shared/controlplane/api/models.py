@@ -17,11 +17,13 @@ from pydantic.alias_generators import to_camel
 
 from controlplane.api.audit import AuditEvent
 from controlplane.api.keys import MAX_ROTATION_GRACE_SECONDS, ApiKey, KeyPolicy, KeyState
+from controlplane.builds.results import BuildResults
 from controlplane.core.model import Tier
 from controlplane.jobs.execution_path import ExecutionPath
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
 from controlplane.tenants.model import ProblemType, TenantStatus, target_declaration_problem
+from controlplane.usage.cost import JobCost
 
 DEFAULT_PAGE_SIZE: Final = 25
 MAX_PAGE_SIZE: Final = 100
@@ -106,11 +108,42 @@ class JobView(ResponseModel):
     cancel_requested_at: str | None = Field(
         default=None, description="When the tenant asked to cancel (POST /jobs/{jobId}/cancel)"
     )
+    # What the build produced and cost (recorded when its pipeline ended; absent before, or for a job that
+    # never ran a pipeline).
+    model_package_arn: str | None = Field(default=None, description="The model version the build registered")
+    model_package_version: int | None = None
+    model_artifact_uri: str | None = None
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="The registered model's metrics (its evaluation report)"
+    )
+    billable_seconds: float | None = Field(
+        default=None, description="Billable instance-seconds of the build's SageMaker jobs"
+    )
+    cost_usd: float | None = Field(default=None, description="Estimated cost: compute plus the control plane")
+    results: BuildResults | None = Field(
+        default=None, description="Every step of the build as SageMaker reported it, and what it produced"
+    )
+    cost: JobCost | None = Field(default=None, description="How the estimate was made, per instance type")
 
     @classmethod
     def of(cls, job: Job) -> JobView:
         """What the tenant sees of a job: the attributes above, read off the stored job."""
-        return cls.model_validate(job, from_attributes=True)
+        view = cls.model_validate(job, from_attributes=True)
+        results, cost = job.build_results, job.cost
+        if results is None and cost is None:
+            return view
+        return view.model_copy(
+            update={
+                "results": results,
+                "cost": cost,
+                "model_package_arn": results.model_package_arn if results else None,
+                "model_package_version": results.model_package_version if results else None,
+                "model_artifact_uri": results.model_artifact_uri if results else None,
+                "metrics": dict(results.metrics) if results else {},
+                "billable_seconds": results.billable_seconds if results else None,
+                "cost_usd": cost.total_usd if cost else None,
+            }
+        )
 
 
 class JobPage(ResponseModel):

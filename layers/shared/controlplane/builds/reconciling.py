@@ -22,6 +22,7 @@ from controlplane.builds.lost_completions import (
     select_for_run,
     suspect_from_job,
 )
+from controlplane.builds.recording import record_build_results
 from controlplane.builds.rendezvous import record_pipeline_outcome, resume_if_ready
 from controlplane.core.model import format_timestamp
 from controlplane.jobs import store as jobs
@@ -77,9 +78,13 @@ def recover_lost_completions(
 
 def _recover(suspect: Suspect, sweep: CompletionSweep) -> bool:
     if suspect.outcome_recorded:
-        # The event was handled but resuming failed every time: finish the rendezvous.
+        # The event was handled but resuming failed every time: finish the rendezvous (and record the
+        # build's results and cost if that was cut short too; counted once whoever gets there).
+        job = jobs.get(suspect.job_id)
+        if job is not None and job.pipeline_outcome is not None:
+            record_build_results(job, job.pipeline_outcome, now=format_timestamp(datetime.now(UTC)))
         resumed = resume_if_ready(
-            jobs.get(suspect.job_id),
+            job,
             claimant=CLAIMANT,
             abandoned_before=format_timestamp(datetime.now(UTC) - RESUME_CLAIM_ABANDONED_AFTER),
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controlplane.builds.outcome import outcome_from_status, resume_decision
+from controlplane.builds.recording import record_build_results
 from controlplane.core.errors import TaskTokenDeadError
 from controlplane.core.model import utc_now
 from controlplane.jobs import execution_store as executions
@@ -51,6 +52,8 @@ def record_pipeline_outcome(
         return None
     bind_job(tenant_id=job.tenant_id, tier=job.tier)
     count(f"Pipelines{outcome.status.value.title()}", tier=job.tier)
+    # Before resuming: the job reads SUCCEEDED only with its model and cost there. Never raises.
+    record_build_results(job, job.pipeline_outcome or outcome, now=utc_now())
     resumed = resume_if_ready(job, claimant=claimant)
     recorded = job.pipeline_outcome == outcome
     return RecordedOutcome(outcome=outcome, job=job, recorded=recorded, resumed=resumed)

@@ -16,7 +16,9 @@ from typing import Any, Final
 
 from pydantic import Field, field_validator
 
+from controlplane.builds.results import BuildResults
 from controlplane.core.model import CamelModel, Tier
+from controlplane.usage.cost import JobCost
 
 # Timeline "state" values written by the functions: the names of the state machine states that invoke
 # them, so a timeline reads the same whichever side wrote an entry (a unit test checks they exist in the ASL).
@@ -331,6 +333,10 @@ class Job(CamelModel):
     resumed_by: str | None = None
     cancel_requested_at: str | None = None
     finished_at: str | None = None
+    # What the build produced and cost, read from SageMaker when its pipeline ended (builds.recording).
+    build_results: BuildResults | None = None
+    cost: JobCost | None = None
+    cost_recorded_at: str | None = None
     # Only while the job is open: the sparse open-jobs index (OPEN_STATUS, SWEEP_AT).
     open_status: JobStatus | None = None
     sweep_at: str | None = None

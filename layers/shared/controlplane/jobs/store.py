@@ -7,6 +7,8 @@ Access patterns (key conditions as in template.yaml):
 - close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
 - cancel (API) ........................... jobId = :j IF status IN (RECEIVED, VALIDATED) -> CANCELLED, else
                                            IF status IN (QUEUED, ADMITTED, RUNNING) -> SET cancelRequestedAt
+- record build results and cost, once ..... jobId = :j IF attribute_not_exists(costRecordedAt), in one
+                                           TransactWriteItems with the usage counters (usage.store)
 
 Every status change is a conditional UpdateItem that also appends ``{status, at, state, reason?}`` to
 ``timeline``; a terminal status is never overwritten.
@@ -639,3 +641,28 @@ def request_cancel(job_id: str, *, now: str) -> CancelRequest:
         ReturnValues="ALL_NEW",
     )
     return CancelRequest(changed=applied, item=_job(item))
+
+
+# ------------------------------------------------------------------ build results and cost (exactly once)
+
+COST_RECORDED_AT: Final = "costRecordedAt"
+
+
+def results_update_for_transaction(
+    job_id: str, *, results: Mapping[str, Any], cost: Mapping[str, Any], now: str
+) -> dict[str, Any]:
+    """One item of the TransactWriteItems that records a build's results and cost with its usage counters
+    (controlplane.usage.store): applies only once per job (``costRecordedAt`` absent), so a second delivery
+    of the outcome, or the sweep's recovery, counts nothing twice."""
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": dynamo.to_item({"jobId": job_id}),
+            "UpdateExpression": "SET #buildResults = :results, #cost = :cost, #costRecordedAt = :now",
+            "ConditionExpression": "attribute_exists(jobId) AND attribute_not_exists(#costRecordedAt)",
+            "ExpressionAttributeNames": _names("buildResults", "cost", COST_RECORDED_AT),
+            "ExpressionAttributeValues": dynamo.values(
+                {":results": dict(results), ":cost": dict(cost), ":now": now}
+            ),
+        }
+    }
