@@ -52,6 +52,7 @@ from controlplane.api.models import (
     AccountView,
     AuditEventView,
     AuditPage,
+    ExplanationView,
     InvalidPageTokenError,
     JobPage,
     JobView,
@@ -77,9 +78,11 @@ from controlplane.api.problems import Problem, describe
 from controlplane.core import functions
 from controlplane.core.errors import JobClosedError, JobNotFoundError
 from controlplane.core.model import Tier, utc_now
+from controlplane.jobs import explanations
 from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import cancel_job
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.explaining import Audience
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
 from controlplane.tenants import store as tenants
@@ -215,6 +218,13 @@ def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | Non
 # ------------------------------------------------------------------ tenant routes
 
 
+def _explained(job: Job, *, audience: Audience) -> JobView:
+    """The job view with its explanation (controlplane.jobs.explanations): a tenant's counts other tenants,
+    an operator's names them."""
+    explanation = ExplanationView.of(explanations.explain(job, audience=audience))
+    return JobView.of(job).model_copy(update={"explanation": explanation})
+
+
 @app.get("/jobs", summary="My jobs, newest first", tags=["tenant"])
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
@@ -247,7 +257,11 @@ def list_jobs(
     return JobPage(items=[JobView.of(job) for job in found], next_token=encode_page_token(last))
 
 
-@app.get("/jobs/<jobId>", summary="One of my jobs: status, reasons, timeline, statistics", tags=["tenant"])
+@app.get(
+    "/jobs/<jobId>",
+    summary="One of my jobs: status, reasons, timeline, statistics, and why it waits or failed (explanation)",
+    tags=["tenant"],
+)
 def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobView:
     tenant_id = _tenant()
     # Same answer for a malformed id, a missing job and another tenant's job: nothing leaks.
@@ -255,7 +269,7 @@ def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobV
     if job is None or job.tenant_id != tenant_id:
         raise NotFoundError(_JOB_NOT_FOUND)
     bind_job(job_id=job_id)
-    return JobView.of(job)
+    return _explained(job, audience=Audience.TENANT)
 
 
 @app.post(
@@ -510,6 +524,23 @@ def get_tenant(tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)])
     if item is None:
         raise NotFoundError(_TENANT_NOT_FOUND)
     return TenantView.model_validate(item)
+
+
+@app.get(
+    "/tenants/<tenantId>/jobs/<jobId>",
+    summary="One tenant's job with its explanation: who is ahead of it in fair order and why",
+    tags=["operator"],
+)
+def get_tenant_job(
+    tenant_id: Annotated[str, Path(alias="tenantId", max_length=64)],
+    job_id: Annotated[str, Path(alias="jobId", max_length=128)],
+) -> JobView:
+    _operator()
+    job = jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
+    if job is None or job.tenant_id != tenant_id:
+        raise NotFoundError(_JOB_NOT_FOUND)
+    bind_job(tenant_id=tenant_id, job_id=job_id, tier=job.tier)
+    return _explained(job, audience=Audience.OPERATOR)
 
 
 @app.patch("/tenants/<tenantId>", summary="Change a tenant's tier, suspend or resume it", tags=["operator"])

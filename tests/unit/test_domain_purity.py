@@ -27,6 +27,7 @@ USE_CASES = {
     "controlplane.builds.rendezvous",
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
+    "controlplane.jobs.explanations",
     "controlplane.jobs.sweep",
     "controlplane.tenants.changing",
     "controlplane.tenants.offboarding",

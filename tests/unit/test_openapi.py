@@ -31,8 +31,11 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
         "/tenants/{tenantId}/keys",
         "/tenants/{tenantId}/keys/{keyId}",
         "/tenants/{tenantId}/keys/{keyId}/rotate",
+        "/tenants/{tenantId}/jobs/{jobId}",
         "/audit",
     }
+    explanation = document["components"]["schemas"]["ExplanationView"]["properties"]
+    assert {"summary", "waiting", "slot", "failure"} <= set(explanation)
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"post"} == set(paths["/jobs/{jobId}/cancel"])
     assert {"get", "post"} == set(paths["/tenants"])

@@ -113,6 +113,7 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
                         "executionArn": job.execution_arn,
                         "acquiredAt": now,
                         "borrowed": decision.borrowed,
+                        **({"lentBy": decision.lent_by} if decision.lent_by else {}),
                     }
                 ),
                 "ConditionExpression": "attribute_not_exists(jobId)",
@@ -123,17 +124,24 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
         # made durable first (cancelRequestedAt) is never admitted.
         jobs.update_for_transaction(
             job.job_id,
+            # slotBorrowed, slotLentBy: the job explains whose slot it holds (controlplane.jobs.explaining).
             status_update(JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT).extended(
-                sets=("#admittedAt = :now",),
+                sets=("#admittedAt = :now", "#slotBorrowed = :borrowed", "#slotLentBy = :lentBy"),
                 removes=("#queueTier", "#queueShare"),
                 names={
                     "#admittedAt": "admittedAt",
+                    "#slotBorrowed": "slotBorrowed",
+                    "#slotLentBy": "slotLentBy",
                     "#queueTier": "queueTier",
                     "#queueShare": "queueShare",
                     "#queueTaskToken": "queueTaskToken",
                     "#cancelRequestedAt": "cancelRequestedAt",
                 },
-                values={":token": job.task_token},
+                values={
+                    ":token": job.task_token,
+                    ":borrowed": decision.borrowed,
+                    ":lentBy": decision.lent_by or "",
+                },
                 condition="#queueTaskToken = :token AND attribute_not_exists(#cancelRequestedAt)",
             ),
         ),
