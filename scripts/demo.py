@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from localcloud import LocalCloud
+from scripts import gate_picture
 from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
 from scripts.sample_data import SAMPLE_TENANTS, demo_uploads
 from scripts.tenants import onboard
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_PATH = ROOT / "build" / "demo-summary.json"
+GATE_PICTURE_PATH = ROOT / "build" / "demo-gate.svg"
 STATUS_COLUMNS = ("RECEIVED", "VALIDATED", "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED")
 
 
@@ -114,6 +116,29 @@ def _print_summary(summary: dict[str, Any], executions: int, runner: str) -> boo
     return bool(ok)
 
 
+def draw_gate(
+    dynamodb: Any,
+    tiers_table: str,
+    tier_items: dict[str, Any],
+    jobs_by_tenant: dict[str, list[dict[str, Any]]],
+) -> gate_picture.GateData:
+    """Slots over time per tier (scripts/gate_picture.py) from the jobs' records, in build/demo-gate.svg."""
+    account = dynamodb.get_item(TableName=tiers_table, Key={"tier": {"S": "account"}})["Item"]
+    data = gate_picture.write(
+        GATE_PICTURE_PATH,
+        [job for jobs in jobs_by_tenant.values() for job in jobs],
+        gate_picture.limits_from_items(tier_items),
+        int(account["accountCap"]["N"]),
+        title="make demo: slots over time per tier (one tenant per tier, the real pipeline)",
+    )
+    verdict = "no limit crossed" if not data.crossings else "; ".join(data.crossings)
+    print(
+        f"\nGate picture written to {GATE_PICTURE_PATH.relative_to(ROOT)}: {verdict}, "
+        f"{data.borrowed_admissions} admissions on borrowed slots"
+    )
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -197,6 +222,7 @@ def main() -> int:
         )
         models = {t.tenant_id: registered_models(cloud, f"{t.tenant_id}-models") for t in SAMPLE_TENANTS}
         summary = _summary(limits, jobs_by_tenant, executions, models, runner)
+        gate = draw_gate(dynamodb, tiers_table, settings, jobs_by_tenant)
         # Every AWS call the functions and the state machine made, against their roles' statements.
         permissions = cloud.permission_report()
         summary["permissions"] = {
@@ -211,7 +237,7 @@ def main() -> int:
     ok = _print_summary(summary, executions, runner)
     print()
     print("\n".join(permissions.summary_lines()))
-    ok &= permissions.ok
+    ok &= permissions.ok and not gate.crossings
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
     verdict = "every job terminal, no tier above its limit, every AWS call allowed"
     print("RESULT: " + (verdict if ok else "FAILED: see above"))
