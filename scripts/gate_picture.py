@@ -101,8 +101,8 @@ def _seconds(value: Any) -> float | None:
 
 
 def _events(jobs: Iterable[Mapping[str, Any]], tier: str) -> list[tuple[float, int, str, int]]:
-    """(time, order, kind, delta): at one instant releases come before takes (a slot freed and taken in the
-    same millisecond is one slot), and takes before enqueues."""
+    """(time, order, kind, delta), sorted. The series has one step per instant, after every change at it
+    (a slot freed and taken in the same millisecond is one slot held throughout)."""
     events: list[tuple[float, int, str, int]] = []
     for job in jobs:
         if job.get("tier") != tier:

@@ -32,7 +32,7 @@ def job(
 JOBS = [
     job("basic", 0, 1, 5),
     job("basic", 0, 2, 6, borrowed=True),  # the second basic slot is borrowed
-    job("basic", 1, 6, 9),  # waits until a slot frees at 6 s: the release comes before the take
+    job("basic", 1, 6, 9),  # waits until a slot frees at 6 s
     job("premium", 3, 3, 8),
 ]
 
@@ -45,7 +45,7 @@ def test_the_series_count_own_and_borrowed_slots_and_queued_jobs_from_the_timeli
         Step(at=1, own=1, borrowed=0, queued=2),  # one admitted, one more queued at the same instant
         Step(at=2, own=1, borrowed=1, queued=1),
         Step(at=5, own=0, borrowed=1, queued=1),
-        Step(at=6, own=1, borrowed=0, queued=0),  # a borrowed slot released, an own one taken
+        Step(at=6, own=1, borrowed=0, queued=0),  # a borrowed slot released, an own one taken: one step
         Step(at=9, own=0, borrowed=0, queued=0),
     ]
     assert (basic.max_held, basic.borrowed_admissions, premium.max_held) == (2, 1, 1)
@@ -80,8 +80,9 @@ def test_the_svg_is_well_formed_and_has_every_series_and_limit(tmp_path: Path) -
     assert {"series-account-running", "limit-account-cap", "verdict"} <= ids
     verdict = next(element for element in root.iter() if element.get("id") == "verdict")
     assert verdict.text == "no limit was crossed; 1 admissions on borrowed slots"
-    assert root.find(f"{SVG}title") is not None
-    assert root.find(f"{SVG}title").text == "a <run> & its gate"
+    title = root.find(f"{SVG}title")
+    assert title is not None
+    assert title.text == "a <run> & its gate"
     # The limit line of basic is drawn at its limit (2), above its guarantee line (1): y grows downwards.
     lines = {element.get("id"): element for element in root.iter(f"{SVG}polyline")}
     y_of = {name: float(lines[name].get("points", "").split()[0].split(",")[1]) for name in lines}
