@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import enqueue_via_gate, job_id_for, set_account_cap, set_tier_limits
+from conftest import enqueue_via_gate, job_id_for, load_template, set_account_cap, set_tier_limits
 
 from controlplane.admission import gate as admission
 from controlplane.admission import tier_store as tiers
@@ -24,6 +24,8 @@ from controlplane.jobs import explanations
 from controlplane.jobs import store as jobs
 from controlplane.jobs.explaining import (
     FAILED_STEPS,
+    STATE_MACHINE,
+    SWEEP_FUNCTION,
     Audience,
     Hold,
     LogPlaces,
@@ -234,6 +236,23 @@ def test_every_failed_step_is_a_state_of_the_state_machine_and_its_functions_are
         assert step in states
         for logical_id in functions:
             assert f"\n  {logical_id}:\n" in template
+
+
+def test_the_api_knows_the_log_group_of_everything_a_failed_job_points_at() -> None:
+    resources = load_template()["Resources"]
+    variable = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]["JOB_LOG_GROUPS"]["Sub"]
+    named = json.loads(variable.replace("${", "").replace('}"', '"'))  # {"Function": "<its log group>"}
+    wanted = {STATE_MACHINE, SWEEP_FUNCTION} | {
+        name for _, functions in FAILED_STEPS.values() for name in functions
+    }
+    assert set(named) == wanted
+    for logical_id, log_group in named.items():
+        properties = resources[logical_id]["Properties"]
+        configured = properties["LoggingConfig"]["LogGroup"]["Ref"] if "LoggingConfig" in properties else None
+        if logical_id == STATE_MACHINE:
+            destination = properties["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+            configured = destination["GetAtt"].split(".")[0]
+        assert configured == log_group, logical_id
 
 
 def test_the_run_time_average_weights_the_newest_run() -> None:
