@@ -219,8 +219,8 @@ def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | Non
 
 
 def _explained(job: Job, *, audience: Audience) -> JobView:
-    """The job view with its explanation (controlplane.jobs.explanations): a tenant's counts other tenants,
-    an operator's names them."""
+    """The job view with its explanation (controlplane.jobs.explanations): a tenant's view counts the other
+    tenants ahead of it, an operator's names them."""
     explanation = ExplanationView.of(explanations.explain(job, audience=audience))
     return JobView.of(job).model_copy(update={"explanation": explanation})
 
