@@ -15,11 +15,14 @@ import pytest
 from conftest import enqueue_via_gate, job_id_for, load_template, set_account_cap, set_tier_limits
 
 from controlplane.admission import gate as admission
+from controlplane.admission import share_store as fair_share
+from controlplane.admission import slot_store as slots
 from controlplane.admission import tier_store as tiers
-from controlplane.admission.fair_share import Share
+from controlplane.admission.decisions import TakeOutcome, queued_job_from
+from controlplane.admission.fair_share import Share, capacity_from_items
 from controlplane.admission.run_times import NEWEST_RUN_WEIGHT, RunTimes, folded, run_times_from_item
-from controlplane.admission.scheduling import ACCOUNT_LENDER, TierState, lender
-from controlplane.core.model import BoundedCount, format_timestamp
+from controlplane.admission.scheduling import ACCOUNT_LENDER, Admit, TierState, WaitingJob, lender
+from controlplane.core.model import BoundedCount, format_timestamp, utc_now
 from controlplane.jobs import explanations
 from controlplane.jobs import store as jobs
 from controlplane.jobs.explaining import (
@@ -349,3 +352,33 @@ def test_a_released_slot_folds_its_run_time_into_the_tier_average_once(
     admission.slot_released("basic", job_id)
     admission.slot_released("basic", job_id)  # a redelivered trigger counts nothing twice
     assert run_times_from_item(tiers.get("basic")) == RunTimes(average_seconds=90.0, measured=1)
+
+
+@pytestmark_moto
+def test_a_take_decided_on_a_stale_count_never_records_the_wrong_borrowed_flag(
+    table: Callable[[str], Any], stepfunctions: Any
+) -> None:
+    set_tier_limits(table, "basic", 1, borrowing=1)
+    job_id = enqueue(table, 1, "alpha", minute=0)
+    account, items = tiers.capacity_items()
+    capacity = capacity_from_items(account, items)
+    assert capacity is not None
+    share = fair_share.get("basic", "alpha")
+    (waiting,) = [job for job in map(queued_job_from, jobs.share_waiting(share.share_id, limit=5)) if job]
+    # A snapshot from before a release: it believes the tier runs its guarantee (the slot would be borrowed).
+    stale = Admit(
+        tier="basic",
+        tenant_id="alpha",
+        job=WaitingJob(job_id, 0.0),
+        borrowed=True,
+        tenant_usage=1.0,
+        tenant_tag=1.0,
+        tier_clock=0.0,
+        lent_by=ACCOUNT_LENDER,
+    )
+    assert (
+        slots.take(waiting, decision=stale, share=share, capacity=capacity, now=utc_now())
+        is TakeOutcome.STALE
+    )
+    assert admission.admit().admitted == [job_id]
+    assert explain(job_id).slot.borrowed is False
