@@ -68,6 +68,7 @@ from bench.stack_options import (
 )
 from localcloud import LocalCloud
 from localcloud.clients import DUMMY_CREDENTIALS
+from scripts import gate_picture
 from scripts.jobs import TERMINAL, tenant_jobs
 from scripts.sample_data import SampleTenant, classification_csv
 from scripts.tenants import onboard
@@ -705,6 +706,7 @@ def run(
             main["stuck_jobs"] = stuck_jobs(jobs, [u.key for u in batch])
             main["max_running_all_tiers"] = max_concurrent(jobs)
             main["account_cap"] = account_cap
+            main["gate_picture"] = draw_gate(jobs, tier_items, account_cap)
             leftovers = slots_left_after_reconciling(cloud, outputs, stack.ref("GateFunction"))
             # ---- transitions vs queue wait: one basic tenant, its tier limit 1 (long queue) vs ≥ jobs
             basic = [t for t in tenants if t.tier == "basic"][:1]
@@ -769,6 +771,25 @@ def run(
         "function_logs": str(Path(state_dir_to_keep) / "logs") if state_dir_to_keep else None,
         "not_priced": list(prices.NOT_PRICED),
         "runtime_s": {"setup": setup_s, "main": main_s, "total": total_s},
+    }
+
+
+GATE_PICTURE_PATH = Path("build/bench-gate.svg")
+
+
+def draw_gate(jobs: list[dict[str, Any]], tier_items: Mapping[str, Any], account_cap: int) -> dict[str, Any]:
+    """Slots over time per tier of the main run (scripts/gate_picture.py), in build/bench-gate.svg."""
+    data = gate_picture.write(
+        ROOT / GATE_PICTURE_PATH,
+        jobs,
+        gate_picture.limits_from_items(tier_items),
+        account_cap,
+        title="make bench: slots over time per tier (main run, simulated pipeline)",
+    )
+    return {
+        "path": str(GATE_PICTURE_PATH),
+        "limits_crossed": data.crossings,
+        "borrowed_admissions": data.borrowed_admissions,
     }
 
 
@@ -852,6 +873,11 @@ def print_report(result: Mapping[str, Any]) -> None:
     )
     print(f"  {result['note']}")
     print(f"  statuses: {main['statuses']}  all terminal: {main['all_terminal']}")
+    if main.get("gate_picture"):
+        picture = main["gate_picture"]
+        crossed = "; ".join(picture["limits_crossed"]) or "no limit crossed"
+        borrowed = picture["borrowed_admissions"]
+        print(f"  gate picture: {picture['path']} ({crossed}, {borrowed} borrowed admissions)")
     rows = [
         ("uploads/s through to pipeline start", f"{main['uploads_per_second_to_pipeline_start']:.2f}"),
         ("first upload → last pipeline start (s)", f"{main['first_upload_to_last_start_s']:.1f}"),
@@ -979,6 +1005,9 @@ def failures(result: Mapping[str, Any]) -> list[str]:
         )
     if not result["transitions_independent_of_queue_wait"]:
         found.append("state transitions per job depend on the queue wait")
+    found += [
+        f"gate picture: {crossing}" for crossing in main.get("gate_picture", {}).get("limits_crossed", [])
+    ]
     return found
 
 

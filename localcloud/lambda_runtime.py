@@ -489,6 +489,9 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"localcloud/{spec.logical_id}",
+            # Not Lambda's: where the emulator writes every function's log (<dir>/<LogicalId>.log), so a
+            # failed job's explanation can name the file (controlplane.jobs.explaining).
+            "LOCALCLOUD_LOG_DIR": str(spec.log_path.parent),
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
             "_HANDLER": spec.handler,

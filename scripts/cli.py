@@ -3,8 +3,8 @@
     python -m scripts.cli [--url URL] [--key KEY] COMMAND ...
 
 The API's base URL (``.../v1``) and key come from ``--url`` / ``--key`` or ``MLAAS_API_URL`` /
-``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel, models, approve, reject) need a tenant key (with
-``--tenant``, models/approve/reject are operator commands); operator commands (onboard,
+``MLAAS_API_KEY``. Tenant commands (jobs, job, cancel, usage, models, approve, reject) need a tenant key
+(with ``--tenant``, job/usage/models/approve/reject are operator commands); operator commands (onboard,
 tenants, tiers, tier-limit, account-cap, offboard, audit, keys --tenant) an operator key; ``keys`` without
 ``--tenant`` manages the caller's own keys (a tenant's, or the operator keys). ``dlq list`` /
 ``dlq redrive`` talk to SQS directly (AWS credentials, ``--stack``, ``--endpoint-url`` for the emulator),
@@ -223,7 +223,8 @@ def _jobs(args: argparse.Namespace, send: Send, out: TextIO) -> int:
 
 
 def _job(args: argparse.Namespace, send: Send, out: TextIO) -> int:
-    job = call(send, "GET", f"/jobs/{args.job_id}")
+    path = f"/tenants/{args.tenant}/jobs/{args.job_id}" if args.tenant else f"/jobs/{args.job_id}"
+    job = call(send, "GET", path)
     print(table([job], JOB_COLUMNS), file=out)
     print("", file=out)
     print(table(job.get("timeline") or [], TIMELINE_COLUMNS), file=out)
@@ -231,6 +232,9 @@ def _job(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         if job.get(name):
             print(f"{name}: {job[name]}", file=out)
     _build(job, out)
+    if job.get("explanation"):
+        print("", file=out)
+        print("\n".join(explanation_lines(job["explanation"])), file=out)
     return 0
 
 
@@ -288,6 +292,60 @@ def _usage(args: argparse.Namespace, send: Send, out: TextIO) -> int:
         items = _all_pages(send, "/usage", query)
         print(table(items, TENANT_USAGE_COLUMNS), file=out)
     return 0
+
+
+def _count(count: dict[str, Any]) -> str:
+    return f"{count['value']}{'+' if count.get('atLeast') else ''}"
+
+
+def _waiting_lines(waiting: dict[str, Any]) -> list[str]:
+    slots, account, tenant = waiting["tierSlots"], waiting["account"], waiting["tenant"]
+    standing, estimate = waiting["fairShare"], waiting["estimate"]
+    mine, line = waiting["tenantPosition"], waiting["tierPosition"]
+    cap = tenant["cap"] if tenant["cap"] is not None else "none"
+    ahead, backlogged = _count(standing["tenantsAhead"]), _count(standing["backloggedTenants"])
+    lines = [
+        f"position: {mine['place']} of {mine['of']} of the tenant's waiting jobs; "
+        f"{line['place']} of {line['of']} in tier {waiting['tier']} (arrival order)",
+        f"tier {waiting['tier']}: running {slots['running']}, guaranteed {slots['guaranteed']}, "
+        f"borrowable {slots['borrowable']} (limit {slots['limit']})",
+        f"account: running {account['running']} of cap {account['cap']}",
+        f"tenant: running {tenant['running']} of cap {cap}",
+        *(f"held by {holding['hold']}: {holding['detail']}" for holding in waiting["holding"]),
+        f"fair share: tag {standing['tag']:g}, key {standing['fairKey']:g} "
+        f"(tier clock {standing['tierClock']:g}), weight {standing['weight']:g}, "
+        f"usage {standing['usage']:.2f}; {ahead} of {backlogged} backlogged tenants ahead",
+        *(f"  ahead: {other['tenantId']}: {other['why']}" for other in standing.get("ahead") or []),
+    ]
+    if estimate.get("seconds") is None:
+        lines.append("estimated start: unknown (no run of the tier has finished yet)")
+    else:
+        lines.append(
+            f"estimated start: in {estimate['seconds']:.0f} s (around {estimate['startsAt']}); "
+            f"{estimate['jobsAhead']} jobs ahead, {estimate['slots']} slots, average run "
+            f"{estimate['averageRunSeconds'] or 0:.0f} s over {estimate['runsMeasured']} runs"
+        )
+    lines.append(f"  how: {estimate['method']}")
+    return lines
+
+
+def explanation_lines(explanation: dict[str, Any]) -> list[str]:
+    """The job view's explanation as lines of text (mlaas job)."""
+    lines = [f"why: {explanation['summary']}"]
+    if explanation.get("waiting"):
+        lines += _waiting_lines(explanation["waiting"])
+    if explanation.get("slot"):
+        slot = explanation["slot"]
+        lines.append(f"slot: borrowed {slot['borrowed']}, lent by {slot.get('lentBy') or '-'}")
+    if explanation.get("failure"):
+        failure = explanation["failure"]
+        lines.append(f"failed step: {failure['failedStep']} (recorded by {failure.get('recordedBy')})")
+        for log in failure.get("logs") or []:
+            where = log.get("file") or log.get("logGroup") or log.get("logStream") or ""
+            lines.append(f"logs: {log['what']}: {where}")
+            if log.get("query") and not log.get("file"):
+                lines.append(f"  query: {log['query']}")
+    return lines
 
 
 def _cancel(args: argparse.Namespace, send: Send, out: TextIO) -> int:
@@ -591,8 +649,13 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     jobs.set_defaults(run=_jobs)
 
-    job = commands.add_parser("job", help="one job: its timeline, model, metrics, steps and cost (tenant)")
+    job = commands.add_parser(
+        "job",
+        help="one job: its timeline, model, metrics, steps and cost, and why it waits or failed "
+        "(tenant; operator with --tenant)",
+    )
     job.add_argument("job_id")
+    job.add_argument("--tenant", help="the job's tenant (operator key): names the tenants ahead of it")
     job.set_defaults(run=_job)
 
     usage = commands.add_parser(

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from localcloud import LocalCloud
 from localcloud.__main__ import console_mounts
 from localcloud.console import ConsoleServer
-from scripts import cli
+from scripts import cli, gate_picture
 from scripts.api_keys import create_operator_key
 from scripts.demo_handoff import approve_one_model
 from scripts.jobs import TERMINAL, max_concurrent_slots, registered_models, status_counts, tenant_jobs
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_PATH = ROOT / "build" / "demo-summary.json"
 # Logs and recorded calls of the demo's emulator; `make local` keeps its own in .localcloud/local.
 STATE_DIR = ROOT / ".localcloud" / "demo"
+GATE_PICTURE_PATH = ROOT / "build" / "demo-gate.svg"
 STATUS_COLUMNS = ("RECEIVED", "VALIDATED", "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED")
 
 
@@ -256,6 +257,29 @@ def _print_builds(jobs: list[dict[str, Any]], usage: dict[str, Any]) -> None:
     )
 
 
+def draw_gate(
+    dynamodb: Any,
+    tiers_table: str,
+    tier_items: dict[str, Any],
+    jobs_by_tenant: dict[str, list[dict[str, Any]]],
+) -> gate_picture.GateData:
+    """Slots over time per tier (scripts/gate_picture.py) from the jobs' records, in build/demo-gate.svg."""
+    account = dynamodb.get_item(TableName=tiers_table, Key={"tier": {"S": "account"}})["Item"]
+    data = gate_picture.write(
+        GATE_PICTURE_PATH,
+        [job for jobs in jobs_by_tenant.values() for job in jobs],
+        gate_picture.limits_from_items(tier_items),
+        int(account["accountCap"]["N"]),
+        title="make demo: slots over time per tier (one tenant per tier, the real pipeline)",
+    )
+    verdict = "no limit crossed" if not data.crossings else "; ".join(data.crossings)
+    print(
+        f"\nGate picture written to {GATE_PICTURE_PATH.relative_to(ROOT)}: {verdict}, "
+        f"{data.borrowed_admissions} admissions on borrowed slots"
+    )
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -374,6 +398,7 @@ def main() -> int:
         }
         summary["usageOperatorView"] = usage["operator"]
         handoff_ok = runner == "simulated" or _hand_off_one_model(cloud, stack, outputs, summary)
+        gate = draw_gate(dynamodb, tiers_table, settings, jobs_by_tenant)
         # Every AWS call the functions and the state machine made, against their roles' statements.
         permissions = cloud.permission_report()
         summary["permissions"] = {
@@ -382,7 +407,10 @@ def main() -> int:
             "unmappedCalls": permissions.unmapped_calls,
             "callsByPrincipal": {p.principal: p.calls for p in permissions.principals},
         }
-        ok = _report(summary, executions, runner, permissions, built=built, usage=usage) and handoff_ok
+        ok = (
+            _report(summary, executions, runner, permissions, built=built, usage=usage, gate=gate)
+            and handoff_ok
+        )
         if args.keep_running:
             print(f"\nThe emulator and the console ({console.url}) keep running: Ctrl-C stops them.")
             try:
@@ -410,6 +438,7 @@ def _report(
     *,
     built: list[dict[str, Any]],
     usage: dict[str, Any],
+    gate: gate_picture.GateData,
 ) -> bool:
     SUMMARY_PATH.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY_PATH.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -421,7 +450,7 @@ def _report(
     ok &= not problems
     print()
     print("\n".join(permissions.summary_lines()))
-    ok &= permissions.ok
+    ok &= permissions.ok and not gate.crossings
     print(f"\nSummary written to {SUMMARY_PATH.relative_to(ROOT)}")
     verdict = (
         "every job terminal, no tier above its limit, every built model with its metrics and cost, "

@@ -78,9 +78,11 @@ from controlplane.api.problems import Problem, describe
 from controlplane.core import functions
 from controlplane.core.errors import JobClosedError, JobNotFoundError
 from controlplane.core.model import Tier, utc_now
+from controlplane.jobs import explanations
 from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import cancel_job
-from controlplane.jobs.lifecycle import JobStatus
+from controlplane.jobs.explaining import Audience
+from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.models.versions import ModelVersionNotFoundError
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
@@ -226,6 +228,12 @@ def _page_start(token: str | None, keys: frozenset[str]) -> dict[str, str] | Non
 # ------------------------------------------------------------------ tenant routes
 
 
+def _explained(job: Job, *, audience: Audience) -> JobView:
+    """The job view with its explanation (controlplane.jobs.explanations): a tenant's view counts the other
+    tenants ahead of it, an operator's names them."""
+    return JobView.explained(job, explanations.explain(job, audience=audience))
+
+
 @app.get("/jobs", summary="My jobs, newest first", tags=["tenant"])
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
@@ -258,7 +266,11 @@ def list_jobs(
     return JobPage(items=[JobView.of(job) for job in found], next_token=encode_page_token(last))
 
 
-@app.get("/jobs/<jobId>", summary="One of my jobs: status, reasons, timeline, statistics", tags=["tenant"])
+@app.get(
+    "/jobs/<jobId>",
+    summary="One of my jobs: status, reasons, timeline, statistics, and why it waits or failed (explanation)",
+    tags=["tenant"],
+)
 def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobView:
     tenant_id = _tenant()
     # Same answer for a malformed id, a missing job and another tenant's job: nothing leaks.
@@ -266,7 +278,7 @@ def get_job(job_id: Annotated[str, Path(alias="jobId", max_length=128)]) -> JobV
     if job is None or job.tenant_id != tenant_id:
         raise NotFoundError(_JOB_NOT_FOUND)
     bind_job(job_id=job_id)
-    return JobView.of(job)
+    return _explained(job, audience=Audience.TENANT)
 
 
 @app.post(

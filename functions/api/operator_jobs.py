@@ -26,7 +26,9 @@ from controlplane.api.models import (
     decode_page_token,
     encode_page_token,
 )
+from controlplane.jobs import explanations
 from controlplane.jobs import store as jobs
+from controlplane.jobs.explaining import Audience
 from controlplane.jobs.following import execution_path
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.observability import bind_job
@@ -94,12 +96,14 @@ def list_tenant_jobs(
 
 @router.get(
     "/tenants/<tenantId>/jobs/<jobId>",
-    summary="One of a tenant's jobs: status, reasons, timeline, statistics",
+    summary="One of a tenant's jobs: status, reasons, timeline, statistics, and its explanation: who is "
+    "ahead of it in fair order and why",
     tags=["operator"],
 )
 def get_tenant_job(tenant_id: Annotated[str, _TENANT_ID], job_id: Annotated[str, _JOB_ID]) -> JobView:
     _operator()
-    return JobView.of(_tenant_job(tenant_id, job_id))
+    job = _tenant_job(tenant_id, job_id)
+    return JobView.explained(job, explanations.explain(job, audience=Audience.OPERATOR))
 
 
 @router.get(

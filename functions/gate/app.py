@@ -5,7 +5,8 @@ Invoked three ways (docs/contracts.md):
   token on its job if it belongs to the job's current wait (the job enters the tier's waiting room, its
   tenant the tier's backlog), then admit. Partial batch failures.
   A job the tenant cancelled before its token arrived gets its wait failed with JobCancelled instead.
-- {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): admit.
+- {"trigger": "slot-released", "tier", "jobId"} (the state machine, after a release): fold the job's slot
+  time into its tier's run-time average (the waiting jobs' start estimate), then admit.
 - {"trigger": "schedule"} (every minute, safety net): for every tier reclaim leaked slots, record the outcome
   of running jobs whose pipeline ended without its event reaching us, close waiting jobs whose execution is
   over; then admit.
@@ -160,7 +161,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if isinstance(trigger, SlotReleased):
         logger.append_keys(releasedJobId=trigger.job_id)
         # Admission is account-wide: the freed slot may go back to a tier that lent it, or to another tier.
-        return {"admission": _admit()}
+        return {"admission": _report(admission.slot_released(trigger.tier.value, trigger.job_id))}
 
     sweep = admission.scheduled_sweep(tuple(tier.value for tier in Tier), _waiting_room_cursors)
     if sweep.failed_tiers:

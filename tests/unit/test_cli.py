@@ -78,6 +78,16 @@ def test_tenant_commands(
     assert code == 0
     assert "RECEIVED" in text
     assert "Register the upload as a job" in text
+    assert "failed step: Validate the dataset against the tenant's contract" in text  # it was RECEIVED
+    code, text = run(api, tenant("acme"), "job", job_id_for(2))
+    assert code == 0
+    assert "position: 1 of 1 of the tenant's waiting jobs; 1 of 1 in tier basic" in text
+    assert "held by NOTHING" in text
+    code, text = run(api, OPERATOR, "job", job_id_for(2), "--tenant", "acme")
+    assert code == 0, text
+    assert "backlogged tenants ahead" in text
+    code, text = run(api, OPERATOR, "job", job_id_for(2), "--tenant", "initech")
+    assert code == 1  # another tenant's job is not found
     code, text = run(api, tenant("acme"), "cancel", job_id_for(2))
     assert code == 0
     assert "cancel requested" in text

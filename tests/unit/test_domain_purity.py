@@ -29,6 +29,7 @@ USE_CASES = {
     "controlplane.jobs.cancelling",
     "controlplane.jobs.closing",
     "controlplane.jobs.following",
+    "controlplane.jobs.explanations",
     "controlplane.jobs.sweep",
     "controlplane.models.approval",
     "controlplane.tenants.changing",

@@ -54,6 +54,8 @@ def test_the_document_describes_every_route_and_names_request_fields() -> None:
     assert {"month", "limit", "nextToken"} <= {p["name"] for p in paths["/usage"]["get"]["parameters"]}
     job = document["components"]["schemas"]["JobView"]["properties"]
     assert {"modelPackageArn", "metrics", "billableSeconds", "costUsd", "results", "cost"} <= set(job)
+    explanation = document["components"]["schemas"]["ExplanationView"]["properties"]
+    assert {"summary", "waiting", "slot", "failure"} <= set(explanation)
     assert {"get"} == set(paths["/jobs"]) == set(paths["/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs"]) == set(paths["/tenants/{tenantId}/jobs/{jobId}"])
     assert {"get"} == set(paths["/tenants/{tenantId}/jobs/{jobId}/execution"])

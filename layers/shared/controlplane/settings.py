@@ -134,6 +134,10 @@ class ApiSettings(BaseModel):
         default="mlaas-tenant-", alias="USAGE_KEY_PREFIX", pattern=r"^[\w.-]{1,120}$"
     )
     operator_usage_key: str | None = Field(default=None, alias="OPERATOR_USAGE_KEY", min_length=20)
+    # Where a failed job's logs are (its explanation): log group names by the template's logical id, and,
+    # in the emulator, the directory of its per-function log files (localcloud sets it).
+    job_log_groups: Json[dict[str, str]] = Field(default_factory=dict, alias="JOB_LOG_GROUPS")
+    local_log_dir: str | None = Field(default=None, alias="LOCALCLOUD_LOG_DIR", min_length=1)
 
     def key_policy(self) -> KeyPolicy:
         return KeyPolicy(

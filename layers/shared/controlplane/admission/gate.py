@@ -38,6 +38,7 @@ from controlplane.admission.fair_share import (
     share_id,
     snapshot,
 )
+from controlplane.admission.run_times import folded, run_times_from_item, slot_seconds
 from controlplane.admission.scheduling import Admit, Blocked, decide
 from controlplane.builds import reconciling
 from controlplane.core.errors import AwsServiceError, TaskTokenDeadError
@@ -57,6 +58,7 @@ from controlplane.uploads.registration import pipeline_wait_seconds
 # Waiting jobs of the chosen tenant read per head lookup (a few, in case the index still shows admitted ones).
 HEAD_LOOKAHEAD: Final = 5
 ENQUEUE_ATTEMPTS: Final = 4
+RUN_TIME_ATTEMPTS: Final = 3
 
 
 @dataclass(slots=True)
@@ -118,6 +120,32 @@ def admit() -> AdmissionReport:
     if capacity is not None:
         _record_capacity(capacity)
     return report
+
+
+def slot_released(tier: str, job_id: str) -> AdmissionReport:
+    """The state machine released a job's slot: fold the job's slot time into its tier's run-time average
+    (controlplane.admission.run_times), then admit, account-wide (the slot may go back to a lender)."""
+    try:
+        _record_run_time(tier, job_id)
+    except AwsServiceError:
+        # The average is an estimate for waiting jobs' views; admission must not wait on it.
+        logger.exception("Could not record the job's run time", extra={"tier": tier, "jobId": job_id})
+    return admit()
+
+
+def _record_run_time(tier: str, job_id: str) -> None:
+    job = jobs.get(job_id)
+    if job is None or job.run_time_recorded_at or not job.pipeline_execution_arn:
+        return  # gone, counted already, or never started a pipeline (its slot time says nothing of runs)
+    seconds = slot_seconds(job.admitted_at, job.slot_released_at)
+    if seconds is None:
+        return
+    for _ in range(RUN_TIME_ATTEMPTS):
+        seen = run_times_from_item(tiers.get(tier))
+        outcome = tiers.record_run_time(tier, job_id, seen=seen, new=folded(seen, seconds), now=utc_now())
+        if outcome is not tiers.RecordOutcome.CHANGED:
+            return
+    logger.warning("The tier's run-time average kept changing; this run is left out", extra={"tier": tier})
 
 
 def _record_capacity(capacity: Capacity) -> None:

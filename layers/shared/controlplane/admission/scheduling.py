@@ -115,6 +115,8 @@ class Admit:
     tenant_usage: float
     tenant_tag: float
     tier_clock: float
+    # Whose slot a borrowed admission uses (see lender); None when the slot is the tier's own.
+    lent_by: str | None = None
 
 
 Decision = Admit | Blocked
@@ -175,6 +177,26 @@ def tier_priority(tier: TierState) -> tuple[int, float, str]:
     )
 
 
+# The lender named for a slot taken from the account's unguaranteed remainder (cap - sum of guarantees).
+ACCOUNT_LENDER: Final = "account"
+
+
+def lender(borrower: str, tiers: Sequence[TierState], account_cap: int) -> str:
+    """Whose slot a borrowing tier takes, as the explanation names it: the account's unguaranteed
+    remainder while borrowed slots in use do not exhaust it, else the other tier with the most idle
+    guaranteed slots (ties by name). Borrowed slots are not tagged to a lender anywhere else: this only
+    names where the capacity came from at admission, it decides nothing."""
+    unguaranteed = account_cap - sum(tier.guaranteed for tier in tiers)
+    borrowed_in_use = sum(max(0, tier.running - tier.guaranteed) for tier in tiers)
+    if borrowed_in_use < unguaranteed:
+        return ACCOUNT_LENDER
+    others = [tier for tier in tiers if tier.name != borrower]
+    if not others:
+        return ACCOUNT_LENDER
+    idlest = min(others, key=lambda tier: (-(tier.guaranteed - tier.running), tier.name))
+    return idlest.name
+
+
 def tier_can_admit(tier: TierState, account_running: int, account_cap: int) -> bool:
     return tier.running < tier.max_running and account_running < account_cap
 
@@ -219,12 +241,14 @@ def decide(snapshot: Snapshot) -> Decision:
     chosen = candidates[tier.name]
     assert chosen.head is not None
     start = fair_key(chosen, tier.clock)
+    borrowed = tier.running >= tier.guaranteed
     return Admit(
         tier=tier.name,
         tenant_id=chosen.tenant_id,
         job=chosen.head,
-        borrowed=tier.running >= tier.guaranteed,
+        borrowed=borrowed,
         tenant_usage=chosen.usage + chosen.head.cost,
         tenant_tag=start + chosen.head.cost / chosen.weight,
         tier_clock=start,
+        lent_by=lender(tier.name, snapshot.tiers, snapshot.account_cap) if borrowed else None,
     )

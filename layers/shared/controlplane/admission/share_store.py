@@ -4,6 +4,9 @@ Access patterns (key conditions as in template.yaml):
 - a tenant's share of a tier ........... shareId = :tier#tenant; every write IF version = :seen
                                           (or attribute_not_exists(shareId) for the first)
 - a tier's backlogged tenants ........... index tier-backlog: backlogTier = :tier, ascending tag
+- tenants ahead of a share (explaining) . index tier-backlog: backlogTier = :tier AND tag <= :key, filtered to
+                                          those before it in fair order and below their cap, Select=COUNT,
+                                          one page of at most BACKLOG_COUNT_LIMIT items
 - a tenant's shares (offboarding) ....... index tenant-shares: tenantId = :t
 
 The writes that must be atomic with a job or slot change are returned as TransactWriteItems entries
@@ -18,10 +21,14 @@ from controlplane.admission.fair_share import Enqueue, Share, share_from_item, s
 from controlplane.admission.scheduling import Admit
 from controlplane.core import dynamo
 from controlplane.core.clients import client
+from controlplane.core.model import BoundedCount
 from controlplane.settings import get_settings
 
 TIER_BACKLOG_INDEX: Final = "tier-backlog"
 TENANT_SHARES_INDEX: Final = "tenant-shares"
+# Backlogged shares one count may read (a single Query page): the explanation's cost stays bounded however
+# many tenants there are; beyond it the view says "at least".
+BACKLOG_COUNT_LIMIT: Final = 500
 
 
 def _table() -> str:
@@ -59,6 +66,46 @@ def backlog(tier: str, *, limit: int) -> list[Share]:
     return [
         share_from_item(item) for item in (dynamo.from_item(raw) for raw in response.get("Items", [])) if item
     ]
+
+
+def count_ahead(tier: str, *, key: float, backlog_since: str, strictly_lower: bool) -> BoundedCount:
+    """Backlogged shares of the tier the gate would pick before one whose fair key (``max(tag, clock)``)
+    is ``key`` and whose backlog began at ``backlog_since``, counting only those below their cap (the gate
+    skips the others). With ``strictly_lower`` (the share's tag is above the tier's clock), a lower tag
+    is ahead and an equal one is ahead when backlogged earlier; otherwise every share at or below the
+    clock ties at the clock, and those backlogged earlier are ahead (controlplane.admission.scheduling)."""
+    order = "(#tag < :key OR #since < :since)" if strictly_lower else "#since < :since"
+    response = client("dynamodb").query(
+        TableName=_table(),
+        IndexName=TIER_BACKLOG_INDEX,
+        KeyConditionExpression="#backlogTier = :tier AND #tag <= :key",
+        FilterExpression=f"{order} AND (attribute_not_exists(#cap) OR #running < #cap)",
+        ExpressionAttributeNames={
+            "#backlogTier": "backlogTier",
+            "#tag": "tag",
+            "#since": "backlogSince",
+            "#cap": "cap",
+            "#running": "running",
+        },
+        ExpressionAttributeValues=dynamo.values({":tier": tier, ":key": key, ":since": backlog_since}),
+        Select="COUNT",
+        Limit=BACKLOG_COUNT_LIMIT,
+    )
+    return BoundedCount(value=int(response.get("Count", 0)), at_least=bool(response.get("LastEvaluatedKey")))
+
+
+def count_backlogged(tier: str) -> BoundedCount:
+    """The tier's backlogged shares (tenants that may have jobs waiting), bounded like count_ahead."""
+    response = client("dynamodb").query(
+        TableName=_table(),
+        IndexName=TIER_BACKLOG_INDEX,
+        KeyConditionExpression="#backlogTier = :tier",
+        ExpressionAttributeNames={"#backlogTier": "backlogTier"},
+        ExpressionAttributeValues=dynamo.values({":tier": tier}),
+        Select="COUNT",
+        Limit=BACKLOG_COUNT_LIMIT,
+    )
+    return BoundedCount(value=int(response.get("Count", 0)), at_least=bool(response.get("LastEvaluatedKey")))
 
 
 def enqueue_update(

@@ -55,7 +55,8 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
 
     1. the account item: ``running < accountCap`` -> +1 (the account cap, across tiers);
     2. the tier item: ``running < concurrencyLimit + borrowingLimit`` with both limits and ``fairClock`` as
-       read -> +1 and the new clock (never above the tier's limit; one admission per tier at a time);
+       read, and ``running`` below the guarantee for an own slot, at or above it for a borrowed one -> +1 and
+       the new clock (never above the tier's limit; one admission per tier at a time);
     3. the lease, put if absent; 4. the job, QUEUED with this token -> ADMITTED (once per job);
     5. the tenant's share, as read (``version``) and below its cap -> +1, usage and tag charged.
     """
@@ -79,9 +80,13 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
                 "TableName": settings.tiers_table_name,
                 "Key": dynamo.to_item({"tier": job.tier}),
                 "UpdateExpression": "SET #running = #running + :one, #clock = :clock",
+                # The slot is borrowed exactly when the tier already runs its guarantee: checked here on the
+                # counter itself, so the lease's and the job's borrowed flag never rest on a stale snapshot
+                # (the decision's count may predate releases made since; then it is STALE and decided again).
                 "ConditionExpression": (
                     "attribute_exists(#tier) AND #running < :max AND #limit = :guaranteed "
-                    "AND #borrowing = :borrowing AND #clock = :seenClock"
+                    "AND #borrowing = :borrowing AND #clock = :seenClock AND "
+                    + ("#running >= :guaranteed" if decision.borrowed else "#running < :guaranteed")
                 ),
                 "ExpressionAttributeNames": {
                     "#running": "running",
@@ -113,6 +118,7 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
                         "executionArn": job.execution_arn,
                         "acquiredAt": now,
                         "borrowed": decision.borrowed,
+                        **({"lentBy": decision.lent_by} if decision.lent_by else {}),
                     }
                 ),
                 "ConditionExpression": "attribute_not_exists(jobId)",
@@ -123,17 +129,24 @@ def take(job: QueuedJob, *, decision: Admit, share: Share, capacity: Capacity, n
         # made durable first (cancelRequestedAt) is never admitted.
         jobs.update_for_transaction(
             job.job_id,
+            # slotBorrowed, slotLentBy: the job explains whose slot it holds (controlplane.jobs.explaining).
             status_update(JobStatus.ADMITTED, at=now, state=STATE_QUEUE_WAIT).extended(
-                sets=("#admittedAt = :now",),
+                sets=("#admittedAt = :now", "#slotBorrowed = :borrowed", "#slotLentBy = :lentBy"),
                 removes=("#queueTier", "#queueShare"),
                 names={
                     "#admittedAt": "admittedAt",
+                    "#slotBorrowed": "slotBorrowed",
+                    "#slotLentBy": "slotLentBy",
                     "#queueTier": "queueTier",
                     "#queueShare": "queueShare",
                     "#queueTaskToken": "queueTaskToken",
                     "#cancelRequestedAt": "cancelRequestedAt",
                 },
-                values={":token": job.task_token},
+                values={
+                    ":token": job.task_token,
+                    ":borrowed": decision.borrowed,
+                    ":lentBy": decision.lent_by or "",
+                },
                 condition="#queueTaskToken = :token AND attribute_not_exists(#cancelRequestedAt)",
             ),
         ),

@@ -1,19 +1,31 @@
 """The Tiers table. Access patterns:
 - get a tier's settings and counter ............ tier = :tier
 - the account cap and counter, and every tier .. BatchGetItem tier IN ("account", basic, standard, premium)
+- a tier's run-time average (one job folded in) .. tier = :tier IF runsMeasured = :seen, in one transaction
+                                                  with jobId = :j IF attribute_not_exists(runTimeRecordedAt)
 (taking a slot lives in controlplane.admission.slot_store)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from controlplane.admission.fair_share import ACCOUNT_KEY
+from controlplane.admission.run_times import AVERAGE_ATTRIBUTE, MEASURED_ATTRIBUTE, RunTimes
 from controlplane.admission.tiers import TierSettings
 from controlplane.core import dynamo
-from controlplane.core.clients import client
+from controlplane.core.clients import client, translated
 from controlplane.core.model import Tier
 from controlplane.settings import get_settings
+
+
+class RecordOutcome(StrEnum):
+    RECORDED = "RECORDED"
+    ALREADY_RECORDED = "ALREADY_RECORDED"  # this job's run was folded in before (a redelivered trigger)
+    CHANGED = "CHANGED"  # another run was folded in since the average was read: read it again
 
 
 def get(tier: str) -> dict[str, Any] | None:
@@ -112,3 +124,58 @@ def queued_count(tier: str) -> int:
         if not last:
             return total
         request["ExclusiveStartKey"] = last
+
+
+@translated
+def record_run_time(tier: str, job_id: str, *, seen: RunTimes, new: RunTimes, now: str) -> RecordOutcome:
+    """Fold one job's slot time into the tier's average, once per job, in one transaction:
+    the tier item ``runsMeasured`` as read (compare-and-set) -> the new average and count; the job
+    ``runTimeRecordedAt`` absent -> now."""
+    settings = get_settings()
+    seen_condition = (
+        "attribute_not_exists(#measured)" if seen.average_seconds is None else "#measured = :seenMeasured"
+    )
+    seen_values = {} if seen.average_seconds is None else {":seenMeasured": seen.measured}
+    items = [
+        {
+            "Update": {
+                "TableName": settings.tiers_table_name,
+                "Key": dynamo.to_item({"tier": tier}),
+                "UpdateExpression": "SET #average = :average, #measured = :measured",
+                "ConditionExpression": f"attribute_exists(#tier) AND {seen_condition}",
+                "ExpressionAttributeNames": {
+                    "#average": AVERAGE_ATTRIBUTE,
+                    "#measured": MEASURED_ATTRIBUTE,
+                    "#tier": "tier",
+                },
+                "ExpressionAttributeValues": dynamo.values(
+                    {":average": new.average_seconds, ":measured": new.measured, **seen_values}
+                ),
+            }
+        },
+        {
+            "Update": {
+                "TableName": settings.jobs_table_name,
+                "Key": dynamo.to_item({"jobId": job_id}),
+                "UpdateExpression": "SET #recorded = :now",
+                "ConditionExpression": "attribute_exists(jobId) AND attribute_not_exists(#recorded)",
+                "ExpressionAttributeNames": {"#recorded": "runTimeRecordedAt"},
+                "ExpressionAttributeValues": dynamo.values({":now": now}),
+            }
+        },
+    ]
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+    except ClientError as error:
+        code = dynamo.error_code(error)
+        if code == "TransactionConflictException":
+            return RecordOutcome.CHANGED
+        if code != "TransactionCanceledException":
+            raise
+        tier_code, job_code = [*dynamo.cancellation_codes(error), None, None][:2]
+        if job_code == "ConditionalCheckFailed":
+            return RecordOutcome.ALREADY_RECORDED
+        if tier_code == "ConditionalCheckFailed":
+            return RecordOutcome.CHANGED
+        raise
+    return RecordOutcome.RECORDED

@@ -20,6 +20,7 @@ from controlplane.api.keys import MAX_ROTATION_GRACE_SECONDS, ApiKey, KeyPolicy,
 from controlplane.builds.results import BuildResults
 from controlplane.core.model import Tier
 from controlplane.jobs.execution_path import ExecutionPath
+from controlplane.jobs.explaining import Explanation, Hold
 from controlplane.jobs.lifecycle import Job, JobStatus
 from controlplane.tenants.access_policy import ONBOARDING_TENANT_ID_PATTERN, onboarding_refusal
 from controlplane.tenants.model import ProblemType, TenantStatus, target_declaration_problem
@@ -89,6 +90,127 @@ class TimelineView(ResponseModel):
     reason: str | None = None
 
 
+class _Explained(ResponseModel):
+    # Read off controlplane.jobs.explaining's dataclasses.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", from_attributes=True
+    )
+
+
+class CountView(_Explained):
+    value: int
+    at_least: bool = Field(default=False, description="The bounded count stopped at its bound: at least this")
+
+
+class PositionView(_Explained):
+    place: int = Field(description="1-based, in arrival order")
+    of: int
+    at_least: bool = False
+
+
+class SlotsView(_Explained):
+    running: int
+    guaranteed: int
+    borrowable: int
+    limit: int = Field(description="guaranteed + borrowable: the tier never runs more")
+
+
+class UsageView(_Explained):
+    running: int
+    cap: int | None = Field(default=None, description="None: no cap")
+
+
+class HoldingView(_Explained):
+    hold: Hold
+    detail: str
+
+
+class AheadTenantView(_Explained):
+    tenant_id: str
+    fair_key: float
+    tag: float
+    weight: float
+    running: int
+    cap: int | None = None
+    why: str
+
+
+class StandingView(_Explained):
+    tag: float = Field(description="The tenant's fair tag in the tier's virtual time")
+    fair_key: float = Field(description="max(tag, tier clock): the gate admits the lowest first")
+    tier_clock: float
+    weight: float
+    usage: float = Field(description="Slot-units charged recently, decayed to now")
+    backlog_since: str | None = None
+    tenants_ahead: CountView = Field(description="Backlogged tenants below their cap the gate picks first")
+    backlogged_tenants: CountView
+    ahead: list[AheadTenantView] = Field(
+        default_factory=list, description="The next tenants in fair order (operator views only)"
+    )
+    rule: str
+
+
+class StartEstimateView(_Explained):
+    seconds: float | None = Field(default=None, description="None: no run of the tier measured yet")
+    starts_at: str | None = None
+    jobs_ahead: int
+    slots: int
+    average_run_seconds: float | None = None
+    runs_measured: int
+    method: str
+
+
+class WaitingView(_Explained):
+    tenant_position: PositionView = Field(description="Among the tenant's waiting jobs in the tier")
+    tier_position: PositionView = Field(description="In the tier's waiting room")
+    tier: str
+    tier_slots: SlotsView
+    account: UsageView
+    tenant: UsageView
+    holding: list[HoldingView] = Field(description="Every limit holding the job now, most binding first")
+    fair_share: StandingView
+    estimate: StartEstimateView
+
+
+class SlotHeldView(_Explained):
+    borrowed: bool | None = Field(default=None, description="None: not recorded for this job")
+    lent_by: str | None = Field(default=None, description='A tier, or "account" (its unguaranteed slots)')
+    detail: str
+
+
+class LogLocationView(_Explained):
+    what: str
+    log_group: str | None = None
+    log_stream: str | None = None
+    query: str | None = Field(default=None, description="A CloudWatch Logs Insights query over the log group")
+    file: str | None = Field(default=None, description="The emulator's log file")
+
+
+class FailureView(_Explained):
+    status: JobStatus
+    recorded_by: str | None = Field(default=None, description="The state that recorded the end")
+    failed_step: str = Field(description="The step the job was in when it failed")
+    reason: str
+    at: str | None = None
+    execution_arn: str | None = None
+    pipeline_execution_arn: str | None = None
+    logs: list[LogLocationView] = Field(default_factory=list)
+
+
+class ExplanationView(_Explained):
+    """Why the job is where it is (controlplane.jobs.explaining): for a QUEUED job ``waiting``, for an
+    ADMITTED or RUNNING one ``slot``, for a FAILED or STOPPED one ``failure``."""
+
+    summary: str
+    waiting: WaitingView | None = None
+    slot: SlotHeldView | None = None
+    failure: FailureView | None = None
+
+    @classmethod
+    def of(cls, explanation: Explanation | None) -> ExplanationView | None:
+        return None if explanation is None else cls.model_validate(explanation)
+
+
 class JobView(ResponseModel):
     job_id: str
     status: JobStatus
@@ -124,6 +246,9 @@ class JobView(ResponseModel):
         default=None, description="Every step of the build as SageMaker reported it, and what it produced"
     )
     cost: JobCost | None = Field(default=None, description="How the estimate was made, per instance type")
+    explanation: ExplanationView | None = Field(
+        default=None, description="Why the job waits, whose slot it holds, or where it failed (GET only)"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -144,6 +269,11 @@ class JobView(ResponseModel):
                 "cost_usd": cost.total_usd if cost else None,
             }
         )
+
+    @classmethod
+    def explained(cls, job: Job, explanation: Explanation | None) -> JobView:
+        """The job view with why it waits, whose slot it holds or where it failed (GET of one job)."""
+        return cls.of(job).model_copy(update={"explanation": ExplanationView.of(explanation)})
 
 
 class JobPage(ResponseModel):

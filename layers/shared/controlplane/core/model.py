@@ -40,3 +40,14 @@ class Tier(StrEnum):
     BASIC = "basic"
     STANDARD = "standard"
     PREMIUM = "premium"
+
+
+class BoundedCount(CamelModel):
+    """A count read with a bounded query (Select=COUNT, one page of at most a fixed number of items): the
+    value, and whether there may be more (the query stopped at its bound)."""
+
+    value: int
+    at_least: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.value}+" if self.at_least else str(self.value)

@@ -325,7 +325,12 @@ class Job(CamelModel):
     queue_share: str | None = None
     queue_task_token: str | None = None
     admitted_at: str | None = None
+    # Set by the take: whether the slot is borrowed, and from whom (empty: the tier's own slot).
+    slot_borrowed: bool | None = None
+    slot_lent_by: str | None = None
     slot_released_at: str | None = None
+    # When the gate folded this job's slot time into its tier's run-time average (once per job).
+    run_time_recorded_at: str | None = None
     pipeline_execution_arn: str | None = None
     pipeline_task_token: str | None = None
     pipeline_outcome: PipelineOutcome | None = None

@@ -4,6 +4,9 @@ Access patterns (key conditions as in template.yaml):
 - get / claim / transition a job ........ jobId = :j (claim: attribute_not_exists(jobId))
 - a tier's waiting room, oldest first ... index tier-queue: queueTier = :tier, ascending queuedAt
 - a tenant's waiting jobs in a tier ..... index share-queue: queueShare = :tier#tenant, ascending queuedAt
+- a waiting job's position (explaining) .. index tier-queue: queueTier = :tier AND queuedAt < :queuedAt, and
+                                           index share-queue: queueShare = :share AND queuedAt < :queuedAt,
+                                           Select=COUNT, one page of at most POSITION_COUNT_LIMIT items
 - close the job of an ended execution ... jobId = :j IF executionArn = :arn AND status not terminal
 - cancel (API) ........................... jobId = :j IF status IN (RECEIVED, VALIDATED) -> CANCELLED, else
                                            IF status IN (QUEUED, ADMITTED, RUNNING) -> SET cancelRequestedAt
@@ -31,6 +34,7 @@ from pydantic import ValidationError
 from controlplane.core import dynamo
 from controlplane.core.clients import client
 from controlplane.core.errors import JobClosedError, JobNotFoundError, TransitionNotAllowedError
+from controlplane.core.model import BoundedCount
 from controlplane.jobs.lifecycle import (
     STATE_PIPELINE_WAIT,
     STATE_VALIDATE,
@@ -379,6 +383,37 @@ def look_again_later(job_id: str, *, status: JobStatus, now: str) -> bool:
         ReturnValues="NONE",
     )
     return applied
+
+
+# Items one position count may read (a single Query page): the explanation's cost is bounded by it, not by
+# how many jobs wait; beyond it the view says "at least".
+POSITION_COUNT_LIMIT: Final = 1000
+
+
+def _count_waiting(index: str, attribute: str, value: str, before: str | None) -> BoundedCount:
+    condition = "#key = :key" + (" AND #queuedAt < :before" if before is not None else "")
+    names = {"#key": attribute} | ({"#queuedAt": "queuedAt"} if before is not None else {})
+    values = {":key": value} | ({":before": before} if before is not None else {})
+    response = client("dynamodb").query(
+        TableName=_table(),
+        IndexName=index,
+        KeyConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=dynamo.values(values),
+        Select="COUNT",
+        Limit=POSITION_COUNT_LIMIT,
+    )
+    return BoundedCount(value=int(response.get("Count", 0)), at_least=bool(response.get("LastEvaluatedKey")))
+
+
+def count_waiting_in_tier(tier: str, *, queued_before: str | None = None) -> BoundedCount:
+    """Jobs in the tier's waiting room (queued before ``queued_before``, when given)."""
+    return _count_waiting(TIER_QUEUE_INDEX, "queueTier", tier, queued_before)
+
+
+def count_waiting_in_share(share_id: str, *, queued_before: str | None = None) -> BoundedCount:
+    """A tenant's waiting jobs in a tier (queued before ``queued_before``, when given)."""
+    return _count_waiting(SHARE_QUEUE_INDEX, "queueShare", share_id, queued_before)
 
 
 def share_waiting(share_id: str, *, limit: int) -> list[Job]:
