@@ -202,7 +202,7 @@ def test_every_tier_instance_type_has_a_price() -> None:
     for name in used:
         price = prices.instance_price(name)
         assert price is not None
-        assert price.source.startswith("https://aws.amazon.com/")
+        assert price.source == prices.SAGEMAKER_PRICING
 
 
 def test_the_control_plane_share_is_the_bench_price_of_the_bench_figures() -> None:
