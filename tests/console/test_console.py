@@ -151,14 +151,15 @@ def test_the_console_shows_the_tiers_a_running_job_and_its_state_then_the_end(co
         ended = _until(
             lambda: (
                 (s := _shows(browser, job_id))["jobStatus"] == "STOPPED"
+                # The list and the job's panel are separate reads of one poll: wait for both.
+                and s["rowStatus"] == "STOPPED"
                 and STOPPED_STATE in s["visited"]
                 and s
             ),
-            "the page to show the job STOPPED",
+            "the page to show the job STOPPED, in its row and its panel",
         )
         browser.screenshot(SCREENSHOTS / "stopped.png")
         assert ended["current"] == []
-        assert ended["rowStatus"] == "STOPPED"
         assert RUNNING_STATE in ended["visited"]
 
 

@@ -443,6 +443,7 @@ def test_every_rule_of_the_table_names_an_action_of_its_service() -> None:
         "PipelineExecutionArn": "arn:x",
         "ModelPackageGroupName": "g",
         "ModelPackageName": "m",
+        "ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1",
         "ProcessingJobName": "pj",
         "TrainingJobName": "tj",
         "ResourceArn": "arn:r",
