@@ -123,16 +123,15 @@ def _print_summary(summary: dict[str, Any], executions: int, runner: str) -> boo
 
 
 def _hand_off_one_model(
-    cloud: LocalCloud, stack: Any, outputs: dict[str, str], summary: dict[str, Any]
+    api_url: str, cloud: LocalCloud, tenant_keys: dict[str, str], summary: dict[str, Any]
 ) -> bool:
-    """Approve one registered model through the API and show its hand-off event (scripts/demo_handoff)."""
+    """Approve one registered model through the API, as its tenant, and show its hand-off event
+    (scripts/demo_handoff)."""
     tenant_id = next((figures["tenant"] for figures in summary["tiers"].values() if figures["models"]), None)
     if tenant_id is None:
         print("\nFAILED: no model version was registered, so none could be approved", file=sys.stderr)
         return False
-    summary["handoff"], ok = approve_one_model(
-        cloud, cloud.api_url(stack, "ControlPlaneApi"), outputs, tenant_id
-    )
+    summary["handoff"], ok = approve_one_model(cloud, api_url, tenant_id, tenant_keys[tenant_id])
     return ok
 
 
@@ -397,7 +396,7 @@ def main() -> int:
             for month, figures in sorted(months.items())[-1:]
         }
         summary["usageOperatorView"] = usage["operator"]
-        handoff_ok = runner == "simulated" or _hand_off_one_model(cloud, stack, outputs, summary)
+        handoff_ok = runner == "simulated" or _hand_off_one_model(api_url, cloud, tenant_keys, summary)
         gate = draw_gate(dynamodb, tiers_table, settings, jobs_by_tenant)
         # Every AWS call the functions and the state machine made, against their roles' statements.
         permissions = cloud.permission_report()

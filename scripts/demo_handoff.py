@@ -1,10 +1,8 @@
 """The demo's approval step: approve one model version through the status API and read back the
 hand-off event a deployment workflow would start from.
 
-It calls the operator routes (/tenants/{id}/models...) with an operator key: the demo's tenants are
-onboarded by scripts/tenants.py, which gives them no usage key, and the API requires one of a tenant key
-(its tier's rate limits). The tenant routes run the same use cases (tests/unit/test_models_api.py, and over
-HTTP in tests/integration/test_status_api.py).
+It calls the tenant routes (GET /models, POST /models/{version}/approval) with the tenant's own key, as a
+tenant would; operators have the same under /tenants/{tenantId}/models (tests/unit/test_models_api.py).
 
 The event is read the way a deployment workflow would receive it: an EventBridge rule on the default bus
 (source ``mlaas.controlplane``, detail-type ``Model Version Approved``) delivering to an SQS queue that
@@ -21,7 +19,6 @@ from typing import Any, Final
 import requests
 
 from controlplane.models.versions import HANDOFF_DETAIL_TYPE, HANDOFF_SOURCE
-from scripts.api_keys import create_operator_key
 
 _RULE: Final = "demo-deployment-workflow"
 _WAIT_SECONDS: Final = 60.0
@@ -54,7 +51,7 @@ def _received(cloud: Any, url: str, *, seconds: float, until_first: bool) -> lis
 
 
 def approve_one_model(
-    cloud: Any, api_url: str, outputs: dict[str, str], tenant_id: str
+    cloud: Any, api_url: str, tenant_id: str, tenant_key: str
 ) -> tuple[dict[str, Any], bool]:
     """Approve the tenant's newest version through the API and wait for its hand-off event.
 
@@ -62,8 +59,8 @@ def approve_one_model(
     event naming it, a second approval changing nothing and sending none."""
     url = _listen(cloud)
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {create_operator_key(cloud, outputs)}"
-    models = f"{api_url}/tenants/{tenant_id}/models"
+    session.headers["Authorization"] = f"Bearer {tenant_key}"
+    models = f"{api_url}/models"
     listed = session.get(models, timeout=30)
     listed.raise_for_status()
     versions = listed.json()["items"]
@@ -73,7 +70,7 @@ def approve_one_model(
     version = versions[0]
     print(
         f"\nApproving {tenant_id}'s model version {version['version']} through the API "
-        "(POST /tenants/{tenantId}/models/{version}/approval, operator key):"
+        "(POST /models/{version}/approval, with the tenant's own key):"
     )
     body = {"approvalStatus": "Approved", "description": "approved by make demo"}
     first = session.post(f"{models}/{version['version']}/approval", json=body, timeout=30)

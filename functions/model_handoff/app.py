@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.models.approval import hand_off
 from controlplane.observability import bind_job, instrumented
+from controlplane.settings import get_settings
+
+settings = get_settings()
 
 
 class ModelPackageStateDetail(BaseModel):
@@ -34,7 +37,7 @@ class ModelPackageStateChangeEvent(EventBridgeModel):  # type: ignore[misc]
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     change = parse(event=event, model=ModelPackageStateChangeEvent)
-    sent = hand_off(change.detail.model_package_arn)
+    sent = hand_off(change.detail.model_package_arn, artifacts_bucket=settings.artifacts_bucket_name)
     if sent is None:
         return {"handedOff": False, "modelPackageArn": change.detail.model_package_arn}
     bind_job(tenant_id=sent.tenant_id, job_id=sent.job_id, tier=sent.tier)

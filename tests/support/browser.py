@@ -92,8 +92,20 @@ class Browser:
             result: dict[str, Any] = message.get("result", {})
             return result
 
-    def navigate(self, url: str) -> None:
+    def navigate(self, url: str, timeout: float = 60.0) -> None:
+        """Open ``url`` and return once its document has loaded (a busy machine may take seconds)."""
         self.command("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                href, ready = self.evaluate("[location.href, document.readyState]")
+            except BrowserError:  # between two documents
+                href, ready = "", ""
+            if href.split("#")[0] == url.split("#", maxsplit=1)[0] and ready == "complete":
+                return
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{url} did not load within {timeout:.0f} s (at {href!r}, {ready!r})")
+            time.sleep(0.2)
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (JSON-serialisable values only)."""

@@ -39,11 +39,14 @@ def sagemaker_updates_like_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SageMakerModelBackend, "update_model_package", update)
 
 
-def register(tenant_id: str, number: int, *, auc: float = 0.86, tier: str = "basic") -> str:
-    """A version as the pipeline's register step creates it: artifact, evaluation report, metadata."""
+def register(
+    tenant_id: str, number: int, *, auc: float = 0.86, tier: str = "basic", bucket: str | None = None
+) -> str:
+    """A version as the pipeline's register step creates it: artifact, evaluation report, metadata
+    (``bucket``: the artifacts bucket of the stack that built it; this stack's by default)."""
     job_id = job_id_for(number)
     prefix = f"tenants/{tenant_id}/jobs/{job_id}/model"
-    bucket = ENVIRONMENT["ARTIFACTS_BUCKET_NAME"]
+    bucket = bucket or ENVIRONMENT["ARTIFACTS_BUCKET_NAME"]
     report = {
         "binary_classification_metrics": {"auc": {"value": auc}, "accuracy": {"value": 0.8}},
         "validation_metric": {"name": "auc", "value": auc},
@@ -392,3 +395,26 @@ def test_an_approved_version_outside_a_tenant_group_is_not_handed_off(
     result = load_app("model_handoff").lambda_handler(state_change(arn), LambdaContext())
     assert result == {"handedOff": False, "modelPackageArn": arn}
     assert handoffs() == []
+
+
+def test_another_stacks_approved_version_is_left_to_that_stack(
+    load_app: Callable[[str], ModuleType],
+    handoffs: Callable[[], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Group names are per tenant and SageMaker's events reach every stack of the account: a version built
+    by another stack (its model in that stack's artifacts bucket) is neither announced nor read here."""
+    other_bucket = "other-stack-artifacts"
+    aws_client("s3").create_bucket(Bucket=other_bucket)
+    arn = register("acme", 1, bucket=other_bucket)
+    aws_client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    from controlplane.core.clients import client  # noqa: PLC0415
+
+    s3 = client("s3")
+    read: list[str] = []
+    original = s3.get_object
+    monkeypatch.setattr(s3, "get_object", lambda **kw: read.append(kw["Bucket"]) or original(**kw))
+    result = load_app("model_handoff").lambda_handler(state_change(arn), LambdaContext())
+    assert result == {"handedOff": False, "modelPackageArn": arn}
+    assert handoffs() == []
+    assert other_bucket not in read

@@ -61,15 +61,20 @@ def decide(
     return DecisionResult(version=updated, previous_status=current.approval_status, changed=True)
 
 
-def hand_off(model_package_arn: str) -> HandoffDetail | None:
+def hand_off(model_package_arn: str, *, artifacts_bucket: str) -> HandoffDetail | None:
     """Announce an approved version (called for SageMaker's change event of a tenant group's version).
 
     The registry is read again, so a stale or replayed event cannot announce a version that is no longer
-    approved; a version not built by a tenant build (no tenant metadata, or a group not its tenant's) is
-    not handed off. Returns the detail sent, or None when there is nothing to announce."""
-    found = registry.describe(model_package_arn)
+    approved; a version not built by a tenant build of this stack (its model not in ``artifacts_bucket``,
+    no tenant metadata, or a group not its tenant's) is not handed off. Returns the detail sent, or None
+    when there is nothing to announce."""
+    found = registry.describe(model_package_arn, reports_bucket=artifacts_bucket)
     if found is None or found.approval_status != ApprovalStatus.APPROVED:
         logger.info("Nothing to hand off", extra={"modelPackageArn": model_package_arn})
+        return None
+    if not found.built_in(artifacts_bucket):
+        # Every stack of the account hears SageMaker's events: the version's own stack announces it.
+        logger.info("Ignored: another stack's model version", extra={"modelPackageArn": model_package_arn})
         return None
     if found.tenant_id is None or not found.owned_by(found.tenant_id):
         logger.warning(

@@ -28,6 +28,7 @@ from controlplane.models.versions import (
     HandoffNotSentError,
     Metrics,
     ModelVersion,
+    in_bucket,
     metrics_of,
 )
 from controlplane.observability import logger
@@ -84,8 +85,9 @@ def _metrics(uri: str | None) -> Metrics:
 
 
 @translated
-def describe(model_package_arn: str) -> ModelVersion | None:
-    """The version with its metrics; None when it does not exist."""
+def describe(model_package_arn: str, *, reports_bucket: str | None = None) -> ModelVersion | None:
+    """The version with its metrics; None when it does not exist. ``reports_bucket``: read the evaluation
+    report only from this bucket (another stack's report is not this function's to read)."""
     try:
         package = client("sagemaker").describe_model_package(ModelPackageName=model_package_arn)
     except ClientError as error:
@@ -93,7 +95,10 @@ def describe(model_package_arn: str) -> ModelVersion | None:
             return None
         raise
     statistics = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
-    return _version(package, _metrics(statistics.get("S3Uri")))
+    report = statistics.get("S3Uri")
+    if reports_bucket is not None and not in_bucket(report, reports_bucket):
+        return _version(package, Metrics())
+    return _version(package, _metrics(report))
 
 
 @translated

@@ -84,6 +84,15 @@ class ModelVersion:
         """In the tenant's group and built for it: anything else is answered as missing."""
         return self.group == model_package_group_name(tenant_id) and self.tenant_id == tenant_id
 
+    def built_in(self, artifacts_bucket: str) -> bool:
+        """Built by the stack whose artifacts bucket this is. Group names are per tenant, not per stack, and
+        SageMaker's change events reach every stack of the account: another stack's version is not ours."""
+        return in_bucket(self.artifact_uri, artifacts_bucket)
+
+
+def in_bucket(uri: str | None, bucket: str) -> bool:
+    return bool(uri) and str(uri).startswith(f"s3://{bucket}/")
+
 
 @dataclass(frozen=True)
 class DecisionResult:
