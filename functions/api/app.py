@@ -83,6 +83,7 @@ from controlplane.jobs import store as jobs
 from controlplane.jobs.cancelling import cancel_job
 from controlplane.jobs.explaining import Audience
 from controlplane.jobs.lifecycle import Job, JobStatus
+from controlplane.jobs.listing import JobListingError, tenant_jobs_page
 from controlplane.models.versions import ModelVersionNotFoundError
 from controlplane.observability import bind_job, instrumented, logger
 from controlplane.settings import get_api_settings, get_settings
@@ -103,8 +104,6 @@ app = APIGatewayRestResolver(enable_validation=True)
 for _routes in ("operator_jobs", "model_routes", "usage_routes"):
     app.include_router(importlib.import_module(f"{__package__}.{_routes}" if __package__ else _routes).router)
 
-_EARLIEST: Final = "0000-01-01T00:00:00.000Z"
-_LATEST: Final = "9999-12-31T23:59:59.999Z"
 _JOB_NOT_FOUND: Final = "no such job"
 _TENANT_NOT_FOUND: Final = "no such tenant"
 
@@ -140,6 +139,11 @@ def _no_such_owner(error: OwnerNotFoundError) -> Response[str]:
 @app.exception_handler(KeyNotChangeableError)  # type: ignore[untyped-decorator]
 def _key_not_changeable(error: KeyNotChangeableError) -> Response[str]:
     return _problem(409, str(error))
+
+
+@app.exception_handler(JobListingError)  # type: ignore[untyped-decorator]
+def _job_listing_refused(error: JobListingError) -> Response[str]:
+    return _problem(400, str(error))
 
 
 @app.exception_handler(KeyRequestError)  # type: ignore[untyped-decorator]
@@ -248,18 +252,12 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
 ) -> JobPage:
-    tenant_id = _tenant()
     start = _page_start(next_token, jobs.TENANT_JOBS_PAGE_KEYS)
-    if start is not None and start["tenantId"] != tenant_id:
-        raise BadRequestError("nextToken: not a token this API issued for this listing")
-    created_from, created_to = created_after or _EARLIEST, created_before or _LATEST
-    if created_from > created_to:
-        raise BadRequestError("createdAfter is later than createdBefore")
-    found, last = jobs.list_for_tenant(
-        tenant_id,
-        created_from=created_from,
-        created_to=created_to,
-        status=status.value if status else None,
+    found, last = tenant_jobs_page(
+        _tenant(),
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
         limit=limit,
         start_key=start,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Final, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, NotFoundError
+from aws_lambda_powertools.event_handler.exceptions import ForbiddenError, NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -20,7 +20,6 @@ from controlplane.api.models import (
     MAX_PAGE_SIZE,
     TIMESTAMP_PATTERN,
     ExecutionPathView,
-    InvalidPageTokenError,
     JobPage,
     JobView,
     decode_page_token,
@@ -31,13 +30,12 @@ from controlplane.jobs import store as jobs
 from controlplane.jobs.explaining import Audience
 from controlplane.jobs.following import execution_path
 from controlplane.jobs.lifecycle import Job, JobStatus
+from controlplane.jobs.listing import tenant_jobs_page
 from controlplane.observability import bind_job
 from controlplane.uploads.keys import JOB_ID_PATTERN
 
 router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
 
-_EARLIEST: Final = "0000-01-01T00:00:00.000Z"
-_LATEST: Final = "9999-12-31T23:59:59.999Z"
 _TENANT_ID = Path(alias="tenantId", max_length=64)
 _JOB_ID = Path(alias="jobId", max_length=128)
 _NO_SUCH_JOB: Final = "no such job"
@@ -75,19 +73,16 @@ def list_tenant_jobs(
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
 ) -> JobPage:
     _operator()
-    start = None
-    if next_token is not None:
-        start = decode_page_token(next_token, expected_keys=jobs.TENANT_JOBS_PAGE_KEYS)
-        if start["tenantId"] != tenant_id:
-            raise InvalidPageTokenError("not a token this API issued for this listing")
-    created_from, created_to = created_after or _EARLIEST, created_before or _LATEST
-    if created_from > created_to:
-        raise BadRequestError("createdAfter is later than createdBefore")
-    found, last = jobs.list_for_tenant(
+    start = (
+        None
+        if next_token is None
+        else decode_page_token(next_token, expected_keys=jobs.TENANT_JOBS_PAGE_KEYS)
+    )
+    found, last = tenant_jobs_page(
         tenant_id,
-        created_from=created_from,
-        created_to=created_to,
-        status=status.value if status else None,
+        status=status,
+        created_after=created_after,
+        created_before=created_before,
         limit=limit,
         start_key=start,
     )

@@ -30,6 +30,7 @@ USE_CASES = {
     "controlplane.jobs.closing",
     "controlplane.jobs.following",
     "controlplane.jobs.explanations",
+    "controlplane.jobs.listing",
     "controlplane.jobs.sweep",
     "controlplane.models.approval",
     "controlplane.tenants.changing",
