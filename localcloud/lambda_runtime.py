@@ -463,11 +463,13 @@ class LambdaRuntime:
             },
             "responsePayload": _json_or_text(invocation.payload),
         }
+        # Lambda sends to the destination, by its ARN, with the function's execution role: only that
+        # SendMessage is the function's call. Finding the queue's URL is the emulator's own business.
+        lookup = emulator_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
+        queue_url = lookup.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
         sqs = emulator_client("sqs", endpoint_url=self._endpoint_url, region=self._region)
         if self._call_recorder is not None and spec is not None:
-            # Lambda sends to the destination with the function's execution role.
             self._call_recorder.attach(sqs, {"principal": spec.logical_id, "function": spec.function_name})
-        queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
         LOGGER.warning(
             "asynchronous invocation of %s failed %d times; sent to its on-failure destination %s",

@@ -281,6 +281,10 @@ def test_a_failing_asynchronous_invocation_ends_in_its_on_failure_destination(
     assert record["responsePayload"]["errorType"] == "FixtureExplosionError"
     log = stack.functions["AsyncFailingFunction"].log_path.read_text()
     assert log.count("START RequestId") == 2
+    # Lambda sends to the destination by its ARN with the function's role: SendMessage is the one call the
+    # function's role answers for (finding the queue's URL is the emulator's business, not the function's).
+    (failing,) = [p for p in cloud.permission_report().principals if p.principal == "AsyncFailingFunction"]
+    assert failing.actions == ("sqs:SendMessage",)
 
 
 def test_missing_code_directory_fails_at_invoke_time(cloud: LocalCloud, stack: Stack) -> None:
