@@ -88,9 +88,9 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-types: $(STAMP) ## mypy, strict (each function folder separately: they all define module `app`)
+types: $(STAMP) ## mypy, strict (each function folder separately, every module of it: they all define module `app`)
 	$(BIN)/mypy layers/shared/controlplane localcloud scripts pipeline bench
-	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=layers/shared $(BIN)/mypy $$d/app.py || exit 1; done
+	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=layers/shared $(BIN)/mypy $$d*.py || exit 1; done
 
 template: $(STAMP) ## sam validate --lint, cfn-lint and sam build (no Docker needed)
 	$(BIN)/sam validate --lint --template template.yaml

@@ -161,45 +161,34 @@ def _bad_page_token(error: InvalidPageTokenError) -> Response[str]:
     return _problem(400, f"nextToken: {error}")
 
 
-def _caller() -> tuple[str, str | None]:
-    authorizer = app.current_event.request_context.authorizer
-    role = str(authorizer.get("role") or "")
-    tenant_id = authorizer.get("tenantId") or None
-    return role, (str(tenant_id) if tenant_id else None)
+def _caller() -> Actor:
+    context = app.current_event.request_context
+    return Actor.of(context.authorizer, context.request_id)
 
 
 def _tenant() -> str:
     """The calling tenant (from the authorizer's context, never from the request)."""
-    role, tenant_id = _caller()
-    if role != Role.TENANT.value or not tenant_id:
+    caller = _caller()
+    tenant_id = caller.tenant_id
+    if caller.role is not Role.TENANT or not tenant_id:
         raise ForbiddenError("this route is for tenant credentials")
     bind_job(tenant_id=tenant_id)
     return tenant_id
 
 
 def _operator() -> None:
-    role, _ = _caller()
-    if role != Role.OPERATOR.value:
+    if _caller().role is not Role.OPERATOR:
         raise ForbiddenError("this route is for operator credentials")
 
 
 def _actor() -> Actor:
     """Who is calling, for the audit trail: the key id, role and tenant the authorizer resolved."""
-    context = app.current_event.request_context
-    role, tenant_id = _caller()
-    key_id = context.authorizer.get("keyId") or context.authorizer.get("principalId") or "unknown"
-    return Actor(
-        key_id=str(key_id),
-        role=Role(role) if role in set(Role) else None,
-        tenant_id=tenant_id,
-        request_id=context.request_id,
-    )
+    return _caller()
 
 
 def _my_keys() -> KeyOwner:
     """The keys the caller manages on /keys: a tenant its own, an operator the operators'."""
-    role, _ = _caller()
-    if role == Role.OPERATOR.value:
+    if _caller().role is Role.OPERATOR:
         return KeyOwner.operators()
     return KeyOwner.tenant(_tenant())
 

@@ -8,11 +8,12 @@ tenant id the authorizer resolved, and a version must name that tenant; another 
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from controlplane.api import audit, auditing
 from controlplane.api.audit import Actor, AuditAction
@@ -32,7 +33,7 @@ from controlplane.observability import bind_job
 from controlplane.settings import get_api_settings
 from controlplane.tenants import store as tenants
 
-router = Router()
+router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
 
 _PAGE_KEYS: Final = frozenset({"tenantId", "registryToken"})
 _VERSION = Path(alias="version", ge=1, le=1_000_000, description="The version number in the tenant's group")
@@ -46,23 +47,23 @@ _APPROVAL = (
 )
 
 
-def _caller() -> tuple[str, str | None]:
-    authorizer = router.current_event.request_context.authorizer
-    tenant_id = authorizer.get("tenantId") or None
-    return str(authorizer.get("role") or ""), (str(tenant_id) if tenant_id else None)
+def _caller() -> Actor:
+    # The app that includes this router is an APIGatewayRestResolver.
+    context = cast(APIGatewayProxyEvent, router.current_event).request_context
+    return Actor.of(context.authorizer, context.request_id)
 
 
 def _tenant() -> str:
-    role, tenant_id = _caller()
-    if role != Role.TENANT.value or not tenant_id:
+    caller = _caller()
+    tenant_id = caller.tenant_id
+    if caller.role is not Role.TENANT or not tenant_id:
         raise ForbiddenError("this route is for tenant credentials")
     bind_job(tenant_id=tenant_id)
     return tenant_id
 
 
 def _operator_for(tenant_id: str) -> str:
-    role, _ = _caller()
-    if role != Role.OPERATOR.value:
+    if _caller().role is not Role.OPERATOR:
         raise ForbiddenError("this route is for operator credentials")
     if tenants.get(tenant_id) is None:
         raise NotFoundError("no such tenant")
@@ -107,15 +108,7 @@ def _decide(tenant_id: str, version: int, request: ApprovalRequest) -> ApprovalV
 
 
 def _audit(result: DecisionResult, request: ApprovalRequest) -> None:
-    context = router.current_event.request_context
-    role, tenant_id = _caller()
-    key_id = context.authorizer.get("keyId") or context.authorizer.get("principalId") or "unknown"
-    actor = Actor(
-        key_id=str(key_id),
-        role=Role(role) if role in set(Role) else None,
-        tenant_id=tenant_id,
-        request_id=context.request_id,
-    )
+    actor = _caller()
     after = {"approvalStatus": request.approval_status.value, "description": request.description}
     event = audit.event(
         actor,

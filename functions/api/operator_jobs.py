@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.exceptions import ForbiddenError, NotFo
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from controlplane.api.audit import Actor
 from controlplane.api.keys import Role
 from controlplane.api.models import (
     DEFAULT_PAGE_SIZE,
@@ -44,7 +45,7 @@ _NO_SUCH_JOB: Final = "no such job"
 def _operator() -> None:
     """Operator credentials only (the authorizer's policy already refuses tenant keys: defence in depth)."""
     event = cast(APIGatewayProxyEvent, router.current_event)  # the app is an APIGatewayRestResolver
-    if event.request_context.authorizer.get("role") != Role.OPERATOR.value:
+    if Actor.of(event.request_context.authorizer).role is not Role.OPERATOR:
         raise ForbiddenError("this route is for operator credentials")
 
 

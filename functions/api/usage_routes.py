@@ -10,12 +10,14 @@ it can never show another tenant's usage. Paginated with nextToken; no Scan (con
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from controlplane.api.audit import Actor
 from controlplane.api.keys import Role
 from controlplane.api.models import (
     DEFAULT_PAGE_SIZE,
@@ -30,13 +32,13 @@ from controlplane.tenants import store as tenants
 from controlplane.usage import store as usage
 from controlplane.usage.cost import MONTH_PATTERN
 
-router = Router()
+router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
 
 
-def _caller() -> tuple[str, str | None]:
-    authorizer = router.current_event.request_context.authorizer
-    tenant_id = authorizer.get("tenantId") or None
-    return str(authorizer.get("role") or ""), (str(tenant_id) if tenant_id else None)
+def _caller() -> Actor:
+    # The app that includes this router is an APIGatewayRestResolver.
+    context = cast(APIGatewayProxyEvent, router.current_event).request_context
+    return Actor.of(context.authorizer, context.request_id)
 
 
 def _start(token: str | None, keys: frozenset[str]) -> dict[str, Any] | None:
@@ -81,14 +83,15 @@ def get_usage(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
 ) -> UsagePage:
-    role, tenant_id = _caller()
-    if role == Role.TENANT.value and tenant_id:
+    caller = _caller()
+    tenant_id = caller.tenant_id
+    if caller.role is Role.TENANT and tenant_id:
         bind_job(tenant_id=tenant_id)
         if month is None:
             return _tenant_page(tenant_id, limit, next_token)
         months, _ = usage.tenant_months(tenant_id, limit=MAX_PAGE_SIZE)
         return UsagePage(items=[UsageMonthView.of(item) for item in months if item.month == month])
-    if role != Role.OPERATOR.value:
+    if caller.role is not Role.OPERATOR:
         raise ForbiddenError("this route is for tenant or operator credentials")
     if month is None:
         raise BadRequestError(
@@ -108,8 +111,7 @@ def get_tenant_usage(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
 ) -> UsagePage:
-    role, _ = _caller()
-    if role != Role.OPERATOR.value:
+    if _caller().role is not Role.OPERATOR:
         raise ForbiddenError("this route is for operator credentials")
     page = _tenant_page(tenant_id, limit, next_token)
     if not page.items and next_token is None and tenants.get(tenant_id) is None:

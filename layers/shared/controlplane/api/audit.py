@@ -43,6 +43,20 @@ class Actor:
     tenant_id: str | None = None
     request_id: str | None = None
 
+    @classmethod
+    def of(cls, authorizer: Mapping[str, Any], request_id: str | None = None) -> Actor:
+        """The caller as the authorizer resolved it (its context; never what the request claims). One
+        reading for the API's app and every router beside it."""
+        role = str(authorizer.get("role") or "")
+        tenant_id = authorizer.get("tenantId") or None
+        key_id = authorizer.get("keyId") or authorizer.get("principalId") or "unknown"
+        return cls(
+            key_id=str(key_id),
+            role=Role(role) if role in set(Role) else None,
+            tenant_id=str(tenant_id) if tenant_id else None,
+            request_id=request_id,
+        )
+
 
 class AuditEvent(CamelModel):
     trail: str = TRAIL
